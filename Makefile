@@ -1,0 +1,39 @@
+# `make run` and `make test` each do the whole set-up they need first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+FMNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: run test setup data clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP) data
+
+# Debian's copy of the real Fashion-MNIST, where the machine allows it (root and apt); skipped otherwise.
+data:
+	@if [ ! -d $(FMNIST) ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		(apt-get update -q && apt-get install -y -q dataset-fashion-mnist) >/dev/null 2>&1 \
+		|| echo "note: could not install dataset-fashion-mnist; tests that need it are skipped"; \
+	fi
+
+# The demo: random, herding, DM and DDM on Fashion-MNIST (quick profile), then the comparison table.
+DEMO_OUT ?= results/demo
+DEMO_ARGS ?= --dataset fashion-mnist --steps 5 --memory 20ipc --orders 2 --profile quick --device auto
+run: setup
+	for c in random herding dm ddm; do \
+		$(VENV)/bin/clbench run --condenser $$c $(DEMO_ARGS) --out $(DEMO_OUT) || exit 1; \
+	done
+	$(VENV)/bin/clbench compare $(DEMO_OUT)
+
+test: setup
+	$(VENV)/bin/python -m pytest
+
+clean:
+	rm -rf $(VENV) build *.egg-info

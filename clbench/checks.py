@@ -1,0 +1,35 @@
+"""Checks the harness applies to every SyntheticSet it receives, so that a faulty condenser is named at once."""
+from __future__ import annotations
+
+import torch
+
+from clbench.errors import CondenserError
+
+
+def check_synthetic_set(result, images_like: torch.Tensor, classes: list[int], ipc: int, name: str) -> None:
+    """Raise CondenserError naming the condenser and what is wrong; return quietly when the set is sound."""
+    prefix = f"condenser {name!r} "
+    if not hasattr(result, "images") or not hasattr(result, "labels"):
+        raise CondenserError(prefix + f"returned {type(result).__name__}, not a SyntheticSet")
+    images, labels = result.images, result.labels
+    if not isinstance(images, torch.Tensor) or not isinstance(labels, torch.Tensor):
+        raise CondenserError(prefix + "returned images/labels that are not tensors")
+    if images.dim() != 4 or tuple(images.shape[1:]) != tuple(images_like.shape[1:]):
+        raise CondenserError(
+            prefix + f"returned images of shape {tuple(images.shape)}; expected (N, {', '.join(map(str, images_like.shape[1:]))})"
+        )
+    if not images.is_floating_point():
+        raise CondenserError(prefix + f"returned images of dtype {images.dtype}; expected a floating dtype")
+    if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
+        raise CondenserError(prefix + f"returned {labels.shape[0] if labels.dim() else 0} labels for {images.shape[0]} images")
+    given = set(classes)
+    present = labels.unique().tolist()
+    stray = sorted(set(present) - given)
+    if stray:
+        raise CondenserError(prefix + f"returned labels of classes it was not given: {stray} (given {sorted(given)})")
+    counts = {c: int((labels == c).sum()) for c in classes}
+    wrong = {c: n for c, n in counts.items() if n != ipc}
+    if wrong:
+        raise CondenserError(prefix + f"returned the wrong number of images per class (expected {ipc}): {wrong}")
+    if not bool(torch.isfinite(images).all()):
+        raise CondenserError(prefix + "returned non-finite images (NaN or inf)")

@@ -1,0 +1,57 @@
+"""`clbench run`: parse the options into a RunConfig, run it, print the closing table."""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+
+def run(
+    condenser: Optional[str] = typer.Option(None, "--condenser", "-c", help="condenser name, or module.path:ClassName [default: random]"),
+    memory: Optional[str] = typer.Option(None, "--memory", "-m", help="<N>ipc images per class, or a total number of images [default: 20ipc]"),
+    orders: Optional[int] = typer.Option(None, "--orders", help="number of class orders (order s = numpy permutation of seed s) [default: 5]"),
+    first_order: Optional[int] = typer.Option(None, "--first-order", help="index of the first class order [default: 0]"),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="fashion-mnist, mnist, cifar10, cifar100, tinyimagenet, digits [default: fashion-mnist]"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="experiences (the classes must divide equally) [default: 5]"),
+    profile: Optional[str] = typer.Option(None, "--profile", help="paper, quick, or auto (paper on CUDA, quick on CPU) [default: auto]"),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N [default: auto]"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="run seed (condensation, networks, training draws) [default: 0]"),
+    network: Optional[str] = typer.Option(None, "--network", help="architecture of the condensation and evaluation networks [default: convnet]"),
+    nets: Optional[int] = typer.Option(None, "--nets", help="networks trained per step (default: 3 paper, 2 quick)"),
+    opt: List[str] = typer.Option([], "--opt", help="condenser option key=value (repeatable)"),
+    train: List[str] = typer.Option([], "--train", help="training recipe option key=value, e.g. epochs=300 (repeatable)"),
+    config: Optional[str] = typer.Option(None, "--config", help="TOML file with run options and [opt]/[train] tables"),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="folder for the record, snapshots and pictures [default: results]"),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="dataset folder (else $CLBENCH_DATA, the system copy, download)"),
+) -> None:
+    """Class-incremental learning with a condensed rehearsal memory, over several class orders."""
+    from clbench import config as cfg
+    from clbench.options import parse_assignments
+
+    # Options left out are None, so that a --config file's values are not overwritten by CLI defaults.
+    cli_values = {
+        "condenser": condenser, "memory": memory, "orders": orders, "first_order": first_order, "dataset": dataset,
+        "steps": steps, "profile": profile, "device": device, "seed": seed, "network": network,
+        "networks_per_step": nets, "out": out, "data_dir": data_dir,
+    }
+    overrides = {k: v for k, v in cli_values.items() if v is not None}
+    if opt:
+        overrides["opt"] = parse_assignments(opt)
+    if train:
+        overrides["train"] = parse_assignments(train)
+    base = cfg.merge(cfg.RunConfig(), cfg.load_toml(config)) if config else cfg.RunConfig()
+    run_config = cfg.merge(base, overrides)
+
+    from rich.console import Console
+
+    from clbench.cli.progress import RichReporter
+    from clbench.report import print_table, summary_rows
+    from clbench.runner import run as run_experiment
+
+    reporter = RichReporter()
+    try:
+        path, record = run_experiment(run_config, reporter)
+    finally:
+        reporter.close()
+    print_table(summary_rows([record]), "table", Console())
+    typer.echo(f"record: {path}")

@@ -1,0 +1,113 @@
+"""A run's configuration: flat named defaults, overridable from the CLI or a TOML file, saved in the record.
+
+Profiles fix the protocol's cost. `paper` is the published protocol (20000 condensation iterations for DM/DDM,
+1000 training epochs, 3 networks per step); `quick` is sized for a 2-core CPU: the condensers' and the training
+recipe's `quick` option values, and fewer networks; `auto` is paper on CUDA and quick otherwise.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from clbench.errors import UsageError
+from clbench.memory import MemoryBudget
+from clbench.options import build_options
+from clbench.training import TrainRecipe
+
+PROFILES = ("auto", "paper", "quick")
+NETWORKS_PER_STEP = {"paper": 3, "quick": 2}
+
+
+@dataclass
+class RunConfig:
+    condenser: str = "random"
+    dataset: str = "fashion-mnist"
+    memory: str = "20ipc"
+    steps: int = 5
+    orders: int = 5
+    first_order: int = 0  # orders are first_order .. first_order + orders - 1
+    profile: str = "auto"
+    device: str = "auto"
+    seed: int = 0
+    network: str = "convnet"
+    networks_per_step: int | None = None  # None: the profile's
+    opt: dict[str, Any] = field(default_factory=dict)  # condenser options (key=value)
+    train: dict[str, Any] = field(default_factory=dict)  # training recipe options (key=value)
+    out: str = "results"
+    data_dir: str | None = None
+    jobs: int = 1
+
+    def validate(self) -> None:
+        if self.orders < 1:
+            raise UsageError(f"--orders {self.orders}: give at least 1 class order")
+        if self.first_order < 0:
+            raise UsageError(f"--first-order {self.first_order}: orders are numbered from 0")
+        if self.steps < 1:
+            raise UsageError(f"--steps {self.steps}: give at least 1 step")
+        if self.profile not in PROFILES:
+            raise UsageError(f"--profile {self.profile!r}: choose one of {', '.join(PROFILES)}")
+        if self.networks_per_step is not None and self.networks_per_step < 1:
+            raise UsageError(f"--nets {self.networks_per_step}: train at least 1 network per step")
+        if self.jobs < 1:
+            raise UsageError(f"--jobs {self.jobs}: give at least 1")
+        if self.data_dir is not None and not Path(self.data_dir).is_dir():
+            raise UsageError(f"--data-dir {self.data_dir}: no such folder; create it or point to your data")
+        MemoryBudget.parse(self.memory)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available here; use --device cpu")
+    return device
+
+
+def resolve_profile(profile: str, device: torch.device) -> str:
+    if profile == "auto":
+        return "paper" if device.type == "cuda" else "quick"
+    return profile
+
+
+def train_recipe(config: RunConfig, profile: str) -> TrainRecipe:
+    return build_options(TrainRecipe, config.train, profile, owner="the training recipe (--train)")
+
+
+def networks_per_step(config: RunConfig, profile: str) -> int:
+    return config.networks_per_step or NETWORKS_PER_STEP[profile]
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """A config file: top-level keys of RunConfig, plus [opt] and [train] tables."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"--config {path}: no such file")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"--config {path}: not valid TOML ({exc})") from None
+    known = {f.name for f in dataclasses.fields(RunConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise UsageError(f"--config {path}: unknown keys {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return data
+
+
+def merge(base: RunConfig, overrides: dict[str, Any]) -> RunConfig:
+    """`overrides` (only the keys set) on top of `base`; opt/train tables merge key by key."""
+    values = dataclasses.asdict(base)
+    for key, value in overrides.items():
+        if key in ("opt", "train"):
+            values[key] = {**values[key], **value}
+        else:
+            values[key] = value
+    return RunConfig(**values)

@@ -1,0 +1,205 @@
+"""Run records: one JSON file per run, its typed schema, atomic writes, and the summaries derived from it.
+
+A record holds the resolved configuration, the environment, per order and step the classes, the accuracy of
+each network, the per-class accuracy, the condensation and training seconds; and summaries: final accuracy
+(mean/std over orders x networks), average incremental accuracy, forgetting, and the accuracy curve.
+Accuracies are percentages. Standard deviations are population std (numpy's default), as in the DM/DDM code.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import tempfile
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clbench.errors import UsageError
+
+SCHEMA = "clbench.run"
+SCHEMA_VERSION = 1
+RECORD_SUFFIX = ".json"
+
+
+# -- writing ---------------------------------------------------------------------------------------------
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename into place: never a half file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def atomic_torch_save(path: str | Path, obj: Any) -> None:
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def new_run_id(condenser: str, dataset: str) -> str:
+    """Unique even for two runs started in the same second into the same folder."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    safe = condenser.replace(":", "-").replace(".", "-").replace("/", "-")
+    return f"{dataset}-{safe}-{stamp}-{uuid.uuid4().hex[:6]}"
+
+
+def environment(device: str) -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "host": socket.gethostname(),
+        "device": device,
+        "cpu_threads": torch.get_num_threads(),
+        "git_revision": _git_revision(),
+    }
+    try:
+        from importlib.metadata import version
+
+        info["clbench"] = version("clbench")
+        info["avalanche"] = version("avalanche-lib")
+    except Exception:  # not installed as a distribution: still a valid record
+        pass
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["device_name"] = torch.cuda.get_device_name(torch.device(device))
+    else:
+        info["device_name"] = platform.processor() or platform.machine()
+    return info
+
+
+def _git_revision() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+# -- summaries -------------------------------------------------------------------------------------------
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    return float(np.mean(values)), float(np.std(values))
+
+
+def summarise(orders: list[dict[str, Any]]) -> dict[str, Any]:
+    """Summaries over the orders whose every step is done (an incomplete order counts for the curve only)."""
+    complete = [o for o in orders if o.get("complete")]
+    final = [acc for o in complete for acc in o["steps"][-1]["accuracies"]]
+    incremental = []
+    for o in complete:
+        per_net = np.array([s["accuracies"] for s in o["steps"]])  # steps x networks
+        incremental.extend(per_net.mean(axis=0).tolist())
+    forgetting = [f for o in complete if (f := order_forgetting(o)) is not None]
+    curve = []
+    max_steps = max((len(o["steps"]) for o in orders), default=0)
+    for t in range(max_steps):
+        accs = [a for o in orders if len(o["steps"]) > t for a in o["steps"][t]["accuracies"]]
+        classes = next(len(o["steps"][t]["seen_classes"]) for o in orders if len(o["steps"]) > t)
+        mean, std = _mean_std(accs)
+        curve.append({"classes": classes, "mean": mean, "std": std, "n": len(accs)})
+    fm, fs = _mean_std(final)
+    im, is_ = _mean_std(incremental)
+    gm, gs = _mean_std(forgetting)
+    return {
+        "final_accuracy_mean": fm,
+        "final_accuracy_std": fs,
+        "average_incremental_accuracy_mean": im,
+        "average_incremental_accuracy_std": is_,
+        "forgetting_mean": gm,
+        "forgetting_std": gs,
+        "orders_complete": len(complete),
+        "condense_seconds": float(sum(s["condense_seconds"] for o in orders for s in o["steps"])),
+        "train_seconds": float(sum(s["train_seconds"] for o in orders for s in o["steps"])),
+        "curve": curve,
+    }
+
+
+def order_forgetting(order: dict[str, Any]) -> float | None:
+    """Mean over classes learnt before the last step of (best earlier accuracy - final accuracy)."""
+    steps = order["steps"]
+    if len(steps) < 2:
+        return None
+    final = {int(c): a for c, a in steps[-1]["class_accuracy"].items()}
+    drops = []
+    for c in final:
+        earlier = [float(s["class_accuracy"][str(c)]) for s in steps[:-1] if str(c) in s["class_accuracy"]]
+        if earlier:
+            drops.append(max(earlier) - final[c])
+    return float(np.mean(drops)) if drops else None
+
+
+# -- reading ---------------------------------------------------------------------------------------------
+class RecordError(UsageError):
+    """A file that is not a readable record of a known schema version."""
+
+
+def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
+    if not isinstance(record, dict) or record.get("schema") != SCHEMA:
+        raise RecordError(f"{source} is not a clbench run record (no \"schema\": \"{SCHEMA}\")")
+    version = record.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise RecordError(
+            f"{source} has schema version {version!r}; this clbench reads version {SCHEMA_VERSION} "
+            f"(upgrade clbench to read newer records)"
+        )
+    for key in ("run_id", "config", "orders", "summary"):
+        if key not in record:
+            raise RecordError(f"{source} is damaged: the field {key!r} is missing")
+    return record
+
+
+def load_record(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise RecordError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); the file is damaged") from None
+    except OSError as exc:
+        raise RecordError(f"{path}: cannot read ({exc.strerror})") from None
+    return validate_record(record, str(path))
+
+
+def find_records(paths: list[str | Path]) -> tuple[list[tuple[Path, dict]], list[str]]:
+    """Records under the given files/folders (recursively), and one warning per file that was skipped."""
+    records, warnings = [], []
+    for root in paths:
+        root = Path(root)
+        if not root.exists():
+            raise UsageError(f"{root}: no such file or folder")
+        files = [root] if root.is_file() else sorted(root.rglob(f"*{RECORD_SUFFIX}"))
+        for file in files:
+            if file.name.startswith("."):
+                continue
+            try:
+                records.append((file, load_record(file)))
+            except RecordError as exc:
+                warnings.append(f"skipped {exc}")
+    return records, warnings

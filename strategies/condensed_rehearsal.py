@@ -1,0 +1,207 @@
+"""The Avalanche strategy that turns a condenser into a class-incremental rehearsal memory.
+
+`train(experience)`: the condenser turns the new classes' real data into `ipc` images each; the memory keeps
+them (shrinking older classes under a total budget); `networks_per_step` FRESH networks (head over all
+classes of the dataset, original labels) are trained from scratch on the whole memory.
+`eval(test experiences so far)`: each of those networks is tested on the union of the given experiences.
+
+Behaviour around it (checkpoints, progress) lives in Avalanche plugins: the usual hooks fire
+(`before_training_exp`, `after_training_exp`, `after_eval`, ...), and `strategy.last_step` holds the result of
+the latest step for them to read.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from avalanche.training.templates.base import BaseTemplate
+from torch import Tensor, nn
+
+from clbench.checks import check_synthetic_set
+from clbench.errors import CondenserError, ClbenchError
+from clbench.memory import Memory, MemoryBudget
+from clbench.seeding import derive_seed, generator
+from clbench.training import TrainRecipe, evaluate, train_network
+from condensers.base import Condenser, CondenseTask
+
+
+@dataclass
+class RealData:
+    """The dataset's tensors, normalised and resident on the run's device."""
+
+    train_images: Tensor
+    train_labels: Tensor
+    test_images: Tensor
+    test_labels: Tensor
+    num_classes: int
+
+
+@dataclass
+class StepResult:
+    step: int
+    classes: list[int]
+    seen_classes: list[int]
+    ipc: int
+    memory_sizes: dict[int, int]
+    accuracies: list[float] = field(default_factory=list)  # one per network, percent
+    class_accuracy: dict[int, float] = field(default_factory=dict)  # mean over networks, percent
+    condense_seconds: float = 0.0
+    train_seconds: float = 0.0
+    condenser_facts: dict[str, Any] = field(default_factory=dict)
+
+
+class _NoModel(nn.Module):
+    """Avalanche templates want a model; this strategy makes fresh ones every step."""
+
+
+class CondensedRehearsal(BaseTemplate):
+    def __init__(
+        self,
+        *,
+        condenser: Condenser,
+        budget: MemoryBudget,
+        data: RealData,
+        class_order: list[int],
+        make_network: Callable[[int], nn.Module],
+        recipe: TrainRecipe,
+        augment: Any,
+        networks_per_step: int,
+        seed: int,
+        order_index: int,
+        device: torch.device,
+        condense_progress: Callable[[int, int, dict], None] | None = None,
+        train_progress: Callable[[int, int, int], None] | None = None,
+        plugins: list | None = None,
+        extras: dict | None = None,
+    ):
+        super().__init__(model=_NoModel(), device=device, plugins=plugins)
+        self.condenser = condenser
+        self.budget = budget
+        self.data = data
+        self.class_order = class_order
+        self.make_network = make_network
+        self.recipe = recipe
+        self.augment = augment
+        self.networks_per_step = networks_per_step
+        self.seed = seed
+        self.order_index = order_index
+        self.condense_progress = condense_progress
+        self.train_progress = train_progress
+        self.extras = extras or {}
+        self.memory = Memory()
+        self.networks: list[nn.Module] = []
+        self.step = 0
+        self.last_step: StepResult | None = None
+        self._eval_indices: list[Tensor] = []
+
+    # -- training: condense the new classes, then retrain from scratch on the memory --------------------
+    def _train_exp(self, experience, eval_streams=None, **kwargs):
+        new_classes = sorted(experience.classes_in_this_experience, key=self.class_order.index)
+        indices = torch.tensor(list(experience.dataset.sample_index), dtype=torch.long,
+                               device=self.data.train_images.device)
+        seen = self.memory.classes + new_classes
+        ipc = self.budget.per_class(len(seen))
+        result = StepResult(self.step, new_classes, seen, ipc, {})
+
+        start = time.perf_counter()
+        synthetic = self._condense(indices, new_classes, ipc)
+        result.condense_seconds = time.perf_counter() - start
+        result.condenser_facts = _jsonable(getattr(synthetic, "facts", {}) or {})
+        self.memory.shrink(ipc, self.condenser.shrink, generator(derive_seed(self.seed, self.order_index, self.step, "shrink")))
+        self.memory.add(synthetic.images.detach().to(self.device), synthetic.labels.to(self.device))
+        result.memory_sizes = self.memory.sizes()
+
+        start = time.perf_counter()
+        self.networks = self._retrain()
+        result.train_seconds = time.perf_counter() - start
+        self.model = self.networks[-1]
+        self.last_step = result
+
+    def _condense(self, indices: Tensor, classes: list[int], ipc: int):
+        cond_gen = generator(derive_seed(self.seed, self.order_index, self.step, "condense"), self.device)
+
+        def new_network(seed: int | None = None) -> nn.Module:
+            if seed is None:
+                seed = int(torch.randint(2**62, (1,), generator=cond_gen, device=cond_gen.device).item())
+            return self.make_network(seed)
+
+        task = CondenseTask(
+            images=self.data.train_images[indices],
+            labels=self.data.train_labels[indices],
+            classes=tuple(classes),
+            ipc=ipc,
+            generator=cond_gen,
+            new_network=new_network,
+            augment=self.augment,
+            device=self.device,
+            num_classes=self.data.num_classes,
+            progress=self.condense_progress or (lambda done, total, info: None),
+            extras=dict(self.extras),
+        )
+        name = getattr(self.condenser, "name", type(self.condenser).__name__)
+        try:
+            synthetic = self.condenser.condense(task)
+        except ClbenchError:
+            raise
+        except Exception as exc:  # a plugin's own bug: name it, keep the cause
+            raise CondenserError(f"condenser {name!r} raised {type(exc).__name__}: {exc}") from exc
+        check_synthetic_set(synthetic, task.images, classes, ipc, name)
+        return synthetic
+
+    def _retrain(self) -> list[nn.Module]:
+        images, labels = self.memory.tensors()
+        networks = []
+        for k in range(self.networks_per_step):
+            net = self.make_network(derive_seed(self.seed, self.order_index, self.step, "network", k))
+            train_gen = generator(derive_seed(self.seed, self.order_index, self.step, "train", k), self.device)
+            progress = None
+            if self.train_progress is not None:
+                progress = lambda done, total, k=k: self.train_progress(k, done, total)  # noqa: E731
+            train_network(net, images, labels, self.recipe, self.augment, train_gen, progress)
+            networks.append(net)
+        return networks
+
+    def _after_training_exp(self, **kwargs):
+        super()._after_training_exp(**kwargs)
+        self.step += 1
+
+    # -- evaluation: every network of the step on the test images of all classes seen so far -------------
+    def _before_eval(self, **kwargs):
+        self._eval_indices = []
+        super()._before_eval(**kwargs)
+
+    def _eval_exp(self, **kwargs):
+        self._eval_indices.append(
+            torch.tensor(list(self.experience.dataset.sample_index), dtype=torch.long,
+                         device=self.data.test_images.device)
+        )
+
+    def _after_eval(self, **kwargs):
+        indices = torch.cat(self._eval_indices)
+        images, labels = self.data.test_images[indices], self.data.test_labels[indices]
+        accuracies, per_class = [], []
+        for net in self.networks:
+            acc, class_acc = evaluate(net, images, labels, self.recipe)
+            accuracies.append(acc)
+            per_class.append(class_acc)
+        if self.last_step is not None:
+            self.last_step.accuracies = accuracies
+            self.last_step.class_accuracy = {
+                c: sum(pc[c] for pc in per_class) / len(per_class) for c in per_class[0]
+            }
+        super()._after_eval(**kwargs)
+
+
+def _jsonable(value: Any) -> Any:
+    """Condenser facts, made safe for JSON (tensors to numbers or lists)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Tensor):
+        return value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, (int, float, str, bool)) or value is None:
+        return value
+    return str(value)
