@@ -1,0 +1,125 @@
+"""Networks: ConvNet shapes and taps, every registered net trains a step, seeded builds, sample independence."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from clbench.errors import UsageError
+from clbench.networks import (
+    NETWORK_NAMES,
+    ConvNet,
+    build_network,
+    default_convnet_depth,
+    samples_are_independent,
+)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("size", [28, 32])
+def test_convnet_embed_is_2048_at_full_width(channels: int, size: int) -> None:
+    net = ConvNet(channels, 10, size)
+    x = torch.randn(2, channels, size, size)
+    assert net.depth == 3 and net.embed_dim == 2048
+    assert net.embed(x).shape == (2, 2048)
+    assert net(x).shape == (2, 10)
+
+
+@pytest.mark.parametrize("size, depth, final", [(8, 3, 1), (28, 3, 4), (32, 3, 4), (64, 4, 4), (128, 5, 4)])
+def test_convnet_default_depth(size: int, depth: int, final: int) -> None:
+    assert default_convnet_depth(size) == depth
+    net = ConvNet(3, 10, size, width=8)
+    assert net.feature_shape == (8, final, final)
+    assert net.embed(torch.randn(1, 3, size, size)).shape == (1, 8 * final * final)
+
+
+def test_convnet_too_deep_is_a_usage_error() -> None:
+    with pytest.raises(UsageError):
+        ConvNet(3, 10, 8, width=8, depth=4)
+
+
+@pytest.mark.parametrize("size", [28, 32])
+def test_taps_one_per_block_before_relu(size: int) -> None:
+    net = ConvNet(1, 10, size, width=8)
+    x = torch.randn(3, 1, size, size)
+    emb, taps = net.embed_and_taps(x)
+    assert [tuple(t.shape) for t in taps] == [(3, 8, 32, 32), (3, 8, 16, 16), (3, 8, 8, 8)]
+    assert torch.allclose(emb, net.embed(x))
+    assert all(bool((t < 0).any()) for t in taps)  # norm output, not yet rectified
+    # Instance norm: each tap channel is normalised (affine starts at weight 1, bias 0).
+    assert torch.allclose(taps[0].mean((2, 3)), torch.zeros(3, 8), atol=1e-4)
+
+
+def test_convnet_norm_variants() -> None:
+    kinds = {"instance": nn.GroupNorm, "batch": nn.BatchNorm2d, "layer": nn.GroupNorm, "group": nn.GroupNorm}
+    for norm, cls in kinds.items():
+        net = ConvNet(3, 10, 32, width=8, norm=norm)
+        assert all(isinstance(m, cls) for m in net.norms)
+    groups = {n: ConvNet(3, 10, 32, width=8, norm=n).norms[0].num_groups for n in ("instance", "layer", "group")}
+    assert groups == {"instance": 8, "layer": 1, "group": 4}
+    assert all(isinstance(m, nn.Identity) for m in ConvNet(3, 10, 32, width=8, norm="none").norms)
+    with pytest.raises(UsageError):
+        ConvNet(3, 10, 32, norm="weird")
+
+
+@pytest.mark.parametrize("name", NETWORK_NAMES)
+def test_every_network_builds_and_trains_a_step(name: str) -> None:
+    net = build_network(name, 1, 5, 28, seed=0)
+    x = torch.randn(2, 1, 28, 28)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01)
+    before = net.classifier.weight.detach().clone()
+    loss = nn.functional.cross_entropy(net(x), torch.tensor([0, 4]))
+    assert torch.isfinite(loss)
+    loss.backward()
+    opt.step()
+    assert not torch.equal(before, net.classifier.weight)
+    # The other sizes and channel counts: a forward pass (the train step above costs the most on a CPU).
+    for channels, size in [(3, 28), (1, 32), (3, 32), (1, 64), (3, 64)]:
+        net = build_network(name, channels, 5, size, seed=0).eval()
+        with torch.no_grad():
+            x = torch.randn(1, channels, size, size)
+            assert net(x).shape == (1, 5)
+            assert net.embed(x).shape == (1, net.embed_dim)
+
+
+def test_seeded_build_is_deterministic_and_leaves_global_rng() -> None:
+    state = torch.get_rng_state()
+    a = build_network("convnet", 3, 10, 32, seed=3)
+    b = build_network("convnet", 3, 10, 32, seed=3)
+    c = build_network("convnet", 3, 10, 32, seed=4)
+    assert torch.equal(torch.get_rng_state(), state)
+    for (ka, va), (_, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(va, vb), ka
+    assert not torch.equal(a.classifier.weight, c.classifier.weight)
+    unseeded = build_network("convnet", 3, 10, 32)
+    assert not torch.equal(torch.get_rng_state(), state)  # the control: unseeded init does draw
+    assert unseeded.embed_dim == 2048
+
+
+def test_build_network_width_and_device() -> None:
+    net = build_network("convnet_bn", 3, 10, 32, width=8, device="cpu")
+    assert net.embed_dim == 8 * 4 * 4 and next(net.parameters()).device.type == "cpu"
+    with pytest.raises(UsageError):
+        build_network("resnet18", 3, 10, 32, width=8)
+
+
+def test_unknown_network_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="convnet_bn") as info:
+        build_network("convnet_bnn", 3, 10, 32)
+    assert "resnet18" in str(info.value)
+
+
+def test_instance_norm_samples_are_independent() -> None:
+    x = torch.randn(6, 3, 32, 32)
+    net = ConvNet(3, 10, 32, width=8)
+    assert samples_are_independent(net)
+    assert torch.allclose(net(x)[:2], net(x[:2]), atol=1e-5)
+    bn = ConvNet(3, 10, 32, width=8, norm="batch")
+    assert not samples_are_independent(bn)
+    assert not torch.allclose(bn(x)[:2], bn(x[:2]), atol=1e-3)
+
+
+def test_independence_flag_matches_names() -> None:
+    for name in NETWORK_NAMES:
+        net = build_network(name, 3, 10, 32, seed=0)
+        assert samples_are_independent(net) == (not name.endswith("_bn")), name
