@@ -1,0 +1,101 @@
+"""`clbench diagnose`: style gap and intra-class diversity of condensed sets, as a table and a JSON file."""
+from __future__ import annotations
+
+from typing import Any, List, Optional
+
+import typer
+
+
+def diagnose(
+    records: List[str] = typer.Argument(..., help="record files (static or continual); several are compared"),
+    seeds: int = typer.Option(3, "--seeds", help="freshly initialised networks to measure in"),
+    k: int = typer.Option(2, "--k", help="neighbours of the k-NN distance"),
+    real: int = typer.Option(500, "--real", help="real images per class for the real statistics (all if fewer)"),
+    network: str = typer.Option("convnet", "--network", help="network to measure in (a ConvNet variant)"),
+    width: Optional[int] = typer.Option(None, "--width", help="ConvNet width (default 128; narrower is faster on a CPU)"),
+    taps: str = typer.Option("conv", "--taps", help="style taps: conv (each block's conv output) or norm (DDM's)"),
+    seed: int = typer.Option(0, "--seed", help="seed of the networks and of the real draws"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N"),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", help="dataset folder (else $CLBENCH_DATA, the system copy, download)"),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="JSON file for the full diagnosis (per set and class)"),
+    per_class: bool = typer.Option(False, "--per-class", help="also print a table per set and class"),
+) -> None:
+    """Is a condensed set's style close to the real data's, and is it diverse? (the seed paper's two claims)"""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from clbench.diagnose import DiagnoseConfig, diagnose as run_diagnosis
+    from clbench.results import atomic_write_json
+
+    config = DiagnoseConfig(seeds=seeds, k=k, real_per_class=real, network=network, width=width, taps=taps, seed=seed,
+                            device=device, data_dir=data_dir)
+    progress = Progress(TextColumn("[bold]diagnose"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TextColumn("{task.fields[info]}"), console=Console(stderr=True))
+    task = progress.add_task("diagnose", total=1, info="")
+
+    def report(done: int, total: int, label: str) -> None:
+        progress.update(task, completed=done, total=total, info=label)
+
+    with progress:
+        doc = run_diagnosis(records, config, report)
+    console = Console()
+    if per_class:
+        for result in doc["records"]:
+            _class_table(result, console)
+    _summary_table(doc, console)
+    if out:
+        atomic_write_json(out, doc)
+        typer.echo(f"diagnosis: {out}")
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def _pair(syn: float | None, real: float | None) -> str:
+    return f"{_num(syn)} ({_num(real)})"
+
+
+METRIC_TITLES = {
+    "mean_gap": "style gap: channel mean",
+    "std_gap": "style gap: channel std",
+    "gram_gap": "style gap: Gram",
+    "pairwise": "diversity: pairwise dist",
+    "knn": "diversity: k-NN dist",
+}
+
+
+def _summary_table(doc: dict[str, Any], console) -> None:
+    """Metrics as rows, records as columns: DM and DDM side by side."""
+    from rich.table import Table
+
+    from clbench.diagnose import METRICS, summary_rows
+
+    c = doc["config"]
+    table = Table(title=f"synthetic (random real of the same count), mean over sets, classes and {c['seeds']} "
+                        f"networks; {c['taps']} taps, k={c['k']}. Style gap: lower is closer to the real data; "
+                        f"diversity: higher is more diverse")
+    rows = summary_rows(doc)
+    table.add_column("metric")
+    for row in rows:
+        table.add_column(f"{row['condenser']}\n{row['dataset']} {row['ipc']}", justify="right")
+    for m in METRICS:
+        table.add_row(METRIC_TITLES[m], *[_pair(row[f"{m}_synthetic"], row[f"{m}_real"]) for row in rows])
+    for m in ("pairwise", "knn"):
+        table.add_row(f"{METRIC_TITLES[m]}, synthetic / real", *[_num(row[f"{m}_ratio"]) for row in rows])
+    console.print(table)
+
+
+def _class_table(result: dict[str, Any], console) -> None:
+    from rich.table import Table
+
+    from clbench.diagnose import METRICS, class_rows
+
+    table = Table(title=f"{result['condenser']} on {result['dataset']} ({result['ipc']}) per class: "
+                        f"synthetic (random real of the same count)")
+    for title in ("set", "class", "n", "mean gap", "std gap", "Gram gap", "pairwise", "k-NN"):
+        table.add_column(title, justify="left" if title in ("set", "class") else "right")
+    for row in class_rows(result):
+        table.add_row(row["set"], row["class"], str(row["n"]),
+                      *[_pair(row[f"{m}_synthetic"], row[f"{m}_real"]) for m in METRICS])
+    console.print(table)

@@ -1,0 +1,399 @@
+"""The static condensation benchmark (the paper's Tables 1-4): condense every class, train from scratch, test.
+
+One `clbench condense` makes `sets` synthetic sets of the whole training set (`ipc` images per class, one
+CondenseTask over all classes each), trains every evaluation network `evals` times from scratch on each set
+with the evaluation recipe, and tests it on the FULL test set. The record has the same header as a run record
+(`"schema": "clbench.run"`, version 1) with `"kind": "static"`; it is written atomically after every set, and
+each set's tensors and picture lie beside it.
+
+Seeds follow the runner's scheme with the set index in the place of the class order and step 0:
+condensation `derive_seed(seed, set, 0, "condense")`, network init `derive_seed(seed, set, 0, "network", e)`
+and training draws `derive_seed(seed, set, 0, "train", e)` for evaluation `e` (the same `e` for every
+evaluation network: common random numbers across architectures).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from clbench import config as cfg
+from clbench.errors import ClbenchError, CondenserError, UsageError
+from clbench.options import build_options
+from clbench.results import (SCHEMA, SCHEMA_VERSION, atomic_torch_save, atomic_write_bytes, atomic_write_json,
+                             environment, new_run_id)
+from clbench.seeding import derive_seed, generator
+from clbench.training import TrainRecipe, evaluate, train_network
+
+KIND = "static"
+DEFAULT_EVAL_NETS = ("convnet",)
+# Synthetic sets and trainings per set and network, by profile (the CPU-sized profile does fewer).
+SETS = {"paper": 5, "quick": 2}
+EVALS = {"paper": 5, "quick": 2}
+
+
+@dataclass
+class StaticConfig:
+    condenser: str = "random"
+    dataset: str = "fashion-mnist"
+    ipc: int = 10
+    sets: int | None = None  # None: the profile's (SETS)
+    first_set: int = 0  # sets are first_set .. first_set + sets - 1 (to split the work over machines)
+    evals: int | None = None  # trainings per set and evaluation network; None: the profile's (EVALS)
+    eval_nets: tuple[str, ...] = DEFAULT_EVAL_NETS
+    network: str = "convnet"  # the architecture the condenser embeds with
+    profile: str = "auto"
+    device: str = "auto"
+    seed: int = 0
+    opt: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    out: str = "results"
+    data_dir: str | None = None
+
+    def validate(self) -> None:
+        if self.ipc < 1:
+            raise UsageError(f"--ipc {self.ipc}: give at least 1 image per class")
+        if self.sets is not None and self.sets < 1:
+            raise UsageError(f"--sets {self.sets}: make at least 1 synthetic set")
+        if self.first_set < 0:
+            raise UsageError(f"--first-set {self.first_set}: sets are numbered from 0")
+        if self.evals is not None and self.evals < 1:
+            raise UsageError(f"--evals {self.evals}: train at least 1 network per set and architecture")
+        if not self.eval_nets:
+            raise UsageError("--eval-nets: name at least one evaluation network")
+        if self.profile not in cfg.PROFILES:
+            raise UsageError(f"--profile {self.profile!r}: choose one of {', '.join(cfg.PROFILES)}")
+        if self.data_dir is not None and not Path(self.data_dir).is_dir():
+            raise UsageError(f"--data-dir {self.data_dir}: no such folder; create it or point to your data")
+
+
+def parse_eval_nets(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """`"convnet, alexnet"` -> ("convnet", "alexnet"): known names only, duplicates dropped, order kept."""
+    from clbench.networks import NETWORK_NAMES
+
+    parts = text.split(",") if isinstance(text, str) else [p for item in text for p in item.split(",")]
+    names = tuple(dict.fromkeys(p.strip().lower() for p in parts if p.strip()))
+    for name in names:
+        if name not in NETWORK_NAMES:
+            close = difflib.get_close_matches(name, NETWORK_NAMES, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UsageError(f"--eval-nets: unknown network {name!r}{hint}; known: {', '.join(NETWORK_NAMES)}")
+    if not names:
+        raise UsageError("--eval-nets: name at least one evaluation network")
+    return names
+
+
+class StaticReporter:
+    """Progress callbacks; the library's default says nothing. The CLI passes a rich implementation."""
+
+    def run_started(self, plan: dict[str, Any]) -> None: ...
+    def set_started(self, index: int) -> None: ...
+    def condense_progress(self, done: int, total: int, info: dict) -> None: ...
+    def train_progress(self, network: str, evaluation: int, done: int, total: int) -> None: ...
+    def evaluated(self, index: int, network: str, evaluation: int, accuracy: float) -> None: ...
+    def set_finished(self, entry: dict[str, Any]) -> None: ...
+    def run_finished(self, record: dict[str, Any], path: Path) -> None: ...
+
+
+@dataclass
+class PreparedStatic:
+    """Everything resolved before the first condensation, so bad input fails at once."""
+
+    config: StaticConfig
+    device: torch.device
+    profile: str
+    condenser_cls: type
+    condenser_options: Any
+    recipe: TrainRecipe
+    dataset: Any
+    sets: list[int]
+    evals: int
+
+
+def prepare(config: StaticConfig) -> PreparedStatic:
+    from clbench.data import load_dataset
+    from clbench.networks import NETWORK_NAMES, build_network
+    from condensers import get_condenser
+
+    config.validate()
+    eval_nets = parse_eval_nets(config.eval_nets)
+    config = dataclasses.replace(config, eval_nets=eval_nets)
+    if config.network not in NETWORK_NAMES:
+        raise UsageError(f"--network {config.network!r}: choose one of {', '.join(NETWORK_NAMES)}")
+    device = cfg.resolve_device(config.device)
+    profile = cfg.resolve_profile(config.profile, device)
+    condenser_cls = get_condenser(config.condenser)
+    options_type = getattr(condenser_cls, "Options", None)
+    if options_type is None and config.opt:
+        raise UsageError(f"condenser {config.condenser!r} has no options; remove --opt")
+    options = build_options(options_type, config.opt, profile, owner=f"condenser {config.condenser!r}") \
+        if options_type is not None else None
+    recipe = build_options(TrainRecipe, config.train, profile, owner="the training recipe (--train)")
+    dataset = load_dataset(config.dataset, config.data_dir)
+    smallest = int(dataset.class_counts("train").min())
+    if config.ipc > smallest:
+        raise UsageError(f"--ipc {config.ipc}: the smallest class of {dataset.name} has only {smallest} training "
+                         f"images; use at most {smallest}")
+    # Build each network once on the CPU now: a net that cannot take this image size fails before any work.
+    for name in (config.network, *eval_nets):
+        try:
+            build_network(name, dataset.channels, dataset.num_classes, dataset.image_size, seed=0)
+        except UsageError as exc:
+            raise UsageError(f"{dataset.name} ({dataset.image_size}x{dataset.image_size} px): {exc}") from None
+    sets = config.sets or SETS[profile]
+    evals = config.evals or EVALS[profile]
+    return PreparedStatic(config, device, profile, condenser_cls, options, recipe, dataset,
+                          list(range(config.first_set, config.first_set + sets)), evals)
+
+
+def resolved_config(p: PreparedStatic) -> dict[str, Any]:
+    c = p.config
+    options = dataclasses.asdict(p.condenser_options) if dataclasses.is_dataclass(p.condenser_options) else {}
+    return {
+        "condenser": c.condenser,
+        "condenser_options": options,
+        "dataset": c.dataset,
+        "ipc": c.ipc,
+        "sets": p.sets,
+        "evals": p.evals,
+        "eval_nets": list(c.eval_nets),
+        "network": c.network,
+        "profile": p.profile,
+        "profile_requested": c.profile,
+        "device": str(p.device),
+        "seed": c.seed,
+        "train": dataclasses.asdict(p.recipe),
+    }
+
+
+def run_static(config: StaticConfig, reporter: StaticReporter | None = None) -> tuple[Path, dict[str, Any]]:
+    """Condense, train and test every set; returns the record's path and the record."""
+    from clbench.runner import _check_writable
+
+    reporter = reporter or StaticReporter()
+    p = prepare(config)
+    out = Path(p.config.out)
+    _check_writable(out)
+    run_id = new_run_id(p.config.condenser, p.config.dataset)
+    record: dict[str, Any] = {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "kind": KIND,
+        "run_id": run_id,
+        "complete": False,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "config": resolved_config(p),
+        "environment": environment(str(p.device)),
+        "orders": [],  # a static record has no class orders; kept so that readers of run records accept it
+        "sets": [],
+        "summary": summarise_static([], list(p.config.eval_nets)),
+    }
+    path = out / f"{run_id}.json"
+    atomic_write_json(path, record)  # there from the start, marked incomplete
+    reporter.run_started({"record": str(path), **record["config"]})
+    train_x, train_y = p.dataset.normalised("train", p.device)
+    test_x, test_y = p.dataset.normalised("test", p.device)
+    for index in p.sets:
+        reporter.set_started(index)
+        entry = run_set(p, index, (train_x, train_y, test_x, test_y), reporter, path)
+        record["sets"].append(entry)
+        record["summary"] = summarise_static(record["sets"], record["config"]["eval_nets"])
+        atomic_write_json(path, record)
+        reporter.set_finished(entry)
+    record["complete"] = True
+    atomic_write_json(path, record)
+    reporter.run_finished(record, path)
+    return path, record
+
+
+def run_set(p: PreparedStatic, index: int, data: tuple[Tensor, Tensor, Tensor, Tensor], reporter: StaticReporter,
+            record_path: Path) -> dict[str, Any]:
+    """One synthetic set: condense all classes, save it, then every (network, evaluation) from scratch."""
+    from clbench.augment import make_augment
+
+    train_x, train_y, test_x, test_y = data
+    ds, c = p.dataset, p.config
+    augment = make_augment(p.recipe.dsa_strategy if p.recipe.dsa else None)
+    start = time.perf_counter()
+    synthetic = condense_all(p, index, train_x, train_y, augment, reporter.condense_progress)
+    condense_seconds = time.perf_counter() - start
+    images, labels = synthetic.images.detach().to(p.device), synthetic.labels.to(p.device)
+    files = save_synthetic(record_path, index, images, labels, ds)
+
+    accuracies: dict[str, list[float]] = {}
+    class_accuracy: dict[str, dict[str, float]] = {}
+    train_seconds: dict[str, float] = {}
+    for name in c.eval_nets:
+        start = time.perf_counter()
+        per_class: list[dict[int, float]] = []
+        accuracies[name] = []
+        for e in range(p.evals):
+            progress = (lambda done, total, n=name, e=e: reporter.train_progress(n, e, done, total))
+            acc, class_acc = train_and_test(
+                name, images, labels, test_x, test_y, p.recipe, augment, ds.num_classes,
+                network_seed=derive_seed(c.seed, index, 0, "network", e),
+                train_seed=derive_seed(c.seed, index, 0, "train", e), progress=progress)
+            accuracies[name].append(acc)
+            per_class.append(class_acc)
+            reporter.evaluated(index, name, e, acc)
+        class_accuracy[name] = {str(k): float(np.mean([pc[k] for pc in per_class])) for k in per_class[0]}
+        train_seconds[name] = time.perf_counter() - start
+    return {
+        "set": index,
+        "complete": True,
+        "ipc": c.ipc,
+        "size": int(labels.numel()),
+        "accuracies": accuracies,
+        "accuracy_mean": {n: float(np.mean(a)) for n, a in accuracies.items()},
+        "class_accuracy": class_accuracy,
+        "condense_seconds": condense_seconds,
+        "train_seconds": train_seconds,
+        "condenser_facts": _jsonable(getattr(synthetic, "facts", {}) or {}),
+        **files,
+    }
+
+
+def condense_all(p: PreparedStatic, index: int, images: Tensor, labels: Tensor, augment: Any,
+                 progress: Callable[[int, int, dict], None]):
+    """One CondenseTask over every class of the training set; the result is checked like the runner's."""
+    from clbench.checks import check_synthetic_set
+    from clbench.networks import build_network
+    from condensers.base import CondenseTask
+
+    ds, c = p.dataset, p.config
+    gen = generator(derive_seed(c.seed, index, 0, "condense"), p.device)
+
+    def new_network(seed: int | None = None) -> nn.Module:
+        if seed is None:
+            seed = int(torch.randint(2**62, (1,), generator=gen, device=gen.device).item())
+        return build_network(c.network, ds.channels, ds.num_classes, ds.image_size, seed=seed, device=p.device)
+
+    classes = tuple(range(ds.num_classes))
+    task = CondenseTask(images=images, labels=labels, classes=classes, ipc=c.ipc, generator=gen,
+                        new_network=new_network, augment=augment, device=p.device, num_classes=ds.num_classes,
+                        progress=progress, extras={"dataset": c.dataset, "profile": p.profile, "static": True})
+    condenser = p.condenser_cls(p.condenser_options) if p.condenser_options is not None else p.condenser_cls()
+    name = getattr(condenser, "name", "") or type(condenser).__name__
+    try:
+        synthetic = condenser.condense(task)
+    except ClbenchError:
+        raise
+    except Exception as exc:  # a plugin's own bug: name it, keep the cause
+        raise CondenserError(f"condenser {name!r} raised {type(exc).__name__}: {exc}") from exc
+    check_synthetic_set(synthetic, images, list(classes), c.ipc, name)
+    return synthetic
+
+
+def train_and_test(name: str, images: Tensor, labels: Tensor, test_images: Tensor, test_labels: Tensor,
+                   recipe: TrainRecipe, augment: Any, num_classes: int, *, network_seed: int, train_seed: int,
+                   progress: Callable[[int, int], None] | None = None) -> tuple[float, dict[int, float]]:
+    """A fresh `name` network trained from scratch on (images, labels); its accuracy (percent) on the test set,
+    overall and per class."""
+    from clbench.networks import build_network
+
+    device = images.device
+    net = build_network(name, images.shape[1], num_classes, images.shape[-1], seed=network_seed, device=device)
+    train_network(net, images, labels, recipe, augment, generator(train_seed, device), progress)
+    return evaluate(net, test_images, test_labels, recipe)
+
+
+def save_synthetic(record_path: Path, index: int, images: Tensor, labels: Tensor, dataset) -> dict[str, str]:
+    """Tensors (torch.load(..., weights_only=True): {"images", "labels"}, as a run's memory snapshot) and a PNG
+    grid, one row per class, in the folder named after the record. Paths are relative to the record's folder."""
+    from clbench.runner import memory_grid_png
+
+    folder = record_path.with_suffix("")
+    state = {"images": images.detach().cpu(), "labels": labels.detach().cpu()}
+    tensor_file = folder / f"synthetic-set{index}.pt"
+    picture_file = folder / f"synthetic-set{index}.png"
+    atomic_torch_save(tensor_file, state)
+    atomic_write_bytes(picture_file, memory_grid_png(state, dataset))
+    return {"synthetic_file": str(tensor_file.relative_to(record_path.parent)),
+            "picture_file": str(picture_file.relative_to(record_path.parent))}
+
+
+def summarise_static(sets: list[dict[str, Any]], eval_nets: list[str]) -> dict[str, Any]:
+    """Mean and population std of test accuracy per evaluation network over sets x evaluations."""
+    done = [s for s in sets if s.get("complete")]
+    networks = {}
+    for name in eval_nets:
+        values = [a for s in done for a in s["accuracies"].get(name, [])]
+        networks[name] = {
+            "mean": float(np.mean(values)) if values else None,
+            "std": float(np.std(values)) if values else None,
+            "n": len(values),
+        }
+    return {
+        "accuracy": networks,
+        "sets_complete": len(done),
+        "condense_seconds": float(sum(s["condense_seconds"] for s in sets)),
+        "train_seconds": float(sum(sum(s["train_seconds"].values()) for s in sets)),
+    }
+
+
+# -- for `compare` ------------------------------------------------------------------------------------------
+STATIC_KEY_FIELDS = ("dataset", "condenser", "ipc", "profile", "network")
+
+
+def static_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (dataset, condenser, ipc, profile, evaluation network), pooling the complete sets of all
+    records of that key (records of different keys are never averaged together).
+
+    Row fields: dataset, condenser, ipc, profile, network (the evaluation network), condensed_with (the
+    condensation network(s)), sets (distinct set indices), n (trainings pooled), mean, std (percent,
+    population std), condense_seconds, train_seconds (this network's training), complete, records.
+    Non-static records are ignored, so `compare` may pass every record it found.
+    """
+    groups: dict[tuple, list[tuple[dict, dict, str]]] = {}
+    for record in records:
+        if record.get("kind") != KIND:
+            continue
+        config = record["config"]
+        for name in config.get("eval_nets", []):
+            key = (config["dataset"], config["condenser"], config["ipc"], config["profile"], name)
+            groups.setdefault(key, []).append((record, config, name))
+    rows = []
+    for key, members in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+        values, set_ids, condense, train = [], set(), 0.0, 0.0
+        for record, _, name in members:
+            for s in record.get("sets", []):
+                if not s.get("complete"):
+                    continue
+                values.extend(s["accuracies"].get(name, []))
+                set_ids.add(s["set"])
+                condense += float(s["condense_seconds"])
+                train += float(s["train_seconds"].get(name, 0.0))
+        row = dict(zip(STATIC_KEY_FIELDS, key))
+        row.update({
+            "condensed_with": ",".join(sorted({c.get("network", "convnet") for _, c, _ in members})),
+            "sets": len(set_ids),
+            "n": len(values),
+            "mean": float(np.mean(values)) if values else None,
+            "std": float(np.std(values)) if values else None,
+            "condense_seconds": condense,
+            "train_seconds": train,
+            "complete": all(r.get("complete") for r, _, _ in members),
+            "records": len({r["run_id"] for r, _, _ in members}),
+        })
+        rows.append(row)
+    return rows
+
+
+def _jsonable(value: Any) -> Any:
+    """Condenser facts, made safe for JSON (tensors to numbers or lists)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Tensor):
+        return value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, (int, float, str, bool)) or value is None:
+        return value
+    return str(value)

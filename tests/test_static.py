@@ -1,0 +1,144 @@
+"""The static benchmark: every evaluation network trains through its code path; `condense` writes a sound record."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from clbench import static
+from clbench.augment import make_augment
+from clbench.results import load_record
+from clbench.training import TrainRecipe
+
+EVAL_NETS = ("convnet", "alexnet", "vgg11", "resnet18")
+
+
+@pytest.mark.parametrize("size", [28, 32, 64])
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("name", EVAL_NETS)
+def test_each_eval_net_trains_a_step_and_tests(monkeypatch, name: str, channels: int, size: int) -> None:
+    seen = {}
+    real_train = static.train_network
+
+    def spy(net, images, labels, recipe, augment, generator, progress=None):
+        before = net.classifier.weight.detach().clone()
+        loss = real_train(net, images, labels, recipe, augment, generator, progress)
+        seen["changed"] = not torch.equal(before, net.classifier.weight)
+        seen["loss"] = loss
+        return loss
+
+    monkeypatch.setattr(static, "train_network", spy)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, channels, size, size, generator=gen)  # one image: one step costs least on a CPU
+    y = torch.tensor([2])
+    recipe = TrainRecipe(epochs=1, batch_size=1)
+    acc, per_class = static.train_and_test(name, x, y, x, y, recipe, make_augment(recipe.dsa_strategy), 3,
+                                           network_seed=1, train_seed=2)
+    assert seen["changed"] and np.isfinite(seen["loss"])
+    assert acc in (0.0, 100.0) and set(per_class) == {2}
+
+
+def test_parse_eval_nets() -> None:
+    assert static.parse_eval_nets(" convnet, alexnet ,convnet") == ("convnet", "alexnet")
+    assert static.parse_eval_nets(["vgg11,resnet18", "alexnet_bn"]) == ("vgg11", "resnet18", "alexnet_bn")
+    with pytest.raises(static.UsageError, match="did you mean 'alexnet'"):
+        static.parse_eval_nets("convnet,alexnett")
+    with pytest.raises(static.UsageError, match="at least one"):
+        static.parse_eval_nets(" , ")
+
+
+TINY = ["--dataset", "digits", "--ipc", "2", "--eval-nets", "convnet,alexnet", "--evals", "1",
+        "--train", "epochs=2", "--device", "cpu", "--profile", "quick"]
+
+
+@pytest.mark.slow
+def test_condense_writes_a_sound_record(cli, tmp_path) -> None:
+    code, out, err = cli("condense", "--condenser", "random", "--sets", "2", *TINY, "--out", str(tmp_path))
+    assert code == 0, err
+    (path,) = tmp_path.glob("*.json")
+    record = json.loads(path.read_text())
+    assert load_record(path)["run_id"] == record["run_id"]  # a valid run record for readers
+    assert record["schema"] == "clbench.run" and record["schema_version"] == 1
+    assert record["kind"] == "static" and record["complete"] and record["orders"] == []
+    c = record["config"]
+    assert (c["condenser"], c["dataset"], c["ipc"], c["sets"], c["evals"]) == ("random", "digits", 2, [0, 1], 1)
+    assert c["eval_nets"] == ["convnet", "alexnet"] and c["network"] == "convnet" and c["profile"] == "quick"
+    assert c["train"]["epochs"] == 2 and c["seed"] == 0
+
+    from clbench.data import load_dataset
+
+    train_x, _ = load_dataset("digits").normalised("train")
+    pictures = []
+    for index, entry in enumerate(record["sets"]):
+        assert entry["set"] == index and entry["complete"] and entry["size"] == 20
+        assert set(entry["accuracies"]) == {"convnet", "alexnet"}
+        for name, accs in entry["accuracies"].items():
+            assert len(accs) == 1 and 0.0 <= accs[0] <= 100.0
+            assert entry["accuracy_mean"][name] == pytest.approx(accs[0])
+            assert set(entry["class_accuracy"][name]) == {str(k) for k in range(10)}
+            assert entry["train_seconds"][name] >= 0
+        assert entry["condense_seconds"] >= 0
+        state = torch.load(tmp_path / entry["synthetic_file"], weights_only=True)
+        assert state["images"].shape == (20, 1, 8, 8)
+        assert torch.bincount(state["labels"], minlength=10).tolist() == [2] * 10
+        # random selection: every synthetic image is a training image
+        gaps = torch.cdist(state["images"].flatten(1).double(), train_x.flatten(1).double(),
+                           compute_mode="donot_use_mm_for_euclid_dist")
+        assert (gaps.min(1).values < 1e-6).all()
+        assert (tmp_path / entry["picture_file"]).read_bytes()[:4] == b"\x89PNG"
+        pictures.append(state["images"])
+    assert not torch.equal(pictures[0], pictures[1])  # each set is condensed with its own seed
+
+    summary = record["summary"]
+    assert summary["sets_complete"] == 2
+    for name in ("convnet", "alexnet"):
+        values = [s["accuracies"][name][0] for s in record["sets"]]
+        assert summary["accuracy"][name] == {"mean": pytest.approx(np.mean(values)),
+                                             "std": pytest.approx(np.std(values)), "n": 2}
+
+    rows = static.static_rows([record, {"kind": "continual", "config": {}}])
+    assert [r["network"] for r in rows] == ["alexnet", "convnet"]
+    assert all(r["n"] == 2 and r["sets"] == 2 and r["ipc"] == 2 and r["condenser"] == "random" for r in rows)
+    assert rows[1]["mean"] == pytest.approx(summary["accuracy"]["convnet"]["mean"])
+
+    code, out, err = cli("compare", str(tmp_path))
+    assert code == 0, err
+
+    # A set is reproduced on its own from its index (so sets may be split over machines).
+    again = tmp_path / "again"
+    code, _, err = cli("condense", "--condenser", "random", "--sets", "1", "--first-set", "1", *TINY,
+                       "--out", str(again))
+    assert code == 0, err
+    (path2,) = again.glob("*.json")
+    record2 = json.loads(path2.read_text())
+    assert record2["config"]["sets"] == [1]
+    assert torch.equal(torch.load(again / record2["sets"][0]["synthetic_file"], weights_only=True)["images"],
+                       pictures[1])
+    assert record2["sets"][0]["accuracies"] == record["sets"][1]["accuracies"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--eval-nets", "convnet,alexnett"], "unknown network 'alexnett'"),
+        (["--ipc", "1000"], "use at most"),
+        (["--ipc", "0"], "--ipc 0"),
+        (["--sets", "0"], "--sets 0"),
+        (["--evals", "0"], "--evals 0"),
+        (["--first-set", "-1"], "--first-set -1"),
+        (["--eval-nets", "vgg11"], "digits (8x8 px)"),
+        (["--network", "nonet"], "--network 'nonet'"),
+        (["--condenser", "hearding"], "Did you mean herding"),
+        (["--opt", "nope=1", "--condenser", "herding"], "unknown option 'nope'"),
+        (["--train", "epochs=many"], "expected int"),
+        (["--profile", "fast"], "--profile 'fast'"),
+    ],
+)
+def test_condense_bad_input_is_one_line_exit_2(cli, tmp_path, args, message) -> None:
+    code, out, err = cli("condense", "--dataset", "digits", "--device", "cpu", *args, "--out", str(tmp_path))
+    assert code == 2, (out, err)
+    assert message in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("*.json"))
