@@ -1,4 +1,4 @@
-"""`clbench compare`: read records, print one table."""
+"""`clbench compare`: read records, print one table (and optionally write the accuracy curve)."""
 from __future__ import annotations
 
 from typing import List, Optional
@@ -9,6 +9,12 @@ import typer
 def compare(
     paths: Optional[List[str]] = typer.Argument(None, help="record files or folders (default: results/)"),
     fmt: str = typer.Option("table", "--format", "-f", help="table, markdown, csv, latex or json"),
+    baseline: Optional[str] = typer.Option(
+        None, "--baseline", "-b",
+        help="condenser to compare against: paired difference of final accuracy over the same "
+             "(seed, order, network), 95% CI and paired t-test p-value"),
+    plot: Optional[str] = typer.Option(None, "--plot",
+                                       help="also write the accuracy curve to this file (.png, .pdf, .svg)"),
 ) -> None:
     """Put run records side by side: final accuracy, average incremental accuracy, forgetting, time."""
     from rich.console import Console
@@ -25,4 +31,14 @@ def compare(
         typer.echo(f"warning: {warning}", err=True)
     if not records:
         raise UsageError(f"no run records found in {', '.join(roots)}; run `clbench run` first or give a record path")
-    print_table(summary_rows([r for _, r in records]), fmt, Console(soft_wrap=True))
+    found = [r for _, r in records]
+    if baseline is not None and not any(r["config"].get("condenser") == baseline for r in found):
+        names = sorted({str(r["config"].get("condenser")) for r in found})
+        raise UsageError(f"--baseline {baseline!r}: no record of that condenser among these records "
+                         f"(condensers found: {', '.join(names)})")
+    print_table(summary_rows(found, baseline=baseline), fmt, Console(soft_wrap=fmt != "table"))
+    if plot is not None:
+        from clbench.plots import curve_figure, save_figure
+
+        save_figure(curve_figure(found), plot)
+        typer.echo(f"curve: {plot}", err=True)
