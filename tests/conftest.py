@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # tests use tiny tensors: extra threads only add contention
 
 
 @pytest.fixture

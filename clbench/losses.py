@@ -1,0 +1,134 @@
+"""The loss terms of distribution matching (DM) and decomposed distribution matching (DDM), as pure functions.
+
+Each term exists in two forms: a plain one on one class's tensors (the definition, easy to check by hand) and
+a per-class one that takes the tensors of ALL classes at once plus a segment id per sample and returns one
+loss per class (segment sums by `index_add_`, no Python loop over classes). The condensers use the per-class
+forms; the tests check that they agree with the plain ones.
+
+Shapes: embeddings are (N, D); style taps are (N, C, H, W); `segment` is a LongTensor (N,) of values in
+`[0, num_segments)`. Callers detach (or compute under `no_grad`) the real side.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+SIGMA_EPS = 1e-5  # added to the variance before the square root in moments matching (as in the paper's code)
+
+
+# ----------------------------------------------------------------------------------------------- segments
+def segment_mean(x: Tensor, segment: Tensor, num_segments: int) -> Tensor:
+    """Mean of the rows of `x` in each segment: (N, ...) -> (num_segments, ...). An empty segment gives 0."""
+    flat = x.reshape(x.shape[0], -1)
+    sums = flat.new_zeros(num_segments, flat.shape[1]).index_add_(0, segment, flat)
+    # index_add_ rather than bincount: bincount's output size depends on the data (a host sync on a GPU)
+    counts = flat.new_zeros(num_segments).index_add_(0, segment, flat.new_ones(segment.shape[0])).clamp_min(1)
+    return (sums / counts[:, None]).reshape(num_segments, *x.shape[1:])
+
+
+# ----------------------------------------------------------------------------------------------- DM term
+def dm_loss(real_emb: Tensor, syn_emb: Tensor) -> Tensor:
+    """Squared Euclidean distance between the mean embeddings: sum_d (mean real - mean syn)^2."""
+    return ((real_emb.mean(0) - syn_emb.mean(0)) ** 2).sum()
+
+
+def dm_loss_per_class(real_emb: Tensor, real_segment: Tensor, syn_emb: Tensor, syn_segment: Tensor,
+                      num_classes: int) -> Tensor:
+    """`dm_loss` of every class at once: (num_classes,)."""
+    diff = segment_mean(real_emb, real_segment, num_classes) - segment_mean(syn_emb, syn_segment, num_classes)
+    return (diff ** 2).sum(1)
+
+
+# ----------------------------------------------------------------------------------------------- MM
+def moments_from_maps(real_map: Tensor, syn_map: Tensor) -> Tensor:
+    """Moments matching between batch-averaged feature maps (K, C, H, W) of K pairs: (K,).
+
+    Per channel, the spatial mean and sigma = sqrt(unbiased variance over H*W + 1e-5);
+    L = 0.5 * (mean_c (mu_s - mu_r)^2 + mean_c (sigma_s - sigma_r)^2).
+    """
+    r = real_map.flatten(2)
+    s = syn_map.flatten(2)
+    mu_r, mu_s = r.mean(2), s.mean(2)
+    sigma_r = torch.sqrt(r.var(2, unbiased=True) + SIGMA_EPS)
+    sigma_s = torch.sqrt(s.var(2, unbiased=True) + SIGMA_EPS)
+    return 0.5 * (((mu_s - mu_r) ** 2).mean(1) + ((sigma_s - sigma_r) ** 2).mean(1))
+
+
+def moments_loss(real_tap: Tensor, syn_tap: Tensor) -> Tensor:
+    """L_MM of one class on one layer: the batch is averaged into one C x H x W map per side first."""
+    return moments_from_maps(real_tap.mean(0, keepdim=True), syn_tap.mean(0, keepdim=True))[0]
+
+
+def moments_loss_per_class(real_taps: Sequence[Tensor], real_segment: Tensor, syn_taps: Sequence[Tensor],
+                           syn_segment: Tensor, num_classes: int) -> Tensor:
+    """L_MM of every class, averaged over the given layers (one tap tensor per layer): (num_classes,)."""
+    per_layer = [
+        moments_from_maps(segment_mean(r, real_segment, num_classes), segment_mean(s, syn_segment, num_classes))
+        for r, s in zip(real_taps, syn_taps, strict=True)
+    ]
+    return torch.stack(per_layer).mean(0)
+
+
+# ----------------------------------------------------------------------------------------------- CM
+def gram(tap: Tensor) -> Tensor:
+    """Per-sample Gram matrix G = F F^T / (C*H*W), F the C x HW matrix of the sample: (N, C, C)."""
+    n, c, h, w = tap.shape
+    f = tap.reshape(n, c, h * w)
+    return torch.bmm(f, f.transpose(1, 2)) / (c * h * w)
+
+
+def correlation_loss(real_tap: Tensor, syn_tap: Tensor) -> Tensor:
+    """L_CM of one class on one layer: sum of squared differences of the batch-averaged Gram matrices."""
+    return ((gram(real_tap).mean(0) - gram(syn_tap).mean(0)) ** 2).sum()
+
+
+def correlation_loss_per_class(real_taps: Sequence[Tensor], real_segment: Tensor, syn_taps: Sequence[Tensor],
+                               syn_segment: Tensor, num_classes: int) -> Tensor:
+    """L_CM of every class, averaged over the given layers: (num_classes,)."""
+    per_layer = [
+        ((segment_mean(gram(r), real_segment, num_classes) - segment_mean(gram(s), syn_segment, num_classes)) ** 2)
+        .sum((1, 2))
+        for r, s in zip(real_taps, syn_taps, strict=True)
+    ]
+    return torch.stack(per_layer).mean(0)
+
+
+def layer_mean(term: Callable[[Tensor, Tensor], Tensor], real_taps: Sequence[Tensor], syn_taps: Sequence[Tensor]) -> Tensor:
+    """Average a one-layer term (`moments_loss`, `correlation_loss`) over layers, as DDM does."""
+    return torch.stack([term(r, s) for r, s in zip(real_taps, syn_taps, strict=True)]).mean()
+
+
+# ----------------------------------------------------------------------------------------------- ICD
+def diversity_loss_grouped(syn_emb: Tensor, k: int) -> Tensor:
+    """L_ICD of K groups of synthetic embeddings (K, ipc, D) at once: (K,).
+
+    For each sample i, m_i is the mean of its k nearest OTHER samples of the group (Euclidean; the choice of
+    neighbours carries no gradient, their features do); KL_i = sum_d p log(p/q) with p = softmax(f_i),
+    q = softmax(m_i); L = -mean_i KL_i, so that minimising L pushes samples away from their neighbours.
+    Where ipc <= k the term is undefined and is 0 (a tensor attached to the graph).
+    """
+    if syn_emb.dim() != 3:
+        raise ValueError(f"expected (groups, ipc, D) embeddings, got shape {tuple(syn_emb.shape)}")
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    groups, ipc, _ = syn_emb.shape
+    if ipc <= k:
+        return syn_emb.sum((1, 2)) * 0.0
+    with torch.no_grad():
+        dist = torch.cdist(syn_emb, syn_emb)  # (K, ipc, ipc)
+        dist.diagonal(dim1=1, dim2=2).fill_(float("inf"))  # never one's own neighbour
+        neighbours = dist.topk(k, dim=2, largest=False).indices  # (K, ipc, k)
+    group = torch.arange(groups, device=syn_emb.device)[:, None, None]
+    m = syn_emb[group, neighbours].mean(2)  # (K, ipc, k, D) -> (K, ipc, D)
+    log_p = F.log_softmax(syn_emb, dim=2)
+    log_q = F.log_softmax(m, dim=2)
+    kl = (log_p.exp() * (log_p - log_q)).sum(2)  # (K, ipc)
+    return -kl.mean(1)
+
+
+def diversity_loss(syn_emb: Tensor, k: int) -> Tensor:
+    """L_ICD of one class's synthetic embeddings (ipc, D): a scalar (0 where ipc <= k)."""
+    return diversity_loss_grouped(syn_emb[None], k)[0]

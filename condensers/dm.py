@@ -1,0 +1,326 @@
+"""Distribution matching (DM, Zhao & Bilen 2023): synthetic images whose mean embedding matches the real one.
+
+Every iteration draws a fresh randomly initialised network with frozen weights, a batch of real images per
+class, and one Siamese DSA draw per class; the loss is the squared distance between the real and synthetic
+mean embeddings, summed over classes; one SGD step moves the synthetic images.
+
+Where the reference loops over classes, this runs every class of the step through the network together:
+with instance norm each sample is independent, so that is the same loss. The real images go through under
+`no_grad` (nothing flows back to them) and the synthetic ones with autograd, so the backward pass covers only
+the few synthetic images rather than the whole real batch. A network with BatchNorm mixes the samples of a
+batch, so there each class's real batch and synthetic batch go through on their own, as in the reference.
+
+The optimisation loop lives here once; DDM (condensers/ddm.py) adds loss terms through `needs_taps` and
+`terms`/`weights`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from clbench.errors import NonFiniteError, UsageError
+from clbench.losses import dm_loss_per_class
+from clbench.options import option
+from condensers.base import Condenser, CondenseTask, SyntheticSet, register
+
+SHRINK_RULES = {
+    "mean": "keeps the images whose removal least moves the class's mean embedding "
+            "(greedy, in a ConvNet with fixed seed {seed})",
+    "random": "random subset (seeded)",
+}
+SHRINK_SEED = 0
+
+
+@dataclass
+class DMOptions:
+    iterations: int = option(20000, "optimisation steps on the synthetic images", quick=30)
+    lr: float = option(1.0, "SGD learning rate on the synthetic images")
+    momentum: float = option(0.5, "SGD momentum")
+    batch_real: int = option(256, "real images per class per iteration (all of them where a class has fewer)",
+                             quick=64)
+    init: Literal["real", "noise"] = option("real", "start from random real images of the class, or N(0, 1) noise")
+    dsa: bool = option(True, "Siamese augmentation: one draw per class, shared by its real and synthetic images")
+    dsa_strategy: str = option("", "DSA strategy (e.g. color_crop_cutout_flip_scale_rotate); empty = the run's")
+    network: str = option("", "embedding network (a clbench.networks name); empty = the run's architecture")
+    shrink: Literal["mean", "random"] = option(
+        "mean", "under a total memory budget, which images of a class stay: 'mean' keeps those that best "
+                "preserve the class's mean embedding, 'random' a seeded random subset")
+    report_every: int = option(25, "iterations between reading the losses back (progress, NaN check); "
+                                   "fewer reads keep a GPU busy")
+
+
+@dataclass
+class Batch:
+    """One iteration's images, class by class: real (sampled) and synthetic, with the class position of each."""
+
+    real: Tensor
+    real_segment: Tensor  # (n_real,) class position 0..K-1
+    real_counts: list[int]  # real images per class (host side, for the per-class path)
+    syn: Tensor
+    syn_segment: Tensor
+    num_classes: int  # K, the classes of this step
+    ipc: int
+
+
+@dataclass
+class Features:
+    """Embeddings (and style taps, for DDM) of a batch's real and synthetic images."""
+
+    real_emb: Tensor
+    syn_emb: Tensor
+    real_taps: list[Tensor] = field(default_factory=list)
+    syn_taps: list[Tensor] = field(default_factory=list)
+
+
+class ClassSampler:
+    """Draws `take` images of every class without replacement, all classes in one call (no loop over classes).
+
+    Each image gets a uniform key; a class keeps its `take` smallest keys (a uniform random subset).
+    A class with fewer images gives all of them.
+    """
+
+    def __init__(self, class_indices: list[Tensor], take: int, device: torch.device):
+        sizes = [int(i.numel()) for i in class_indices]
+        if min(sizes) == 0:
+            raise UsageError("a class to condense has no real images")
+        self.counts = [min(take, n) for n in sizes]
+        self.take = max(self.counts)
+        width = max(sizes)
+        self.table = torch.zeros(len(sizes), width, dtype=torch.long, device=device)
+        for row, idx in enumerate(class_indices):
+            self.table[row, : idx.numel()] = idx.to(device)
+        sizes_t = torch.tensor(sizes, device=device)
+        self.pad = torch.arange(width, device=device)[None] >= sizes_t[:, None] if min(sizes) < width else None
+        self.everything = all(n <= take for n in sizes)  # every image of every class is used: nothing to draw
+        counts_t = torch.tensor(self.counts, device=device)
+        valid = (torch.arange(self.take, device=device)[None] < counts_t[:, None]).flatten()
+        self.valid = None if min(self.counts) == self.take else torch.nonzero(valid).flatten()
+        self.segment = torch.repeat_interleave(torch.arange(len(sizes), device=device), counts_t)
+
+    def sample(self, generator: torch.Generator) -> Tensor:
+        """Indices (into the task's images), class by class, `counts[c]` of class position c."""
+        if self.everything:
+            picked = self.table[:, : self.take]
+        else:
+            keys = torch.rand(self.table.shape, generator=generator, device=generator.device).to(self.table.device)
+            if self.pad is not None:
+                keys = keys.masked_fill(self.pad, 2.0)
+            picked = self.table.gather(1, keys.topk(self.take, dim=1, largest=False).indices)
+        picked = picked.flatten()
+        return picked if self.valid is None else picked[self.valid]
+
+
+def frozen(net: nn.Module) -> nn.Module:
+    """Train mode (BatchNorm uses batch statistics, as in the reference) with parameters out of autograd."""
+    net.train()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+def siamese_augment(augment, batch: Batch, generator: torch.Generator) -> Batch:
+    """One DSA draw per class, applied to that class's real and synthetic images alike."""
+    groups = torch.arange(batch.num_classes, device=generator.device)
+    params = augment.sample(groups, generator, share_params=True)
+    real = augment.apply(batch.real, params.select(batch.real_segment.to(groups.device)))
+    syn = augment.apply(batch.syn, params.select(batch.syn_segment.to(groups.device)))
+    return Batch(real, batch.real_segment, batch.real_counts, syn, batch.syn_segment, batch.num_classes, batch.ipc)
+
+
+def _run(net: nn.Module, x: Tensor, taps: bool) -> tuple[Tensor, list[Tensor]]:
+    if not taps:
+        return net.embed(x), []
+    if not hasattr(net, "embed_and_taps"):
+        raise UsageError(f"{type(net).__name__} has no style taps (embed_and_taps); use a ConvNet, or mm=false cm=false")
+    emb, tap_list = net.embed_and_taps(x)
+    return emb, list(tap_list)
+
+
+def embed_batch(net: nn.Module, batch: Batch, taps: bool = False, per_class: bool | None = None) -> Features:
+    """Embeddings of the real images (no autograd) and the synthetic ones (with autograd).
+
+    `per_class=None` chooses: all classes in one pass where samples are independent (exact), else class by class.
+    """
+    if per_class is None:
+        from clbench.networks import samples_are_independent
+
+        per_class = not samples_are_independent(net)
+    if not per_class:
+        with torch.no_grad():
+            real_emb, real_taps = _run(net, batch.real, taps)
+        syn_emb, syn_taps = _run(net, batch.syn, taps)
+        return Features(real_emb, syn_emb, real_taps, syn_taps)
+    parts = [[], [], [], []]  # real_emb, syn_emb, real_taps, syn_taps per class
+    for real, syn in zip(batch.real.split(batch.real_counts), batch.syn.split(batch.ipc)):
+        with torch.no_grad():
+            r = _run(net, real, taps)
+        s = _run(net, syn, taps)
+        for store, value in zip(parts, (r[0], s[0], r[1], s[1])):
+            store.append(value)
+    real_taps = [torch.cat(layer) for layer in zip(*parts[2])]
+    syn_taps = [torch.cat(layer) for layer in zip(*parts[3])]
+    return Features(torch.cat(parts[0]), torch.cat(parts[1]), real_taps, syn_taps)
+
+
+@register
+class DM(Condenser):
+    """Distribution matching: mean embeddings of synthetic and real images matched in random networks."""
+
+    name = "dm"
+    Options = DMOptions
+    shrink_rule = SHRINK_RULES["mean"].format(seed=SHRINK_SEED)  # the default; an instance says its own
+
+    def __init__(self, options: DMOptions | None = None):
+        super().__init__(options)
+        self.shrink_rule = SHRINK_RULES[self.options.shrink].format(seed=SHRINK_SEED)
+
+    # ------------------------------------------------------------------------------------------- the objective
+    # DDM extends these three; the loop below is shared.
+    def needs_taps(self) -> bool:
+        return False
+
+    def weights(self) -> dict[str, float]:
+        """Weight of each loss term in the objective (the terms `terms` returns)."""
+        return {"dm": 1.0}
+
+    def terms(self, features: Features, batch: Batch) -> dict[str, Tensor]:
+        """Each loss term per class, shape (K,)."""
+        return {"dm": dm_loss_per_class(features.real_emb, batch.real_segment, features.syn_emb,
+                                        batch.syn_segment, batch.num_classes)}
+
+    def class_losses(self, net: nn.Module, batch: Batch, per_class: bool | None = None) -> dict[str, Tensor]:
+        """The loss terms per class of an (augmented) batch in the network `net`."""
+        return self.terms(embed_batch(net, batch, taps=self.needs_taps(), per_class=per_class), batch)
+
+    def objective(self, terms: dict[str, Tensor]) -> Tensor:
+        """The scalar that is minimised: the weighted terms summed over classes."""
+        w = self.weights()
+        return sum(w[name] * value.sum() for name, value in terms.items())
+
+    # ------------------------------------------------------------------------------------------- the loop
+    def new_network(self, task: CondenseTask) -> nn.Module:
+        if not self.options.network:
+            return frozen(task.new_network())
+        from clbench.networks import build_network
+
+        channels, size = task.images.shape[1], task.images.shape[-1]
+        return frozen(build_network(self.options.network, channels, task.num_classes, size, seed=task.seed(),
+                                    device=task.device))
+
+    def augmentation(self, task: CondenseTask):
+        from clbench.augment import make_augment
+
+        if not self.options.dsa:
+            return make_augment(None)
+        return make_augment(self.options.dsa_strategy) if self.options.dsa_strategy else task.augment
+
+    def initial_images(self, task: CondenseTask, class_indices: list[Tensor]) -> Tensor:
+        """ipc images per class, class by class: random real images (without replacement) or noise."""
+        o, ipc = self.options, task.ipc
+        shape = (len(class_indices) * ipc, *task.images.shape[1:])
+        if o.init == "noise":
+            return torch.randn(shape, generator=task.generator, device=task.generator.device).to(task.device)
+        sampler = ClassSampler(class_indices, ipc, task.device)
+        chosen = sampler.sample(task.generator)
+        if min(sampler.counts) < ipc:  # a class with fewer than ipc images: repeat some, drawn at random
+            parts, start = [], 0
+            for idx, n in zip(class_indices, sampler.counts):
+                own = chosen[start:start + n]
+                start += n
+                extra = idx.to(task.device)[task.randint(idx.numel(), ipc - n).to(task.device)]
+                parts.append(torch.cat([own, extra]))
+            chosen = torch.cat(parts)
+        return task.images[chosen].clone()
+
+    def condense(self, task: CondenseTask) -> SyntheticSet:
+        o = self.options
+        if o.iterations < 0 or o.batch_real < 1 or o.report_every < 1:
+            raise UsageError(f"{self.name}: iterations must be >= 0, batch_real and report_every >= 1")
+        start = time.perf_counter()
+        by_class = task.class_indices()
+        class_indices = [by_class[c] for c in task.classes]
+        k, ipc = len(task.classes), task.ipc
+        augment = self.augmentation(task)
+        sampler = ClassSampler(class_indices, o.batch_real, task.device)
+        syn = self.initial_images(task, class_indices).requires_grad_(True)
+        syn_segment = torch.arange(k, device=task.device).repeat_interleave(ipc)
+        optimiser = torch.optim.SGD([syn], lr=o.lr, momentum=o.momentum)
+
+        last: dict[str, float] = {}
+        pending: dict[str, Tensor] = {}
+        per_class: bool | None = None
+        for it in range(o.iterations):
+            net = self.new_network(task)
+            if per_class is None:
+                from clbench.networks import samples_are_independent
+
+                per_class = not samples_are_independent(net)
+            real = task.images[sampler.sample(task.generator).to(task.device)]
+            batch = Batch(real, sampler.segment, sampler.counts, syn, syn_segment, k, ipc)
+            terms = self.class_losses(net, siamese_augment(augment, batch, task.generator), per_class=per_class)
+            loss = self.objective(terms)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            pending = {name: value.detach().sum() for name, value in terms.items()}
+            pending["total"] = loss.detach()
+            if (it + 1) % o.report_every == 0 or it + 1 == o.iterations:
+                last = self._read(pending, it + 1)
+            task.progress(it + 1, o.iterations, {"loss": last.get("total", float("nan")), **last})
+
+        facts = {
+            "iterations": o.iterations,
+            "seconds": time.perf_counter() - start,
+            "final_losses": last,  # each term summed over classes, at the last iteration (before its step)
+            "init": o.init,
+            "terms": list(self.weights()),
+            "weights": self.weights(),
+            "forward": "per class (batch norm)" if per_class else "all classes at once",
+            "shrink_rule": self.shrink_rule,
+        }
+        images = syn.detach()
+        labels = torch.tensor(task.classes, dtype=torch.long, device=images.device).repeat_interleave(ipc)
+        return SyntheticSet(images, labels, facts)
+
+    def _read(self, pending: dict[str, Tensor], done: int) -> dict[str, float]:
+        values = {name: float(v) for name, v in zip(pending, torch.stack(list(pending.values())).tolist())}
+        bad = [name for name, v in values.items() if v != v or v in (float("inf"), float("-inf"))]
+        if bad:
+            raise NonFiniteError(f"{self.name}: loss {', '.join(bad)} is not finite at iteration {done}; "
+                                 f"try a smaller lr (now {self.options.lr})")
+        return values
+
+    # ------------------------------------------------------------------------------------------- memory budget
+    def shrink(self, images: Tensor, keep: int, generator: torch.Generator) -> Tensor:
+        if self.options.shrink == "random":
+            return super().shrink(images, keep, generator)
+        from clbench.networks import build_network
+
+        with torch.no_grad():
+            net = build_network("convnet", images.shape[1], 10, images.shape[-1], seed=SHRINK_SEED,
+                                device=images.device).eval()
+            features = net.embed(images).double()
+        return mean_preserving_subset(features, keep)
+
+
+def mean_preserving_subset(features: Tensor, keep: int) -> Tensor:
+    """Indices (sorted) of `keep` rows of `features` found by greedy backward elimination: each step removes the
+    row whose removal leaves the mean of the rest closest to the mean of all rows."""
+    n = features.shape[0]
+    if keep >= n:
+        return torch.arange(n, device=features.device)
+    if keep <= 0:
+        return torch.zeros(0, dtype=torch.long, device=features.device)
+    target = features.mean(0)
+    alive = torch.ones(n, dtype=torch.bool, device=features.device)
+    total = features.sum(0)
+    for m in range(n, keep, -1):
+        gap = torch.linalg.vector_norm((total[None] - features) / (m - 1) - target[None], dim=1)
+        j = int(torch.argmin(gap.masked_fill(~alive, float("inf"))))
+        alive[j] = False
+        total = total - features[j]
+    return torch.nonzero(alive).flatten()

@@ -1,0 +1,265 @@
+"""DM and DDM on scikit-learn's digits with a small ConvNet: they lower their own objective, are reproducible,
+and their options (the paper's ablation switches) do what they say."""
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from clbench.augment import DSA
+from clbench.data import load_dataset
+from clbench.errors import NonFiniteError, UsageError
+from clbench.losses import correlation_loss, diversity_loss, dm_loss, layer_mean, moments_loss
+from clbench.networks import build_network
+from clbench.options import build_options
+from condensers.base import CondenseTask
+from condensers.ddm import DDM
+from condensers.dm import DM, Batch, ClassSampler, embed_batch, frozen, mean_preserving_subset, siamese_augment
+
+WIDTH = 8
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits").normalised("train")
+
+
+def network_factory(name: str = "convnet", start: int = 1000, width: int = WIDTH):
+    seeds = itertools.count(start)
+
+    def new_network(seed: int | None = None):
+        return build_network(name, 1, 10, 8, seed=next(seeds) if seed is None else seed, width=width)
+
+    return new_network
+
+
+def make_task(digits, seed: int = 0, classes=(0, 3, 8), ipc: int = 5, net: str = "convnet",
+              width: int = WIDTH) -> CondenseTask:
+    images, labels = digits
+    return CondenseTask(images, labels, tuple(classes), ipc, torch.Generator().manual_seed(seed),
+                        network_factory(net, width=width), DSA(), torch.device("cpu"), 10)
+
+
+def run(cls, digits, seed: int = 0, classes=(0, 3, 8), ipc: int = 5, net: str = "convnet", width: int = WIDTH,
+        **opts):
+    options = build_options(cls.Options, {"iterations": 20, "batch_real": 32, "report_every": 5, **opts})
+    return cls(options).condense(make_task(digits, seed, classes, ipc, net, width))
+
+
+def fixed_draw_terms(condenser, digits, syn: torch.Tensor, classes, ipc: int, draws: int = 6,
+                     width: int = WIDTH) -> dict[str, float]:
+    """Each loss term (summed over classes and draws) on fixed networks, real batches and DSA draws."""
+    images, labels = digits
+    sampler = ClassSampler([torch.nonzero(labels == c).flatten() for c in classes], 64, torch.device("cpu"))
+    syn_segment = torch.arange(len(classes)).repeat_interleave(ipc)
+    totals: dict[str, float] = {}
+    with torch.no_grad():
+        for d in range(draws):
+            g = torch.Generator().manual_seed(500 + d)
+            net = frozen(build_network("convnet", 1, 10, 8, seed=900 + d, width=width))
+            batch = Batch(images[sampler.sample(g)], sampler.segment, sampler.counts, syn, syn_segment,
+                          len(classes), ipc)
+            terms = condenser.class_losses(net, siamese_augment(DSA(), batch, g))
+            for name, value in terms.items():
+                totals[name] = totals.get(name, 0.0) + float(value.sum())
+            totals["total"] = totals.get("total", 0.0) + float(condenser.objective(terms))
+    return totals
+
+
+# ----------------------------------------------------------------------------------------------- the objective falls
+def _before_after(cls, digits, iterations: int = 20) -> tuple[dict[str, float], dict[str, float]]:
+    """Loss terms of the initial and of the optimised synthetic set, on the same fixed networks and draws.
+
+    At the paper's settings (lr 1, lambda 1e4) a very narrow net gives DM tiny steps and DDM's first steps
+    overshoot on 8x8 digits; the full-width ConvNet (cheap at 8x8) behaves as in the paper.
+    """
+    condenser = cls()
+    before = run(cls, digits, iterations=0, width=128).images
+    after = run(cls, digits, iterations=iterations, width=128).images
+    return (fixed_draw_terms(condenser, digits, before, (0, 3, 8), 5, draws=4, width=128),
+            fixed_draw_terms(condenser, digits, after, (0, 3, 8), 5, draws=4, width=128))
+
+
+def test_dm_lowers_its_objective(digits):
+    before, after = _before_after(DM, digits)
+    assert after["dm"] < before["dm"]
+
+
+def test_ddm_lowers_its_objective_and_its_style_terms(digits):
+    before, after = _before_after(DDM, digits)
+    assert after["total"] < before["total"]
+    assert after["mm"] < before["mm"]
+    assert after["cm"] < before["cm"]
+
+
+# ----------------------------------------------------------------------------------------------- reproducibility, shapes
+@pytest.mark.parametrize("cls", [DM, DDM])
+def test_same_seed_same_set_other_seed_other_set(digits, cls):
+    a = run(cls, digits, seed=1, iterations=3)
+    b = run(cls, digits, seed=1, iterations=3)
+    c = run(cls, digits, seed=2, iterations=3)
+    assert torch.equal(a.images, b.images)
+    assert not torch.equal(a.images, c.images)
+
+
+def test_shapes_labels_and_facts(digits):
+    result = run(DDM, digits, classes=(7, 2, 4), ipc=4, iterations=2)
+    assert result.images.shape == (12, 1, 8, 8)
+    assert result.labels.tolist() == [7] * 4 + [2] * 4 + [4] * 4
+    assert not result.images.requires_grad
+    facts = result.facts
+    assert facts["iterations"] == 2 and facts["seconds"] > 0 and facts["init"] == "real"
+    assert set(facts["final_losses"]) == {"dm", "mm", "cm", "icd", "total"}
+    assert facts["forward"] == "all classes at once"
+
+
+def test_real_init_starts_from_real_images_of_each_class(digits):
+    images, labels = digits
+    result = run(DM, digits, classes=(5, 1), ipc=3, iterations=0)
+    for img, label in zip(result.images, result.labels):
+        own = images[labels == label]
+        assert (own - img).flatten(1).abs().amax(1).min() == 0  # each image is one of its class's real images
+    noise = run(DM, digits, classes=(5, 1), ipc=3, iterations=0, init="noise")
+    assert noise.images.shape == result.images.shape and not torch.equal(noise.images, result.images)
+
+
+def test_progress_is_reported_with_losses(digits):
+    calls = []
+    task = make_task(digits)
+    task.progress = lambda done, total, info: calls.append((done, total, dict(info)))
+    DM(build_options(DM.Options, {"iterations": 6, "batch_real": 16, "report_every": 3})).condense(task)
+    assert [c[0] for c in calls] == [1, 2, 3, 4, 5, 6] and all(c[1] == 6 for c in calls)
+    assert "dm" in calls[2][2] and calls[-1][2]["loss"] == calls[-1][2]["total"]
+
+
+# ----------------------------------------------------------------------------------------------- ablation switches
+def test_ddm_with_every_term_off_is_dm(digits):
+    dm = run(DM, digits, iterations=4)
+    plain = run(DDM, digits, iterations=4, mm=False, cm=False, icd=False)
+    assert torch.equal(dm.images, plain.images)
+    assert set(plain.facts["final_losses"]) == {"dm", "total"}
+
+
+def test_beta_zero_equals_icd_off_but_still_reports_the_term(digits):
+    zero = run(DDM, digits, iterations=4, beta=0)
+    off = run(DDM, digits, iterations=4, icd=False)
+    assert torch.equal(zero.images, off.images)
+    assert "icd" in zero.facts["final_losses"] and "icd" not in off.facts["final_losses"]
+    assert zero.facts["weights"]["icd"] == 0.0
+
+
+def test_switches_select_terms_and_weights(digits):
+    result = run(DDM, digits, iterations=2, mm=False, lambda_=100.0, alpha=3.0, beta=2.0)
+    assert result.facts["weights"] == {"dm": 1.0, "cm": 100.0, "icd": 2.0}
+    assert set(result.facts["final_losses"]) == {"dm", "cm", "icd", "total"}
+    other = run(DDM, digits, iterations=2, cm=False, lambda_=100.0, alpha=3.0)
+    assert other.facts["weights"]["mm"] == 300.0 and "cm" not in other.facts["weights"]
+
+
+def test_icd_is_zero_when_ipc_not_above_k(digits):
+    result = run(DDM, digits, ipc=2, k=2, iterations=2)
+    assert result.facts["final_losses"]["icd"] == 0.0
+    assert run(DDM, digits, ipc=3, k=2, iterations=2).facts["final_losses"]["icd"] < 0.0
+
+
+def test_style_layers_choose_taps_and_are_checked(digits):
+    one = run(DDM, digits, iterations=1, style_layers="0")
+    every = run(DDM, digits, iterations=1)
+    assert one.facts["final_losses"]["mm"] != every.facts["final_losses"]["mm"]
+    with pytest.raises(UsageError, match="out of range"):
+        run(DDM, digits, iterations=1, style_layers="0,7")
+    with pytest.raises(UsageError):
+        DDM(build_options(DDM.Options, {"k": "0"}))
+
+
+def test_ddm_terms_equal_the_plain_per_class_losses(digits):
+    """The batched style and diversity terms are those of the definitions, class by class."""
+    images, labels = digits
+    classes, ipc = (1, 6), 4
+    sampler = ClassSampler([torch.nonzero(labels == c).flatten() for c in classes], 20, torch.device("cpu"))
+    g = torch.Generator().manual_seed(3)
+    syn = torch.randn(len(classes) * ipc, 1, 8, 8, generator=g)
+    batch = Batch(images[sampler.sample(g)], sampler.segment, sampler.counts, syn,
+                  torch.arange(2).repeat_interleave(ipc), 2, ipc)
+    net = frozen(build_network("convnet", 1, 10, 8, seed=4, width=WIDTH))
+    terms = DDM().class_losses(net, batch)
+    for c in range(2):
+        r_emb, r_taps = net.embed_and_taps(batch.real[batch.real_segment == c])
+        s_emb, s_taps = net.embed_and_taps(syn[c * ipc:(c + 1) * ipc])
+        assert terms["dm"][c].item() == pytest.approx(dm_loss(r_emb, s_emb).item(), rel=1e-4)
+        assert terms["mm"][c].item() == pytest.approx(layer_mean(moments_loss, r_taps, s_taps).item(), rel=1e-4)
+        assert terms["cm"][c].item() == pytest.approx(layer_mean(correlation_loss, r_taps, s_taps).item(), rel=1e-4)
+        assert terms["icd"][c].item() == pytest.approx(diversity_loss(s_emb, 2).item(), rel=1e-4, abs=1e-7)
+
+
+# ----------------------------------------------------------------------------------------------- batch norm
+def test_batch_norm_takes_the_per_class_path(digits):
+    result = run(DDM, digits, net="convnet_bn", iterations=3)
+    assert result.facts["forward"] == "per class (batch norm)"
+    assert torch.isfinite(result.images).all()
+
+
+def test_per_class_path_matches_a_class_by_class_loop():
+    g = torch.Generator().manual_seed(8)
+    counts, ipc = [5, 7], 3
+    real = torch.randn(sum(counts), 1, 8, 8, generator=g)
+    syn = torch.randn(2 * ipc, 1, 8, 8, generator=g)
+    batch = Batch(real, torch.arange(2).repeat_interleave(torch.tensor(counts)), counts, syn,
+                  torch.arange(2).repeat_interleave(ipc), 2, ipc)
+    bn = frozen(build_network("convnet_bn", 1, 10, 8, seed=1, width=WIDTH))
+    per_class = DM().class_losses(bn, batch)["dm"]  # chosen automatically for batch norm
+    loop = torch.stack([dm_loss(bn.embed(r), bn.embed(s)) for r, s in zip(real.split(counts), syn.split(ipc))])
+    torch.testing.assert_close(per_class, loop)
+    # with batch norm, one pass over all classes would be a different loss: that is why the path exists
+    assert not torch.allclose(DM().class_losses(bn, batch, per_class=False)["dm"], loop)
+    # with instance norm both paths agree
+    inorm = frozen(build_network("convnet", 1, 10, 8, seed=1, width=WIDTH))
+    f_all = embed_batch(inorm, batch, taps=True, per_class=False)
+    f_one = embed_batch(inorm, batch, taps=True, per_class=True)
+    torch.testing.assert_close(f_all.real_emb, f_one.real_emb, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(f_all.syn_taps[0], f_one.syn_taps[0], rtol=1e-5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------- sampling, shrink
+def test_class_sampler_draws_without_replacement_within_each_class():
+    idx = [torch.arange(0, 10), torch.arange(10, 13)]  # the second class has fewer than `take`
+    sampler = ClassSampler(idx, 5, torch.device("cpu"))
+    picked = sampler.sample(torch.Generator().manual_seed(0))
+    assert sampler.counts == [5, 3] and sampler.segment.tolist() == [0] * 5 + [1] * 3
+    assert picked[:5].unique().numel() == 5 and ((picked[:5] >= 0) & (picked[:5] < 10)).all()
+    assert sorted(picked[5:].tolist()) == [10, 11, 12]
+
+
+def test_mean_preserving_subset_by_hand():
+    # values 1, 2, 9, -4, 4: mean 2.4. Removing one leaves (12 - x) / 4: 2.75, 2.5, 0.75, 4, 2 -> drop the 2
+    # (gap 0.1). Then (10 - x) / 3 over 1, 9, -4, 4: 3, 0.33, 4.67, 2 -> drop the 4 (gap 0.4). Kept: 1, 9, -4.
+    features = torch.tensor([[1.0], [2.0], [9.0], [-4.0], [4.0]], dtype=torch.float64)
+    assert mean_preserving_subset(features, 3).tolist() == [0, 2, 3]
+    assert mean_preserving_subset(features, 4).tolist() == [0, 2, 3, 4]
+    assert mean_preserving_subset(features, 9).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_shrink_rules(digits):
+    images = digits[0][:10]
+    dm = DM()
+    kept = dm.shrink(images, 4, torch.Generator().manual_seed(0))
+    assert kept.shape == (4,) and kept.unique().numel() == 4 and "mean embedding" in dm.shrink_rule
+    rand = DM(build_options(DM.Options, {"shrink": "random"}))
+    assert rand.shrink_rule == "random subset (seeded)"
+    assert rand.shrink(images, 4, torch.Generator().manual_seed(0)).shape == (4,)
+
+
+# ----------------------------------------------------------------------------------------------- errors
+def test_non_finite_loss_is_an_error_naming_the_term(digits):
+    images, labels = digits
+    broken = (images.clone().fill_(float("nan")), labels)
+    with pytest.raises(NonFiniteError, match="dm"):
+        run(DM, broken, iterations=2, report_every=1)
+
+
+def test_bad_options_are_usage_errors(digits):
+    with pytest.raises(UsageError):
+        run(DM, digits, iterations=-1)
+    with pytest.raises(UsageError):
+        build_options(DM.Options, {"init": "zeros"})

@@ -1,0 +1,217 @@
+"""The DM/DDM loss terms against values computed by hand (numpy, explicit formulas) on tiny tensors."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from clbench import losses
+
+
+def t(x) -> torch.Tensor:
+    return torch.tensor(x, dtype=torch.float64)
+
+
+# ----------------------------------------------------------------------------------------------- DM
+def test_dm_loss_is_squared_distance_of_means():
+    real = t([[1.0, 2.0], [3.0, 4.0]])  # mean (2, 3)
+    syn = t([[0.0, 0.0]])
+    assert losses.dm_loss(real, syn).item() == pytest.approx(4.0 + 9.0)
+    assert losses.dm_loss(real, real.flip(0)).item() == 0.0
+
+
+def test_segment_mean_and_dm_per_class_match_the_plain_term():
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(7, 5, generator=g, dtype=torch.float64)
+    syn = torch.randn(6, 5, generator=g, dtype=torch.float64)
+    real_seg = torch.tensor([0, 1, 1, 2, 0, 2, 2])  # uneven segment sizes, interleaved
+    syn_seg = torch.tensor([0, 0, 1, 1, 2, 2])
+    per_class = losses.dm_loss_per_class(real, real_seg, syn, syn_seg, 3)
+    expected = [losses.dm_loss(real[real_seg == c], syn[syn_seg == c]) for c in range(3)]
+    torch.testing.assert_close(per_class, torch.stack(expected))
+    means = losses.segment_mean(real, real_seg, 4)
+    torch.testing.assert_close(means[1], real[[1, 2]].mean(0))
+    assert means[3].abs().sum() == 0  # an empty segment is 0, not NaN
+
+
+# ----------------------------------------------------------------------------------------------- MM
+def test_moments_zero_for_identical_batches():
+    x = torch.randn(4, 3, 5, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    assert losses.moments_loss(x, x.clone()).item() == 0.0
+
+
+def test_moments_known_value_one_channel():
+    real = t([[[[0.0, 2.0], [0.0, 2.0]]]])  # (1, 1, 2, 2): mu 1, unbiased var 4/3
+    syn = torch.zeros(1, 1, 2, 2, dtype=torch.float64)  # mu 0, var 0
+    sigma_r = math.sqrt(4.0 / 3.0 + 1e-5)
+    sigma_s = math.sqrt(1e-5)
+    expected = 0.5 * ((1.0 - 0.0) ** 2 + (sigma_r - sigma_s) ** 2)
+    assert losses.moments_loss(real, syn).item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_moments_known_value_numpy_two_channels():
+    rng = np.random.default_rng(3)
+    real = rng.normal(size=(3, 2, 3, 4))
+    syn = rng.normal(size=(2, 2, 3, 4))
+    r = real.mean(0).reshape(2, -1)  # batch first, then spatial statistics
+    s = syn.mean(0).reshape(2, -1)
+    mu_r, mu_s = r.mean(1), s.mean(1)
+    sd_r = np.sqrt(((r - mu_r[:, None]) ** 2).sum(1) / (r.shape[1] - 1) + 1e-5)
+    sd_s = np.sqrt(((s - mu_s[:, None]) ** 2).sum(1) / (s.shape[1] - 1) + 1e-5)
+    expected = 0.5 * (np.mean((mu_s - mu_r) ** 2) + np.mean((sd_s - sd_r) ** 2))
+    assert losses.moments_loss(t(real), t(syn)).item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_moments_average_the_batch_before_the_statistics():
+    # Two real samples whose per-sample spatial std is 1.15 but whose average map is flat (std 0):
+    # batch-averaging first makes them match a flat synthetic map exactly.
+    real = t([[[[0.0, 2.0], [0.0, 2.0]]], [[[2.0, 0.0], [2.0, 0.0]]]])
+    syn = torch.ones(1, 1, 2, 2, dtype=torch.float64)
+    assert losses.moments_loss(real, syn).item() == pytest.approx(0.0, abs=1e-15)
+
+
+# ----------------------------------------------------------------------------------------------- CM
+def test_gram_is_normalised_by_chw():
+    tap = t([[[[1.0, 2.0]], [[3.0, 4.0]]]])  # (1, C=2, H=1, W=2): F = [[1,2],[3,4]]
+    expected = np.array([[5.0, 11.0], [11.0, 25.0]]) / (2 * 1 * 2)
+    np.testing.assert_allclose(losses.gram(tap)[0].numpy(), expected)
+
+
+def test_correlation_known_value():
+    tap = t([[[[1.0, 2.0]], [[3.0, 4.0]]]])
+    syn = torch.zeros(1, 2, 1, 2, dtype=torch.float64)
+    expected = 1.25 ** 2 + 2 * 2.75 ** 2 + 6.25 ** 2
+    assert losses.correlation_loss(tap, syn).item() == pytest.approx(expected)
+    # Gram matrices are averaged over the batch (not the features): F and -F have the same Gram,
+    # while averaging F first would give a zero Gram and the loss above.
+    assert losses.correlation_loss(torch.cat([tap, -tap]), tap).item() == pytest.approx(0.0, abs=1e-15)
+
+
+def test_correlation_known_value_numpy():
+    rng = np.random.default_rng(4)
+    real = rng.normal(size=(3, 2, 2, 3))
+    syn = rng.normal(size=(2, 2, 2, 3))
+
+    def mean_gram(x):
+        f = x.reshape(x.shape[0], 2, -1)
+        return np.einsum("nci,ndi->ncd", f, f).mean(0) / (2 * 2 * 3)
+
+    expected = ((mean_gram(real) - mean_gram(syn)) ** 2).sum()
+    assert losses.correlation_loss(t(real), t(syn)).item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_style_per_class_matches_the_plain_terms_averaged_over_layers():
+    g = torch.Generator().manual_seed(5)
+    real_taps = [torch.randn(6, 3, 4, 4, generator=g, dtype=torch.float64),
+                 torch.randn(6, 5, 2, 2, generator=g, dtype=torch.float64)]
+    syn_taps = [torch.randn(4, 3, 4, 4, generator=g, dtype=torch.float64),
+                torch.randn(4, 5, 2, 2, generator=g, dtype=torch.float64)]
+    real_seg = torch.tensor([1, 0, 1, 0, 0, 1])
+    syn_seg = torch.tensor([0, 0, 1, 1])
+    for batched, plain in ((losses.moments_loss_per_class, losses.moments_loss),
+                           (losses.correlation_loss_per_class, losses.correlation_loss)):
+        got = batched(real_taps, real_seg, syn_taps, syn_seg, 2)
+        for c in range(2):
+            want = losses.layer_mean(plain, [r[real_seg == c] for r in real_taps], [s[syn_seg == c] for s in syn_taps])
+            assert got[c].item() == pytest.approx(want.item(), rel=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------- ICD
+def _softmax(v):
+    e = np.exp(v - v.max())
+    return e / e.sum()
+
+
+def _kl(p, q):
+    return float((p * np.log(p / q)).sum())
+
+
+POINTS = np.array([[0.0, 0.0, 0.0], [1.0, 0.5, 0.0], [3.0, 0.0, -1.0]])
+
+
+def test_diversity_known_value_k1():
+    # nearest other sample: 0 -> 1, 1 -> 0, 2 -> 1 (by Euclidean distance)
+    nbr = [1, 0, 1]
+    kls = [_kl(_softmax(POINTS[i]), _softmax(POINTS[j])) for i, j in enumerate(nbr)]
+    got = losses.diversity_loss(t(POINTS), k=1).item()
+    assert got == pytest.approx(-np.mean(kls), rel=1e-12)
+    assert got < 0  # diversity is maximised: the loss is minus a divergence
+    # the KL runs from the sample (p) to its neighbours' mean (q); the other direction gives another number
+    reverse = [_kl(_softmax(POINTS[j]), _softmax(POINTS[i])) for i, j in enumerate(nbr)]
+    assert abs(np.mean(reverse) - np.mean(kls)) > 1e-3
+
+
+def test_diversity_known_value_k2_uses_mean_of_the_others():
+    kls = []
+    for i in range(3):
+        others = [j for j in range(3) if j != i]  # self is excluded, so the two neighbours are the others
+        kls.append(_kl(_softmax(POINTS[i]), _softmax(POINTS[others].mean(0))))
+    assert losses.diversity_loss(t(POINTS), k=2).item() == pytest.approx(-np.mean(kls), rel=1e-12)
+
+
+def test_diversity_excludes_self():
+    # With self as a candidate, each sample's nearest neighbour (distance 0) would be itself and the KL 0.
+    assert losses.diversity_loss(t(POINTS), k=1).item() != 0.0
+
+
+def test_diversity_zero_when_ipc_not_above_k_and_graph_stays_valid():
+    x = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+    loss = losses.diversity_loss(x, k=2)
+    assert loss.item() == 0.0
+    loss.backward()
+    assert x.grad is not None and torch.all(x.grad == 0)
+
+
+def test_diversity_finite_for_identical_features():
+    x = torch.ones(5, 4, dtype=torch.float64, requires_grad=True)
+    loss = losses.diversity_loss(x, k=2)
+    loss.backward()
+    assert torch.isfinite(loss) and loss.item() == pytest.approx(0.0, abs=1e-15)
+    assert torch.all(torch.isfinite(x.grad))
+
+
+def test_diversity_grouped_matches_one_group_at_a_time():
+    x = torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    got = losses.diversity_loss_grouped(x, k=2)
+    torch.testing.assert_close(got, torch.stack([losses.diversity_loss(x[i], 2) for i in range(3)]))
+
+
+def test_diversity_gradient_pushes_neighbours_apart():
+    # One step down the ICD loss increases the divergence between neighbours (the loss falls).
+    x = t(POINTS).requires_grad_(True)
+    loss = losses.diversity_loss(x, k=1)
+    loss.backward()
+    with torch.no_grad():
+        after = losses.diversity_loss(x - 0.1 * x.grad, k=1)
+    assert after.item() < loss.item()
+
+
+# ----------------------------------------------------------------------------------------------- batched == loop
+def test_batched_all_class_dm_loss_equals_the_per_class_loop():
+    """One forward pass over all classes gives the reference's per-class loss (same network, same DSA draws)."""
+    from clbench.augment import DSA
+    from clbench.networks import build_network
+    from condensers.dm import DM, Batch, frozen, siamese_augment
+
+    g = torch.Generator().manual_seed(7)
+    counts, ipc, k = [6, 4, 5], 3, 3  # uneven real batches per class
+    real = torch.randn(sum(counts), 1, 8, 8, generator=g)
+    syn = torch.randn(k * ipc, 1, 8, 8, generator=g)
+    real_seg = torch.arange(k).repeat_interleave(torch.tensor(counts))
+    syn_seg = torch.arange(k).repeat_interleave(ipc)
+    net = frozen(build_network("convnet", 1, 10, 8, seed=3, width=8))
+    augment = DSA()
+
+    batch = Batch(real, real_seg, counts, syn, syn_seg, k, ipc)
+    batched = DM().class_losses(net, siamese_augment(augment, batch, torch.Generator().manual_seed(11)))["dm"]
+
+    params = augment.sample(torch.arange(k), torch.Generator().manual_seed(11), share_params=True)
+    loop = []
+    for c in range(k):
+        r = augment.apply(real[real_seg == c], params.select(torch.full((counts[c],), c)))
+        s = augment.apply(syn[syn_seg == c], params.select(torch.full((ipc,), c)))
+        loop.append(losses.dm_loss(net.embed(r), net.embed(s)))
+    torch.testing.assert_close(batched, torch.stack(loop), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(batched.sum(), torch.stack(loop).sum(), rtol=1e-5, atol=1e-6)
