@@ -483,3 +483,59 @@ def print_table(rows: list[dict[str, Any]], fmt: str, console) -> None:
     console.print(table)
     for i, note in enumerate(notes, 1):
         console.print(f"[{i}] {note}", markup=False, highlight=False, soft_wrap=True)
+
+
+# -- static condensation records (`clbench condense`): rows condenser, columns ipc x evaluation network ----
+def static_pivot(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], list[dict[str, Any]]]:
+    """Headers, text cells and flat dicts of the static table: one line per (dataset, condenser, profile)."""
+    columns = sorted({(r["ipc"], r["network"]) for r in rows}, key=lambda c: (c[0], c[1]))
+    lines: dict[tuple, dict[tuple, dict]] = {}
+    for r in rows:
+        lines.setdefault((r["dataset"], r["condenser"], r["profile"]), {})[(r["ipc"], r["network"])] = r
+    headers = ["dataset", "condenser", "profile"] + [f"ipc {ipc} {net}" for ipc, net in columns]
+    cells, flat = [], []
+    for key, by_column in sorted(lines.items()):
+        row_cells, row_flat = list(map(str, key)), dict(zip(["dataset", "condenser", "profile"], key))
+        for column, title in zip(columns, headers[3:]):
+            r = by_column.get(column)
+            ok = r is not None and r["mean"] is not None
+            row_cells.append(f"{r['mean']:.2f} ± {r['std']:.2f}" if ok else "-")
+            row_flat[f"{title} mean"] = r["mean"] if ok else None
+            row_flat[f"{title} std"] = r["std"] if ok else None
+        cells.append(row_cells)
+        flat.append(row_flat)
+    return headers, cells, flat
+
+
+def render_static(rows: list[dict[str, Any]], fmt: str, console) -> None:
+    headers, cells, flat = static_pivot(rows)
+    note = "test accuracy (%) on the full test set, mean ± std over synthetic sets x evaluation trainings"
+    if fmt == "table":
+        from rich.table import Table
+
+        table = Table(title="static condensation", caption=note)
+        for h in headers:
+            table.add_column(h)
+        for row in cells:
+            table.add_row(*row)
+        console.print(table)
+        return
+    if fmt == "json":
+        text = json.dumps(flat, indent=2) + "\n"
+    elif fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(flat[0]) if flat else headers)
+        writer.writeheader()
+        writer.writerows(flat)
+        text = buffer.getvalue()
+    elif fmt == "markdown":
+        lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+        lines += ["| " + " | ".join(row) + " |" for row in cells] + ["", note + "."]
+        text = "\n".join(lines) + "\n"
+    elif fmt == "latex":
+        body = "\n".join(" & ".join(_latex(c) for c in row) + r" \\" for row in cells)
+        text = (f"\\begin{{tabular}}{{{'l' * len(headers)}}}\n\\toprule\n{' & '.join(_latex(h) for h in headers)} \\\\\n"
+                f"\\midrule\n{body}\n\\bottomrule\n\\end{{tabular}}\n")
+    else:
+        raise ValueError(f"unknown format {fmt!r}")
+    console.print(text, end="", markup=False, highlight=False, soft_wrap=True)

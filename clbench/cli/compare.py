@@ -36,9 +36,18 @@ def compare(
         names = sorted({str(r["config"].get("condenser")) for r in found})
         raise UsageError(f"--baseline {baseline!r}: no record of that condenser among these records "
                          f"(condensers found: {', '.join(names)})")
-    print_table(summary_rows(found, baseline=baseline), fmt, Console(soft_wrap=fmt != "table"))
-    if plot is not None:
+    continual = [r for r in found if r.get("kind", "continual") == "continual"]
+    static = [r for r in found if r.get("kind") == "static"]
+    console = Console(soft_wrap=fmt != "table")
+    if continual:
+        print_table(summary_rows(continual, baseline=baseline), fmt, console)
+    if static:
+        from clbench.report import render_static
+        from clbench.static import static_rows
+
+        render_static(static_rows(static), fmt, console)
+    if plot is not None and continual:
         from clbench.plots import curve_figure, save_figure
 
-        save_figure(curve_figure(found), plot)
+        save_figure(curve_figure(continual), plot)
         typer.echo(f"curve: {plot}", err=True)
