@@ -1,0 +1,160 @@
+"""`clbench sweep`: expand a spec into jobs, hand them to an engine, show them live, gather, summarise."""
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+import typer
+
+
+def sweep(
+    spec: Optional[str] = typer.Argument(None, help="sweep spec (TOML): the grid, the orders, the engine's settings"),
+    launcher: Optional[str] = typer.Option(None, "--launcher", "-l", help="local, ray or slurm (default: the spec's, else local)"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join (e.g. auto); none: start a local instance"),
+    max_parallel: Optional[int] = typer.Option(None, "--max-parallel", help="jobs at once: CPU processes (local), CPUs of the local Ray instance, Slurm array parallelism"),
+    retries: Optional[int] = typer.Option(None, "--retries", help="resubmissions of a job that failed (default: the spec's, else 0)"),
+    attach: Optional[str] = typer.Option(None, "--attach", help="follow a Slurm sweep submitted earlier from this folder"),
+    folder: Optional[str] = typer.Option(None, "--folder", "-o", help="sweep folder (default: the spec's, else sweeps/<spec name>)"),
+    partition: Optional[str] = typer.Option(None, "--partition", help="Slurm partition"),
+    time_limit: Optional[str] = typer.Option(None, "--time", help="Slurm time limit per job (HH:MM:SS or minutes)"),
+    gpus: Optional[int] = typer.Option(None, "--gpus", help="Slurm GPUs per job (default: 1 unless device is cpu)"),
+    detach: bool = typer.Option(False, "--detach", help="Slurm: submit and exit; follow later with --attach"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="list the jobs and what is already done; run nothing"),
+) -> None:
+    """Run a grid of run configurations x class orders as independent jobs on a process pool, Ray or Slurm."""
+    from clbench import sweep as sw
+    from clbench.errors import UsageError
+    from clbench.launchers import make_launcher
+
+    slurm = {"partition": partition, "time": time_limit, "gpus": gpus}
+    if attach is not None:
+        if spec is not None:
+            raise UsageError("give either a spec or --attach FOLDER, not both")
+        loaded, _, planned = sw.attached_spec(attach)
+        if planned != "slurm" or (launcher not in (None, "slurm")):
+            raise UsageError(f"--attach follows Slurm sweeps; {attach} was run with --launcher {planned}: "
+                             f"run its spec again instead (finished jobs are skipped)")
+        engine = make_launcher("slurm", loaded, max_parallel=max_parallel, retries=retries, slurm=slurm)
+        result = _with_live_table(lambda listener: sw.attach_sweep(loaded.folder, engine, listener), engine.name)
+        _summarise(result, f"clbench sweep --attach {loaded.folder}")
+        return
+    if spec is None:
+        raise UsageError("give a sweep spec (TOML), or --attach FOLDER")
+    loaded = sw.load_spec(spec, folder)
+    name = launcher or loaded.launcher
+    engine = make_launcher(name, loaded, max_parallel=max_parallel, retries=retries, ray_address=ray_address,
+                           slurm=slurm, detach=detach)
+    if dry_run:
+        _dry_run(loaded, sw.plan(loaded, name, write=False))
+        return
+    try:
+        result = _with_live_table(lambda listener: sw.run_sweep(loaded, engine, listener), engine.name)
+    except KeyboardInterrupt:
+        if engine.name == "slurm":
+            typer.echo(f"the jobs keep running on Slurm; follow them with: clbench sweep --attach {loaded.folder}",
+                       err=True)
+        raise
+    if detach:
+        typer.echo(f"submitted {result.board.counts()['pending']} job(s); follow them with: "
+                   f"clbench sweep --attach {loaded.folder}")
+        return
+    retry = f"clbench sweep {spec} --launcher {engine.name}" + (f" --folder {folder}" if folder else "")
+    _summarise(result, retry)
+
+
+def _with_live_table(call, launcher: str):
+    """Run `call(listener)` under a rich Live view of the board, redrawn 4 times a second (so running times
+    tick) and at once when a job changes state."""
+    from rich.console import Console
+    from rich.live import Live
+
+    view = _BoardView(launcher)
+    with Live(view, console=Console(stderr=True), refresh_per_second=4, transient=False) as live:
+        def listener(board) -> None:
+            view.board = board
+
+        result = call(listener)
+        view.board = result.board
+        live.refresh()
+    return result
+
+
+class _BoardView:
+    def __init__(self, launcher: str):
+        self.launcher = launcher
+        self.board = None
+
+    def __rich__(self):
+        from rich.text import Text
+
+        return Text("planning the sweep...") if self.board is None else job_table(self.board, self.launcher)
+
+
+STYLE = {"pending": "dim", "running": "cyan", "done": "green", "failed": "bold red"}
+
+
+def job_table(board, launcher: str, max_rows: int = 24):
+    """Counts by state, then the jobs that matter most: running and failed first, then pending, then done."""
+    from rich.table import Table
+
+    counts = board.counts()
+    elapsed = time.time() - board.started
+    title = (f"clbench sweep ({launcher}): " + ", ".join(f"{counts[s]} {s}" for s in ("pending", "running", "done", "failed"))
+             + f" ({elapsed:.0f}s)")
+    table = Table(title=title, title_justify="left")
+    for column in ("job", "run", "order", "state", "try", "time", "detail"):
+        table.add_column(column, overflow="fold", no_wrap=column in ("job", "state", "time"))
+    rank = {"running": 0, "failed": 1, "pending": 2, "done": 3}
+    rows = sorted(board.states.items(), key=lambda kv: (rank[kv[1].state], -(kv[1].ended or 0)))
+    for job_id, state in rows[:max_rows]:
+        job = board.jobs[job_id]
+        c = job.config
+        seconds = f"{(state.ended or time.time()) - state.started:.0f}s" if state.started else ""
+        table.add_row(job_id[:8], f"{c['condenser']} {c['dataset']} {c['memory']} {c['steps']}st", str(job.order),
+                      f"[{STYLE[state.state]}]{state.state}[/]", str(state.attempts or ""), seconds, state.detail)
+    if len(rows) > max_rows:
+        table.caption = f"{len(rows) - max_rows} more job(s) not shown"
+    return table
+
+
+def _dry_run(spec, jobs) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from clbench.sweep import complete_record
+
+    table = Table(title=f"{len(jobs)} job(s) in {spec.folder}", title_justify="left")
+    for column in ("job", "condenser", "dataset", "memory", "steps", "order", "done"):
+        table.add_column(column)
+    for job in jobs:
+        c = job.config
+        table.add_row(job.id, str(c["condenser"]), str(c["dataset"]), str(c["memory"]), str(c["steps"]),
+                      str(job.order), "yes" if complete_record(job.folder) else "")
+    Console(soft_wrap=True).print(table)
+
+
+def _summarise(result, retry: str) -> None:
+    """Gathered records as a compare table; then each failure with its error and log, and how to retry."""
+    from rich.console import Console
+
+    from clbench.report import print_table, summary_rows
+    from clbench.results import load_record
+    from clbench.sweep import SweepFailed
+
+    console = Console(soft_wrap=True)
+    counts = result.board.counts()
+    skipped = sum(1 for s in result.board.states.values() if s.skipped)
+    if result.records:
+        print_table(summary_rows([load_record(p) for p in result.records]), "table", console)
+    typer.echo(f"{len(result.jobs)} job(s): {counts['done']} done ({skipped} already complete before), "
+               f"{counts['failed']} failed")
+    typer.echo(f"records: {result.folder / 'records'}  (clbench compare {result.folder / 'records'})")
+    failed = result.failed
+    if not failed:
+        return
+    for job, state in failed:
+        typer.echo(f"failed: {job.id} ({job.label}) after {state.attempts} attempt(s): {state.error}", err=True)
+        if state.log:
+            typer.echo(f"  log: {state.log}", err=True)
+    raise SweepFailed(f"{len(failed)} of {len(result.jobs)} job(s) failed; fix the cause and run `{retry}` "
+                      f"again (finished jobs are skipped; --retries K resubmits failures automatically)")
