@@ -1,23 +1,37 @@
 """One `clbench run`: for each class order, stream the experiences through the condensed-rehearsal strategy,
 record every step, and write the record (atomically, after every step) with its memory snapshots.
+
+Reliability lives here too: a checkpoint per order after every step (clbench.checkpoint), resuming from them,
+stopping cleanly on SIGINT/SIGTERM, errors that name the order and step, and `jobs` processes that run orders
+side by side (spawned; one per CUDA device when there are several) and give the record of a sequential run.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
+import os
+import queue
+import shutil
+import signal
+import sys
+import threading
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import torch
 
 from clbench import config as cfg
-from clbench.errors import UsageError
+from clbench.checkpoint import (OrderState, acquire_lock, config_differences, load_checkpoint, release_lock,
+                                remove_checkpoint, resume_states, run_folder, save_checkpoint)
+from clbench.errors import ClbenchError, NonFiniteError, UsageError
 from clbench.memory import MemoryBudget
 from clbench.options import build_options
-from clbench.results import (SCHEMA, SCHEMA_VERSION, atomic_torch_save, atomic_write_bytes, atomic_write_json,
-                             environment, new_run_id, summarise)
+from clbench.results import (SCHEMA, SCHEMA_VERSION, RecordError, atomic_torch_save, atomic_write_bytes,
+                             atomic_write_json, environment, load_record, new_run_id, summarise)
 
 
 class Reporter:
@@ -30,8 +44,48 @@ class Reporter:
     def train_progress(self, network: int, done: int, total: int) -> None: ...
     def step_finished(self, order: int, step: dict[str, Any]) -> None: ...
     def run_finished(self, record: dict[str, Any], path: Path) -> None: ...
+    # Called from a signal handler: keep it short (one line to the user).
+    def stop_requested(self, signal_name: str) -> None: ...
 
 
+# -- what a run can end with besides a record -------------------------------------------------------------
+class Interrupted(ClbenchError):
+    """SIGINT/SIGTERM stopped the run at a safe point; everything completed is saved and resumable."""
+
+    def __init__(self, record_path: Path, signal_name: str, steps_done: int, steps_total: int, jobs: int = 1):
+        self.record_path, self.signal_name = Path(record_path), signal_name
+        self.steps_done, self.steps_total, self.jobs = steps_done, steps_total, jobs
+        self.exit_code = 128 + int(getattr(signal, signal_name, signal.SIGINT))
+        super().__init__(f"interrupted by {signal_name}: {steps_done} of {steps_total} steps are saved in "
+                         f"{record_path}")
+
+    @property
+    def resume_command(self) -> str:
+        return f"clbench resume {self.record_path}" + (f" --jobs {self.jobs}" if self.jobs > 1 else "")
+
+
+class AlreadyComplete(ClbenchError):
+    """A resume of a record whose every order is done: nothing to do (not a failure)."""
+
+    exit_code = 0
+
+    def __init__(self, record_path: Path):
+        self.record_path = Path(record_path)
+        super().__init__(f"{record_path} is already complete; nothing to resume")
+
+
+class OutputError(ClbenchError):
+    """A record, checkpoint or snapshot could not be written (disk full, folder removed, permissions)."""
+
+
+_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+class StopRequested(BaseException):
+    """Raised at a safe point once a stop was asked for. A BaseException, so condensers' handlers let it pass."""
+
+
+# -- resolving the configuration ----------------------------------------------------------------------------
 @dataclass
 class Prepared:
     """Everything resolved before the first step: errors in the input surface here, not hours later."""
@@ -102,47 +156,213 @@ def resolved_config(p: Prepared) -> dict[str, Any]:
     }
 
 
-def run(config: cfg.RunConfig, reporter: Reporter | None = None) -> tuple[Path, dict[str, Any]]:
-    """Run every order; returns the record's path and the record."""
+# -- entry points -------------------------------------------------------------------------------------------
+def run(config: cfg.RunConfig, reporter: Reporter | None = None, *,
+        resume: str | Path | None = None) -> tuple[Path, dict[str, Any]]:
+    """Run every order (or, with `resume`, what that record still lacks); returns the record's path and record.
+
+    Raises Interrupted after a SIGINT/SIGTERM, AlreadyComplete for a finished record, and ClbenchError
+    subclasses (naming order and step) when a step fails; the record on disk then holds every completed step.
+    """
     reporter = reporter or Reporter()
     p = prepare(config)
-    out = Path(config.out)
-    _check_writable(out)
-    run_id = new_run_id(config.condenser, config.dataset)
-    record: dict[str, Any] = {
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        "kind": "continual",
-        "run_id": run_id,
-        "complete": False,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "config": resolved_config(p),
-        "environment": environment(str(p.device)),
-        "orders": [],
-        "summary": {},
-    }
-    path = out / f"{run_id}.json"
-    reporter.run_started({"record": str(path), **record["config"]})
-    data = _resident_data(p)
-    for order in record["config"]["orders"]:
-        entry = run_order(p, order, data, reporter, record, path)
-        record["orders"].append(entry)
-        record["summary"] = summarise(record["orders"])
-        atomic_write_json(path, record)
-    record["complete"] = True
-    record["summary"] = summarise(record["orders"])
-    atomic_write_json(path, record)
-    reporter.run_finished(record, path)
-    return path, record
+    if resume is not None:
+        session = _Session.reopen(p, Path(resume), reporter)
+    else:
+        session = _Session.create(p, reporter)
+    return session.execute()
 
 
-def run_order(p: Prepared, order: int, data, reporter: Reporter, record: dict, path: Path) -> dict[str, Any]:
+def recorded_run_config(record_path: str | Path) -> dict[str, Any]:
+    """The options a record was started with (for `clbench resume`); a RecordError when it has none."""
+    path = Path(record_path)
+    record = load_record(path)
+    values = record.get("run_config")
+    if not isinstance(values, dict):
+        raise RecordError(f"{path} does not hold the options it was run with (written by an older clbench?); "
+                          f"resume it with `clbench run <the same options> --resume {path}`")
+    return values
+
+
+def resume(record_path: str | Path, reporter: Reporter | None = None, *,
+           jobs: int | None = None) -> tuple[Path, dict[str, Any]]:
+    """Continue the run of a record with the options it was started with (its folder stays its home)."""
+    path = Path(record_path)
+    values = recorded_run_config(path)
+    known = {f.name for f in dataclasses.fields(cfg.RunConfig)}
+    values = {k: v for k, v in values.items() if k in known}
+    values["out"] = str(path.parent)
+    if jobs is not None:
+        values["jobs"] = jobs
+    try:
+        config = cfg.RunConfig(**values)
+    except TypeError as exc:
+        raise RecordError(f"{path} is damaged: its run options cannot be read ({exc})") from None
+    return run(config, reporter, resume=path)
+
+
+# -- one run's state and everything that writes it ----------------------------------------------------------
+class _Session:
+    """The record being written, the orders' states, and the stop flag: the one place that persists progress."""
+
+    def __init__(self, p: Prepared, path: Path, record: dict[str, Any], states: dict[int, OrderState],
+                 reporter: Reporter):
+        from clbench.streams import class_order
+
+        self.p, self.path, self.record, self.states, self.reporter = p, path, record, states, reporter
+        self.jobs = p.config.jobs
+        self.threads = max(1, torch.get_num_threads() // self.jobs)
+        self.entries: dict[int, dict[str, Any]] = {}
+        for order, state in states.items():
+            if state.complete_entry is not None:
+                self.entries[order] = state.complete_entry
+            elif state.steps:
+                self.entries[order] = {"order": order, "class_order": class_order(order, p.dataset.num_classes),
+                                       "complete": False, "steps": list(state.steps)}
+        self.signals = StopSignals(reporter.stop_requested)
+
+    @classmethod
+    def create(cls, p: Prepared, reporter: Reporter) -> _Session:
+        out = Path(p.config.out)
+        _check_writable(out, _bytes_needed(p))
+        run_id = new_run_id(p.config.condenser, p.config.dataset)
+        record: dict[str, Any] = {
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "kind": "continual",
+            "run_id": run_id,
+            "complete": False,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "config": resolved_config(p),
+            "run_config": dataclasses.asdict(p.config),
+            "environment": environment(str(p.device)),
+            "orders": [],
+            "summary": {},
+        }
+        session = cls(p, out / f"{run_id}.json", record, {o: OrderState(o) for o in record["config"]["orders"]},
+                      reporter)
+        record["environment"].update(jobs=session.jobs, threads_per_order=session.threads)
+        return session
+
+    @classmethod
+    def reopen(cls, p: Prepared, path: Path, reporter: Reporter) -> _Session:
+        record = load_record(path)
+        if record.get("complete"):
+            raise AlreadyComplete(path)
+        diffs = config_differences(record["config"], resolved_config(p))
+        if diffs:
+            raise UsageError(
+                f"{path} was made with another configuration, so it cannot be resumed with this one; "
+                f"differences: {'; '.join(diffs)}. Use `clbench resume {path}` to continue it as it was started"
+            )
+        states = resume_states(record, path)
+        _check_writable(path.parent, _bytes_needed(p))
+        session = cls(p, path, record, states, reporter)
+        recorded_threads = (record.get("environment") or {}).get("threads_per_order")
+        if isinstance(recorded_threads, int) and recorded_threads > 0:
+            session.threads = recorded_threads  # CPU numbers depend on it: keep the run's, whatever the machine
+        record.pop("error", None)
+        record.setdefault("resumes", []).append({
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "steps_done": session.steps_done(),
+            "jobs": session.jobs, "threads_per_order": session.threads, "host": environment(str(p.device))["host"],
+        })
+        record["run_config"] = {**(record.get("run_config") or dataclasses.asdict(p.config)), "jobs": p.config.jobs}
+        return session
+
+    # -- progress bookkeeping -----------------------------------------------------------------------------
+    def steps_done(self) -> int:
+        return sum(len(e["steps"]) for e in self.entries.values())
+
+    def steps_total(self) -> int:
+        return len(self.record["config"]["orders"]) * self.p.config.steps
+
+    def write(self) -> None:
+        orders = [self.entries[o] for o in self.record["config"]["orders"] if o in self.entries]
+        self.record["orders"] = orders
+        self.record["summary"] = summarise(orders)
+        try:
+            atomic_write_json(self.path, self.record)
+        except OSError as exc:
+            raise OutputError(f"cannot write the record {self.path} ({exc.strerror or exc}); the copy on disk "
+                              f"keeps the steps saved before. Free space, then: clbench resume {self.path}") from None
+
+    def step_done(self, order: int, step: dict[str, Any]) -> None:
+        from clbench.streams import class_order
+
+        entry = self.entries.setdefault(order, {
+            "order": order, "class_order": class_order(order, self.p.dataset.num_classes), "complete": False,
+            "steps": []})
+        entry["steps"].append(step)
+        self.write()
+        self.reporter.step_finished(order, step)
+
+    def order_done(self, entry: dict[str, Any]) -> None:
+        self.entries[entry["order"]] = entry
+        self.states[entry["order"]].complete_entry = entry
+        self.write()
+        remove_checkpoint(self.path, entry["order"])
+
+    def fail(self, exc: ClbenchError) -> ClbenchError:
+        """Record the error beside the completed steps; returns the exception to raise, with where it happened."""
+        message = f"{exc} (completed steps saved: {self.steps_done()}, in {self.path})"
+        failure = type(exc)(message) if type(exc).__init__ is Exception.__init__ else exc
+        self.record["error"] = {"type": type(exc).__name__, "message": str(exc)}
+        with contextlib.suppress(OutputError):
+            self.write()
+        return failure
+
+    # -- running ------------------------------------------------------------------------------------------
+    def execute(self) -> tuple[Path, dict[str, Any]]:
+        todo = [o for o, s in self.states.items() if s.complete_entry is None]
+        self.reporter.run_started({"record": str(self.path), **self.record["config"],
+                                   "completed_steps": self.steps_done(), "jobs": self.jobs})
+        _saving(lambda: acquire_lock(self.path), self.path)
+        try:
+            self.write()  # a run that dies before its first step still leaves a record to resume
+            workers = min(self.jobs, len(todo))
+            with self.signals:
+                try:
+                    if workers > 1:
+                        _ParallelOrders(self, todo, workers).run()
+                    elif todo:
+                        self._run_here(todo)
+                except StopRequested:
+                    raise self._interrupted() from None
+                except ClbenchError as exc:
+                    raise self.fail(exc) from exc
+            self.record["complete"] = True
+            self.write()
+        finally:
+            release_lock(self.path)
+        self.reporter.run_finished(self.record, self.path)
+        return self.path, self.record
+
+    def _interrupted(self) -> Interrupted:
+        with contextlib.suppress(OutputError):
+            self.write()
+        return Interrupted(self.path, self.signals.signal_name or "SIGINT", self.steps_done(), self.steps_total(),
+                           self.jobs)
+
+    def _run_here(self, todo: list[int]) -> None:
+        data = _resident_data(self.p)
+        with _torch_threads(self.threads):
+            for order in todo:
+                self.signals.check()
+                entry = execute_order(self.p, self.states[order], data, self.path, self.record["run_id"],
+                                      self.reporter, self.signals.check, self.step_done)
+                self.order_done(entry)
+
+
+def execute_order(p: Prepared, state: OrderState, data, record_path: Path, run_id: str, reporter: Reporter,
+                  check_stop: Callable[[], None], on_step: Callable[[int, dict[str, Any]], None]) -> dict[str, Any]:
+    """Run the steps of one order after those `state` holds; a checkpoint after each. Returns the order's entry."""
     from clbench.augment import make_augment
+    from clbench.memory import Memory
     from clbench.networks import build_network
     from clbench.streams import class_incremental_stream, class_order
     from strategies.condensed_rehearsal import CondensedRehearsal
 
-    ds = p.dataset
+    ds, order = p.dataset, state.order
     classes = class_order(order, ds.num_classes)
     reporter.order_started(order, classes)
     benchmark, groups = class_incremental_stream(ds.train_labels, ds.test_labels, classes, p.config.steps)
@@ -152,28 +372,276 @@ def run_order(p: Prepared, order: int, data, reporter: Reporter, record: dict, p
         return build_network(p.config.network, ds.channels, ds.num_classes, ds.image_size, seed=seed,
                              device=p.device)
 
+    def condense_progress(done: int, total: int, info: dict) -> None:
+        check_stop()
+        reporter.condense_progress(done, total, info)
+
+    def train_progress(network: int, done: int, total: int) -> None:
+        check_stop()
+        reporter.train_progress(network, done, total)
+
     strategy = CondensedRehearsal(
         condenser=condenser, budget=p.budget, data=data, class_order=classes, make_network=make_network,
         recipe=p.recipe, augment=make_augment(p.recipe.dsa_strategy if p.recipe.dsa else None),
         networks_per_step=p.networks_per_step, seed=p.config.seed, order_index=order, device=p.device,
-        condense_progress=reporter.condense_progress, train_progress=reporter.train_progress,
+        condense_progress=condense_progress, train_progress=train_progress,
         extras={"dataset": p.config.dataset, "profile": p.profile},
     )
-    entry: dict[str, Any] = {"order": order, "class_order": classes, "complete": False, "steps": []}
+    steps = list(state.steps)
+    if state.memory is not None:
+        strategy.restore(len(steps), Memory.from_state(state.memory, p.device))
     for t, experience in enumerate(benchmark.train_stream):
+        if t < len(steps):
+            continue
+        check_stop()
         reporter.step_started(order, t, groups[t])
-        strategy.train(experience, eval_streams=[])
-        strategy.eval(benchmark.test_stream[: t + 1])
+        try:
+            strategy.train(experience, eval_streams=[])
+            strategy.eval(benchmark.test_stream[: t + 1])
+        except NonFiniteError as exc:
+            raise NonFiniteError(f"order {order}, step {t} (classes {groups[t]}): non-finite values with condenser "
+                                 f"{strategy.condenser_name!r}: {exc}") from exc
+        except ClbenchError as exc:
+            raise type(exc)(f"order {order}, step {t} (classes {groups[t]}): {exc}") from exc
+        except _OUT_OF_MEMORY as exc:
+            raise ClbenchError(f"order {order}, step {t} (classes {groups[t]}): out of memory on {p.device} "
+                               f"({str(exc).splitlines()[0]}); free the device or lower the memory budget, "
+                               f"--nets or --jobs, then resume") from exc
         step = _step_record(strategy.last_step)
-        entry["steps"].append(step)
-        reporter.step_finished(order, step)
-        record["summary"] = summarise(record["orders"] + [entry])
-        atomic_write_json(path, {**record, "orders": record["orders"] + [entry]})
-    entry["complete"] = True
-    entry["memory_file"] = _save_memory(path, order, strategy.memory, ds)
-    return entry
+        steps.append(step)
+        _saving(lambda: save_checkpoint(record_path, run_id, order, steps, strategy.memory.state()), record_path)
+        on_step(order, step)
+    memory_file = _saving(lambda: _save_memory(record_path, order, strategy.memory, ds), record_path)
+    return {"order": order, "class_order": classes, "complete": True, "steps": steps, "memory_file": memory_file}
 
 
+def _saving(write: Callable[[], Any], record_path: Path) -> Any:
+    try:
+        return write()
+    except OSError as exc:
+        raise OutputError(f"cannot write beside {record_path} ({exc.strerror or exc}); the record keeps the steps "
+                          f"saved before. Free space, then: clbench resume {record_path}") from None
+
+
+# -- stopping on signals --------------------------------------------------------------------------------------
+class StopSignals:
+    """SIGINT/SIGTERM ask for a stop at the next safe point; a second one exits at once.
+
+    Exiting at once is safe for the files: every write is a rename of a complete temporary file. `children` are
+    worker processes to kill with it. Outside the main thread (where handlers cannot be set) only `event` and
+    `request()` stop the run.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, notify: Callable[[str], None] | None = None, event: Any = None, parent: int | None = None):
+        self.notify, self.event, self.parent = notify, event, parent  # parent: a worker's parent's pid
+        self.signal_name: str | None = None
+        self.children: list[Any] = []
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal_name is not None:
+            for child in self.children:
+                with contextlib.suppress(Exception):
+                    child.kill()
+            os._exit(128 + signum)
+        self.request(signal.Signals(signum).name)
+        if self.notify is not None:
+            with contextlib.suppress(Exception):
+                self.notify(self.signal_name)
+
+    def request(self, signal_name: str = "SIGINT") -> None:
+        self.signal_name = self.signal_name or signal_name
+
+    @property
+    def requested(self) -> bool:
+        if self.signal_name is None and self.event is not None and self.event.is_set():
+            self.signal_name = "SIGINT"
+        if self.signal_name is None and self.parent is not None and os.getppid() != self.parent:
+            self.signal_name = "SIGHUP"  # the parent is gone: nobody gathers this worker's results
+        return self.signal_name is not None
+
+    def check(self) -> None:
+        """The safe point: raise StopRequested when a stop was asked for."""
+        if self.requested:
+            raise StopRequested()
+
+
+# -- orders in parallel processes -------------------------------------------------------------------------------
+class _ParallelOrders:
+    """`jobs` spawned workers take orders from a queue; the parent writes the record from their messages."""
+
+    def __init__(self, session: _Session, todo: list[int], workers: int):
+        import multiprocessing
+
+        self.session, self.todo, self.workers = session, todo, workers
+        self.ctx = multiprocessing.get_context("spawn")
+
+    def run(self) -> None:
+        s = self.session
+        tasks, results, stop_event = self.ctx.Queue(), self.ctx.Queue(), self.ctx.Event()
+        for order in self.todo:
+            tasks.put(order)
+        for _ in range(self.workers):
+            tasks.put(None)
+        devices = _worker_devices(s.p, self.workers)
+        procs = [
+            self.ctx.Process(target=_worker_main, name=f"clbench-worker-{w}", daemon=True, args=(
+                w, s.p.config, devices[w], s.threads, str(s.path), s.record["run_id"], tasks, results, stop_event,
+                os.getpid()))
+            for w in range(self.workers)
+        ]
+        # Workers start with SIGINT/SIGTERM ignored (inherited) until their own handlers are in place.
+        with _signals_ignored():
+            for proc in procs:
+                proc.start()
+        s.signals.children = procs
+        try:
+            failure = self._gather(procs, results, stop_event)
+        finally:
+            stop_event.set()  # when the parent itself failed (e.g. could not write the record), workers stop too
+            for proc in procs:
+                proc.join(timeout=30)
+                if proc.is_alive():
+                    proc.kill()
+            s.signals.children = []
+        if failure is not None:
+            raise failure
+        if s.signals.requested:
+            raise StopRequested()
+        unfinished = [o for o in self.todo if s.states[o].complete_entry is None]
+        if unfinished:  # a worker ended without a word: never mark such a record complete
+            raise ClbenchError(f"orders {unfinished} did not finish; resume to run them")
+
+    def _gather(self, procs: list, results: Any, stop_event: Any) -> ClbenchError | None:
+        s = self.session
+        running: dict[int, int | None] = {w: None for w in range(len(procs))}  # worker -> its order
+        failure: ClbenchError | None = None
+        while running:
+            if s.signals.requested and not stop_event.is_set():
+                stop_event.set()
+            try:
+                message = results.get(timeout=0.2)
+            except queue.Empty:
+                for w in list(running):
+                    if not procs[w].is_alive():
+                        order = running.pop(w)
+                        if failure is None and not s.signals.requested:
+                            what = "before taking an order" if order is None else f"while running order {order}"
+                            failure = ClbenchError(
+                                f"a worker process died {what} (exit code {procs[w].exitcode}: killed, out of "
+                                f"memory, or see its message above); resume to continue")
+                            stop_event.set()
+                continue
+            kind, w, *rest = message
+            if kind == "order_started":
+                running[w] = rest[0]
+                s.reporter.order_started(*rest)
+            elif kind == "step_started":
+                s.reporter.step_started(*rest)
+            elif kind == "step":
+                s.step_done(*rest)
+            elif kind == "order_done":
+                s.order_done(rest[0])
+            elif kind == "stopped":
+                s.signals.request(rest[0])
+            elif kind in ("failed", "crashed") and failure is None:
+                failure = rest[0] if kind == "failed" else ClbenchError(
+                    f"the worker process running order {running.get(w)} failed:\n{rest[0]}")
+                stop_event.set()
+            elif kind == "exit":
+                running.pop(w, None)
+        return failure
+
+
+def _worker_main(worker: int, config: cfg.RunConfig, device: str, threads: int, record_path: str, run_id: str,
+                 tasks: Any, results: Any, stop_event: Any, parent: int) -> None:
+    """One spawned worker: run orders from `tasks` until a None, reporting to `results`."""
+    signals = StopSignals(event=stop_event, parent=parent)
+    with signals:
+        try:
+            torch.set_num_threads(threads)
+            p = prepare(dataclasses.replace(config, device=device))
+            data = _resident_data(p)
+            reporter = _QueueReporter(worker, results)
+            while (order := tasks.get()) is not None:
+                signals.check()
+                state = load_checkpoint(Path(record_path), run_id, order) or OrderState(order)
+                entry = execute_order(p, state, data, Path(record_path), run_id, reporter, signals.check,
+                                      lambda o, step: results.put(("step", worker, o, step)))
+                results.put(("order_done", worker, entry))
+        except StopRequested:
+            results.put(("stopped", worker, signals.signal_name))
+        except ClbenchError as exc:
+            results.put(("failed", worker, exc))
+        except BaseException:  # a bug: hand the traceback to the parent, which reports it
+            results.put(("crashed", worker, traceback.format_exc()))
+        finally:
+            results.put(("exit", worker))
+            # Every file is written and closed; skip the interpreter's slow teardown (seconds with torch loaded)
+            # once the messages have left.
+            results.close()
+            results.join_thread()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
+
+
+class _QueueReporter(Reporter):
+    def __init__(self, worker: int, results: Any):
+        self.worker, self.results = worker, results
+
+    def order_started(self, order: int, class_order: list[int]) -> None:
+        self.results.put(("order_started", self.worker, order, class_order))
+
+    def step_started(self, order: int, step: int, classes: list[int]) -> None:
+        self.results.put(("step_started", self.worker, order, step, classes))
+
+
+def _worker_devices(p: Prepared, workers: int) -> list[str]:
+    """One CUDA device per worker (round robin) when the run asked for CUDA without an index; else the run's."""
+    if p.device.type == "cuda" and p.device.index is None and torch.cuda.device_count() > 1:
+        return [f"cuda:{w % torch.cuda.device_count()}" for w in range(workers)]
+    return [str(p.device)] * workers
+
+
+@contextlib.contextmanager
+def _signals_ignored() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in StopSignals.SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """CPU results depend on the intra-op thread count: an order always runs with the run's per-order count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+# -- records, snapshots, checks -----------------------------------------------------------------------------
 def _step_record(result) -> dict[str, Any]:
     return {
         "step": result.step,
@@ -200,7 +668,7 @@ def _resident_data(p: Prepared):
 
 def _save_memory(record_path: Path, order: int, memory, dataset) -> str:
     """Tensors (torch.load(..., weights_only=True)) and a PNG grid, one row per class, beside the record."""
-    folder = record_path.with_suffix("")
+    folder = run_folder(record_path)
     state = memory.state()
     tensor_file = folder / f"memory-order{order}.pt"
     atomic_torch_save(tensor_file, state)
@@ -221,12 +689,24 @@ def memory_grid_png(state: dict[str, torch.Tensor], dataset) -> bytes:
     return buffer.getvalue()
 
 
-def _check_writable(out: Path) -> None:
-    """Fail before any work if the output folder cannot take files."""
+def _bytes_needed(p: Prepared) -> int:
+    """A generous estimate of a run's files: per order a snapshot and a checkpoint of the largest memory."""
+    ds = p.dataset
+    images = p.budget.total or (p.budget.per_class(ds.num_classes) * ds.num_classes)
+    per_image = ds.channels * int(ds.image_size) ** 2 * 4
+    return p.config.orders * images * per_image * 3 + (1 << 20)
+
+
+def _check_writable(out: Path, needed: int = 0) -> None:
+    """Fail before any work if the output folder cannot take files, or has too little room for them."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".clbench-write-test-{time.time_ns()}"
         probe.write_bytes(b"ok")
         probe.unlink()
+        free = shutil.disk_usage(out).free
     except OSError as exc:
         raise UsageError(f"--out {out}: cannot write there ({exc.strerror}); choose a writable folder") from None
+    if free < needed:
+        raise UsageError(f"--out {out}: only {free / 2**20:.1f} MiB free, and this run writes about "
+                         f"{needed / 2**20:.1f} MiB; free space or choose another folder")

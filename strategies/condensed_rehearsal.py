@@ -20,7 +20,7 @@ from avalanche.training.templates.base import BaseTemplate
 from torch import Tensor, nn
 
 from clbench.checks import check_synthetic_set
-from clbench.errors import CondenserError, ClbenchError
+from clbench.errors import CondenserError, ClbenchError, NonFiniteError
 from clbench.memory import Memory, MemoryBudget
 from clbench.seeding import derive_seed, generator
 from clbench.training import TrainRecipe, evaluate, train_network
@@ -96,6 +96,15 @@ class CondensedRehearsal(BaseTemplate):
         self.last_step: StepResult | None = None
         self._eval_indices: list[Tensor] = []
 
+    def restore(self, step: int, memory: Memory) -> None:
+        """Continue after `step` completed steps with their memory (a resumed run: seeds depend on the step)."""
+        self.step = step
+        self.memory = memory
+
+    @property
+    def condenser_name(self) -> str:
+        return getattr(self.condenser, "name", "") or type(self.condenser).__name__
+
     # -- training: condense the new classes, then retrain from scratch on the memory --------------------
     def _train_exp(self, experience, eval_streams=None, **kwargs):
         new_classes = sorted(experience.classes_in_this_experience, key=self.class_order.index)
@@ -140,7 +149,7 @@ class CondensedRehearsal(BaseTemplate):
             progress=self.condense_progress or (lambda done, total, info: None),
             extras=dict(self.extras),
         )
-        name = getattr(self.condenser, "name", type(self.condenser).__name__)
+        name = self.condenser_name
         try:
             synthetic = self.condenser.condense(task)
         except ClbenchError:
@@ -159,7 +168,11 @@ class CondensedRehearsal(BaseTemplate):
             progress = None
             if self.train_progress is not None:
                 progress = lambda done, total, k=k: self.train_progress(k, done, total)  # noqa: E731
-            train_network(net, images, labels, self.recipe, self.augment, train_gen, progress)
+            try:
+                train_network(net, images, labels, self.recipe, self.augment, train_gen, progress)
+            except NonFiniteError as exc:
+                raise NonFiniteError(
+                    f"retraining network {k + 1} of {self.networks_per_step} on the memory: {exc}") from exc
             networks.append(net)
         return networks
 

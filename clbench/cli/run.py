@@ -1,7 +1,8 @@
-"""`clbench run`: parse the options into a RunConfig, run it, print the closing table."""
+"""`clbench run`: parse the options into a RunConfig, run it (or resume a record), print the closing table."""
 from __future__ import annotations
 
-from typing import List, Optional
+from pathlib import Path
+from typing import Any, Callable, List, Optional
 
 import typer
 
@@ -23,6 +24,8 @@ def run(
     config: Optional[str] = typer.Option(None, "--config", help="TOML file with run options and [opt]/[train] tables"),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="folder for the record, snapshots and pictures [default: results]"),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="dataset folder (else $CLBENCH_DATA, the system copy, download)"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="orders run side by side in this many processes (one per GPU when there are several) [default: 1]"),
+    resume: Optional[str] = typer.Option(None, "--resume", help="continue this record (same options) from the last completed step of each order"),
 ) -> None:
     """Class-incremental learning with a condensed rehearsal memory, over several class orders."""
     from clbench import config as cfg
@@ -32,7 +35,7 @@ def run(
     cli_values = {
         "condenser": condenser, "memory": memory, "orders": orders, "first_order": first_order, "dataset": dataset,
         "steps": steps, "profile": profile, "device": device, "seed": seed, "network": network,
-        "networks_per_step": nets, "out": out, "data_dir": data_dir,
+        "networks_per_step": nets, "out": out, "data_dir": data_dir, "jobs": jobs,
     }
     overrides = {k: v for k, v in cli_values.items() if v is not None}
     if opt:
@@ -42,15 +45,41 @@ def run(
     base = cfg.merge(cfg.RunConfig(), cfg.load_toml(config)) if config else cfg.RunConfig()
     run_config = cfg.merge(base, overrides)
 
+    from clbench import runner
+
+    if resume is not None and jobs is None:  # the record's thread split, so that the numbers stay the same
+        from clbench.results import load_record
+
+        recorded = load_record(resume).get("run_config")
+        if isinstance(recorded, dict) and isinstance(recorded.get("jobs"), int):
+            run_config = cfg.merge(run_config, {"jobs": recorded["jobs"]})
+    execute(lambda reporter: runner.run(run_config, reporter, resume=resume))
+
+
+def execute(start: Callable[[Any], tuple[Path, dict]]) -> None:
+    """Run with progress bars; print the table, or how to resume after an interruption (exit 128+signal)."""
     from rich.console import Console
 
     from clbench.cli.progress import RichReporter
     from clbench.report import print_table, summary_rows
-    from clbench.runner import run as run_experiment
+    from clbench.runner import AlreadyComplete, Interrupted
 
-    reporter = RichReporter()
+    class Reporter(RichReporter):
+        def stop_requested(self, signal_name: str) -> None:
+            self.console.print(f"[bold]{signal_name}[/bold]: stopping at the next safe point "
+                               f"(press Ctrl-C again to exit at once; saved files stay intact)")
+
+    reporter = Reporter()
     try:
-        path, record = run_experiment(run_config, reporter)
+        path, record = start(reporter)
+    except Interrupted as exc:
+        reporter.close()
+        typer.echo(f"{exc}\nto resume: {exc.resume_command}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except AlreadyComplete as exc:
+        reporter.close()
+        typer.echo(str(exc), err=True)
+        return
     finally:
         reporter.close()
     print_table(summary_rows([record]), "table", Console())
