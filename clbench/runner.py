@@ -99,6 +99,7 @@ class Prepared:
     budget: MemoryBudget
     dataset: Any
     networks_per_step: int
+    width: int | None
 
 
 def prepare(config: cfg.RunConfig) -> Prepared:
@@ -131,8 +132,10 @@ def prepare(config: cfg.RunConfig) -> Prepared:
 
     if config.network not in NETWORK_NAMES:
         raise UsageError(f"--network {config.network!r}: choose one of {', '.join(NETWORK_NAMES)}")
+    if config.width is not None and not config.network.startswith("convnet"):
+        raise UsageError(f"--width applies to ConvNet only, not to --network {config.network}")
     return Prepared(config, device, profile, condenser_cls, options, recipe, budget, dataset,
-                    cfg.networks_per_step(config, profile))
+                    cfg.networks_per_step(config, profile), cfg.network_width(config, profile))
 
 
 def resolved_config(p: Prepared) -> dict[str, Any]:
@@ -151,6 +154,7 @@ def resolved_config(p: Prepared) -> dict[str, Any]:
         "device": str(p.device),
         "seed": c.seed,
         "network": c.network,
+        "width": p.width,
         "networks_per_step": p.networks_per_step,
         "train": dataclasses.asdict(p.recipe),
     }
@@ -370,7 +374,7 @@ def execute_order(p: Prepared, state: OrderState, data, record_path: Path, run_i
 
     def make_network(seed: int):
         return build_network(p.config.network, ds.channels, ds.num_classes, ds.image_size, seed=seed,
-                             device=p.device)
+                             device=p.device, width=p.width)
 
     def condense_progress(done: int, total: int, info: dict) -> None:
         check_stop()

@@ -37,11 +37,10 @@ SHRINK_SEED = 0
 
 @dataclass
 class DMOptions:
-    iterations: int = option(20000, "optimisation steps on the synthetic images", quick=30)
+    iterations: int = option(20000, "optimisation steps on the synthetic images", quick=50)
     lr: float = option(1.0, "SGD learning rate on the synthetic images")
     momentum: float = option(0.5, "SGD momentum")
-    batch_real: int = option(256, "real images per class per iteration (all of them where a class has fewer)",
-                             quick=64)
+    batch_real: int = option(256, "real images per class per iteration (all of them where a class has fewer)")
     init: Literal["real", "noise"] = option("real", "start from random real images of the class, or N(0, 1) noise")
     dsa: bool = option(True, "Siamese augmentation: one draw per class, shared by its real and synthetic images")
     dsa_strategy: str = option("", "DSA strategy (e.g. color_crop_cutout_flip_scale_rotate); empty = the run's")

@@ -184,14 +184,14 @@ def _sample(indices: Tensor, k: int, generator: torch.Generator, cycle: bool = F
 # ------------------------------------------------------------------------------------------------ condenser
 @dataclass
 class DSAOptions:
-    iterations: int = option(1000, "iterations, each with a fresh network (paper 1000)", quick=2)
+    iterations: int = option(1000, "iterations, each with a fresh network (paper 1000)", quick=5)
     lr_img: float = option(0.1, "SGD learning rate of the synthetic images")
     momentum: float = option(0.5, "SGD momentum of the synthetic images")
     lr_net: float = option(0.01, "SGD learning rate of the network trained on the synthetic set (inner loop)")
-    batch_real: int = option(256, "real images per class for each gradient", quick=64)
+    batch_real: int = option(256, "real images per class for each gradient")
     batch_train: int = option(256, "batch size of the inner-loop training on the synthetic set")
     loops: str = option("", "\"outer,inner\" loop counts; empty: by ipc, 1->1,1 10->10,50 20->20,25 "
-                            "30->30,20 40->40,15 50->50,10, other ipc the nearest", quick="2,5")
+                            "30->30,20 40->40,15 50->50,10, other ipc the nearest", quick="5,10")
     distance: Distance = option("ours", "gradient distance: ours (per-row cosine), mse or cos")
     init: Literal["real", "noise"] = option("real", "synthetic initialisation: random real images or noise")
     dsa: bool = option(True, "differentiable Siamese augmentation while matching and in the inner loop")

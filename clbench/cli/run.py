@@ -18,7 +18,8 @@ def run(
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N [default: auto]"),
     seed: Optional[int] = typer.Option(None, "--seed", help="run seed (condensation, networks, training draws) [default: 0]"),
     network: Optional[str] = typer.Option(None, "--network", help="architecture of the condensation and evaluation networks [default: convnet]"),
-    nets: Optional[int] = typer.Option(None, "--nets", help="networks trained per step (default: 3 paper, 2 quick)"),
+    nets: Optional[int] = typer.Option(None, "--nets", help="networks trained per step (default: 3 paper, 1 quick)"),
+    width: Optional[int] = typer.Option(None, "--width", help="ConvNet width (default: 128 paper, 32 quick)"),
     opt: List[str] = typer.Option([], "--opt", help="condenser option key=value (repeatable)"),
     train: List[str] = typer.Option([], "--train", help="training recipe option key=value, e.g. epochs=300 (repeatable)"),
     config: Optional[str] = typer.Option(None, "--config", help="TOML file with run options and [opt]/[train] tables"),
@@ -35,7 +36,7 @@ def run(
     cli_values = {
         "condenser": condenser, "memory": memory, "orders": orders, "first_order": first_order, "dataset": dataset,
         "steps": steps, "profile": profile, "device": device, "seed": seed, "network": network,
-        "networks_per_step": nets, "out": out, "data_dir": data_dir, "jobs": jobs,
+        "networks_per_step": nets, "width": width, "out": out, "data_dir": data_dir, "jobs": jobs,
     }
     overrides = {k: v for k, v in cli_values.items() if v is not None}
     if opt:
