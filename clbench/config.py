@@ -92,6 +92,19 @@ def networks_per_step(config: RunConfig, profile: str) -> int:
     return config.networks_per_step or NETWORKS_PER_STEP[profile]
 
 
+def condenser_and_options(name: str, opt: dict[str, Any], profile: str) -> tuple[type, Any]:
+    """The condenser class and its options for `profile` with the `--opt` overrides (None if it has none)."""
+    from condensers import get_condenser
+
+    condenser_cls = get_condenser(name)
+    options_type = getattr(condenser_cls, "Options", None)
+    if options_type is None:
+        if opt:
+            raise UsageError(f"condenser {name!r} has no options; remove --opt")
+        return condenser_cls, None
+    return condenser_cls, build_options(options_type, opt, profile, owner=f"condenser {name!r}")
+
+
 def network_width(config: RunConfig, profile: str) -> int | None:
     """The width of the run's ConvNet, or None for architectures without a width (AlexNet, VGG, ResNet)."""
     if not config.network.startswith("convnet"):
@@ -99,15 +112,20 @@ def network_width(config: RunConfig, profile: str) -> int | None:
     return config.width or CONVNET_WIDTH[profile]
 
 
-def load_toml(path: str | Path) -> dict[str, Any]:
-    """A config file: top-level keys of RunConfig, plus [opt] and [train] tables."""
+def read_toml(path: str | Path, what: str) -> dict[str, Any]:
+    """A TOML file's contents; a missing or invalid file is a UsageError naming `what` it was meant to be."""
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"--config {path}: no such file")
+        raise UsageError(f"{what} {path}: no such file")
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"--config {path}: not valid TOML ({exc})") from None
+        raise UsageError(f"{what} {path}: not valid TOML ({exc})") from None
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """A config file: top-level keys of RunConfig, plus [opt] and [train] tables."""
+    data = read_toml(path, "--config")
     known = {f.name for f in dataclasses.fields(RunConfig)}
     unknown = sorted(set(data) - known)
     if unknown:

@@ -112,6 +112,19 @@ def _git_revision() -> str | None:
         return None
 
 
+def jsonable(value: Any) -> Any:
+    """Condenser facts, made safe for JSON (tensors to numbers or lists, anything else unknown to text)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "numel") and hasattr(value, "tolist"):  # a tensor or a numpy array
+        return value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, (int, float, str, bool)) or value is None:
+        return value
+    return str(value)
+
+
 # -- summaries -------------------------------------------------------------------------------------------
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     if not values:

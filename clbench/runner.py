@@ -29,7 +29,6 @@ from clbench.checkpoint import (OrderState, acquire_lock, config_differences, lo
                                 remove_checkpoint, resume_states, run_folder, save_checkpoint)
 from clbench.errors import ClbenchError, NonFiniteError, UsageError
 from clbench.memory import MemoryBudget
-from clbench.options import build_options
 from clbench.results import (SCHEMA, SCHEMA_VERSION, RecordError, atomic_torch_save, atomic_write_bytes,
                              atomic_write_json, environment, load_record, new_run_id, summarise)
 
@@ -104,17 +103,11 @@ class Prepared:
 
 def prepare(config: cfg.RunConfig) -> Prepared:
     from clbench.data import load_dataset
-    from condensers import get_condenser
 
     config.validate()
     device = cfg.resolve_device(config.device)
     profile = cfg.resolve_profile(config.profile, device)
-    condenser_cls = get_condenser(config.condenser)
-    options_type = getattr(condenser_cls, "Options", None)
-    options = build_options(options_type, config.opt, profile, owner=f"condenser {config.condenser!r}") \
-        if options_type is not None else None
-    if options_type is None and config.opt:
-        raise UsageError(f"condenser {config.condenser!r} has no options; remove --opt")
+    condenser_cls, options = cfg.condenser_and_options(config.condenser, config.opt, profile)
     recipe = cfg.train_recipe(config, profile)
     budget = MemoryBudget.parse(config.memory)
     dataset = load_dataset(config.dataset, config.data_dir)

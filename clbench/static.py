@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from clbench import config as cfg
 from clbench.errors import ClbenchError, CondenserError, UsageError
 from clbench.options import build_options
-from clbench.results import (SCHEMA, SCHEMA_VERSION, atomic_torch_save, atomic_write_bytes, atomic_write_json,
+from clbench.results import (SCHEMA, jsonable, SCHEMA_VERSION, atomic_torch_save, atomic_write_bytes, atomic_write_json,
                              environment, new_run_id)
 from clbench.seeding import derive_seed, generator
 from clbench.training import TrainRecipe, evaluate, train_network
@@ -120,7 +120,6 @@ class PreparedStatic:
 def prepare(config: StaticConfig) -> PreparedStatic:
     from clbench.data import load_dataset
     from clbench.networks import NETWORK_NAMES, build_network
-    from condensers import get_condenser
 
     config.validate()
     eval_nets = parse_eval_nets(config.eval_nets)
@@ -129,12 +128,7 @@ def prepare(config: StaticConfig) -> PreparedStatic:
         raise UsageError(f"--network {config.network!r}: choose one of {', '.join(NETWORK_NAMES)}")
     device = cfg.resolve_device(config.device)
     profile = cfg.resolve_profile(config.profile, device)
-    condenser_cls = get_condenser(config.condenser)
-    options_type = getattr(condenser_cls, "Options", None)
-    if options_type is None and config.opt:
-        raise UsageError(f"condenser {config.condenser!r} has no options; remove --opt")
-    options = build_options(options_type, config.opt, profile, owner=f"condenser {config.condenser!r}") \
-        if options_type is not None else None
+    condenser_cls, options = cfg.condenser_and_options(config.condenser, config.opt, profile)
     recipe = build_options(TrainRecipe, config.train, profile, owner="the training recipe (--train)")
     dataset = load_dataset(config.dataset, config.data_dir)
     smallest = int(dataset.class_counts("train").min())
@@ -255,7 +249,7 @@ def run_set(p: PreparedStatic, index: int, data: tuple[Tensor, Tensor, Tensor, T
         "class_accuracy": class_accuracy,
         "condense_seconds": condense_seconds,
         "train_seconds": train_seconds,
-        "condenser_facts": _jsonable(getattr(synthetic, "facts", {}) or {}),
+        "condenser_facts": jsonable(getattr(synthetic, "facts", {}) or {}),
         **files,
     }
 
@@ -384,16 +378,3 @@ def static_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         })
         rows.append(row)
     return rows
-
-
-def _jsonable(value: Any) -> Any:
-    """Condenser facts, made safe for JSON (tensors to numbers or lists)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Tensor):
-        return value.item() if value.numel() == 1 else value.tolist()
-    if isinstance(value, (int, float, str, bool)) or value is None:
-        return value
-    return str(value)

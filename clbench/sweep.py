@@ -42,7 +42,6 @@ import json
 import os
 import socket
 import time
-import tomllib
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,13 +86,10 @@ class SweepSpec:
 
 def load_spec(path: str | Path, folder: str | Path | None = None) -> SweepSpec:
     """Read and check a spec file; `folder` overrides its [sweep] folder."""
+    from clbench.config import read_toml
+
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"{path}: no such sweep spec")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{path}: not valid TOML ({exc})") from None
+    data = read_toml(path, "sweep spec")
     default_folder = Path("sweeps") / path.stem
     return parse_spec(data, source=str(path), folder=folder, default_folder=default_folder)
 
@@ -614,16 +610,22 @@ def run_sweep(spec: SweepSpec, launcher: Any, listener: Callable[[JobBoard], Non
     board = JobBoard(jobs, listener)
     with driver_lock(spec.folder):
         write_plan(spec, jobs, launcher.name)
-        todo = []
-        for job in jobs:
-            if complete_record(job.folder) is not None:
-                board.set(job.id, "done", skipped=True, detail="already complete")
-            else:
-                todo.append(job)
+        todo = _pending(jobs, board)
         if todo:
             launcher.run(todo, board, execute or execute_job)
         records = gather(spec.folder, jobs)
     return SweepResult(spec.folder, jobs, board, records, launcher.name)
+
+
+def _pending(jobs: list[Job], board: JobBoard) -> list[Job]:
+    """The jobs still to run; those with a complete record are marked done (skipped) on the board."""
+    todo = []
+    for job in jobs:
+        if complete_record(job.folder) is not None:
+            board.set(job.id, "done", skipped=True, detail="already complete")
+        else:
+            todo.append(job)
+    return todo
 
 
 def attached_spec(folder: str | Path) -> tuple[SweepSpec, list[Job], str]:
@@ -639,12 +641,7 @@ def attach_sweep(folder: str | Path, launcher: Any, listener: Callable[[JobBoard
     spec, jobs, _ = attached_spec(folder)
     board = JobBoard(jobs, listener)
     with driver_lock(spec.folder):
-        todo = []
-        for job in jobs:
-            if complete_record(job.folder) is not None:
-                board.set(job.id, "done", skipped=True, detail="already complete")
-            else:
-                todo.append(job)
+        todo = _pending(jobs, board)
         if todo:
             launcher.attach(todo, board, execute or execute_job)
         records = gather(spec.folder, jobs)

@@ -2,6 +2,11 @@
 
 Data stays resident on the device as tensors: an epoch is a seeded permutation and slices of it, so there
 is no DataLoader and no per-sample Python (the memory is a few thousand images at most).
+
+The fp32 path with every speed switch off is the reference. The switches (`amp`, `channels_last`,
+`micro_batch`, `compile`) change how the same update is computed, not what it is: `channels_last`,
+`micro_batch` and `compile` agree with the reference to float rounding (tests/test_speed_equivalence.py);
+`amp` computes in bf16 and is checked on accuracy instead. benchmarks/retrain.py measures them.
 """
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from clbench.errors import NonFiniteError
+from clbench.errors import NonFiniteError, UsageError
 from clbench.options import option
 
 
@@ -21,7 +26,7 @@ from clbench.options import option
 class TrainRecipe:
     """METHODS.md "Evaluation": SGD 0.01 / 0.9 / 5e-4, batch 256, lr x0.1 at half, DSA on every batch."""
 
-    epochs: int = option(1000, "training epochs per network (paper 1000)", quick=300)
+    epochs: int = option(1000, "training epochs per network (paper 1000)", quick=50)
     lr: float = option(0.01, "SGD learning rate")
     momentum: float = option(0.9, "SGD momentum")
     weight_decay: float = option(5e-4, "SGD weight decay")
@@ -29,8 +34,15 @@ class TrainRecipe:
     decay_at: float = option(0.5, "fraction of the epochs after which the lr is multiplied by 0.1")
     dsa: bool = option(True, "differentiable Siamese augmentation (training mode) on every batch")
     dsa_strategy: str = option("color_crop_cutout_flip_scale_rotate", "DSA ops used in training")
-    eval_batch_size: int = option(2048, "batch size for testing (memory only, no effect on results)")
-    amp: bool = option(False, "bf16 autocast for training and testing (speed switch)")
+    eval_batch_size: int = option(512, "batch size for testing (speed and memory only, no effect on results)")
+    amp: bool = option(False, "bf16 autocast for training and testing (speed switch; the fp32 path is the reference)")
+    channels_last: bool = option(False, "channels-last memory format for the network and its batches "
+                                         "(speed switch: same values; a gain on GPUs, a loss on the CPUs measured)")
+    micro_batch: int = option(0, "forward/backward each minibatch in chunks of this many images and sum the "
+                                 "gradients: the same update (to float rounding), with activations that stay in "
+                                 "cache on a CPU; 0 = whole minibatch; ignored for networks with batch norm")
+    compile: bool = option(False, "torch.compile the network (speed switch; compiling takes about a minute "
+                                  "on a CPU, so it pays only over long runs)")
 
 
 ProgressFn = Callable[[int, int], None]
@@ -41,6 +53,33 @@ def autocast(device: torch.device, enabled: bool):
     if not enabled:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def _check(recipe: TrainRecipe) -> None:
+    if recipe.epochs < 0 or recipe.batch_size < 1 or recipe.eval_batch_size < 1 or recipe.micro_batch < 0:
+        raise UsageError(
+            f"training recipe: epochs must be >= 0, batch_size and eval_batch_size >= 1, micro_batch >= 0 "
+            f"(got epochs={recipe.epochs}, batch_size={recipe.batch_size}, "
+            f"eval_batch_size={recipe.eval_batch_size}, micro_batch={recipe.micro_batch})"
+        )
+
+
+def _memory_format(channels_last: bool, x: Tensor) -> Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
+
+
+def _forward_fn(net: nn.Module, compile: bool) -> Callable[[Tensor], Tensor]:
+    # The compiled wrapper shares the network's parameters; training it trains `net`.
+    return torch.compile(net) if compile else net
+
+
+def _chunk_size(net: nn.Module, recipe: TrainRecipe) -> int:
+    """Images per forward/backward chunk: the whole minibatch unless micro-batching is exact for this net."""
+    if recipe.micro_batch <= 0 or recipe.micro_batch >= recipe.batch_size:
+        return recipe.batch_size
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules()):
+        return recipe.batch_size  # batch statistics need the whole minibatch: chunks would change the maths
+    return recipe.micro_batch
 
 
 def train_network(
@@ -54,10 +93,15 @@ def train_network(
 ) -> float:
     """Train `net` in place on the tensors; returns the mean loss of the last epoch.
 
-    A non-finite loss raises NonFiniteError naming the epoch (checked once per epoch, not per batch, so that
-    the device is not synchronised on every step).
+    A non-finite loss raises NonFiniteError naming the epoch (checked every 50 epochs and at the end, not per
+    batch, so that the device is not synchronised on every step).
     """
+    _check(recipe)
     device = images.device
+    if recipe.channels_last:
+        net.to(memory_format=torch.channels_last)
+    forward = _forward_fn(net, recipe.compile)
+    chunk = _chunk_size(net, recipe)
     optimizer = torch.optim.SGD(
         net.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
     )
@@ -76,10 +120,14 @@ def train_network(
             x, y = images[idx], labels[idx]
             if recipe.dsa:
                 x = augment.train_batch(x, generator)
-            with autocast(device, recipe.amp):
-                loss = F.cross_entropy(net(x), y)
+            x = _memory_format(recipe.channels_last, x)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if chunk >= x.shape[0]:
+                with autocast(device, recipe.amp):
+                    loss = F.cross_entropy(forward(x), y)
+                loss.backward()
+            else:
+                loss = _chunked_backward(forward, x, y, chunk, device, recipe.amp)
             optimizer.step()
             epoch_loss += loss.detach() * idx.numel()
         if epoch == recipe.epochs - 1 or (epoch + 1) % 50 == 0:
@@ -91,13 +139,43 @@ def train_network(
     return last_loss
 
 
+def _chunked_backward(forward: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, chunk: int,
+                      device: torch.device, amp: bool) -> Tensor:
+    """Gradients of the minibatch's mean cross-entropy, accumulated chunk by chunk; returns that mean.
+
+    Exact for networks whose samples do not interact (no batch norm): sum over chunks of (sum of losses / b).
+    """
+    b = x.shape[0]
+    total = torch.zeros((), device=device)
+    for start in range(0, b, chunk):
+        with autocast(device, amp):
+            logits = forward(x[start : start + chunk])
+        part = F.cross_entropy(logits, y[start : start + chunk], reduction="sum") / b
+        part.backward()
+        total += part.detach()
+    return total
+
+
 @torch.no_grad()
-def predict(net: nn.Module, images: Tensor, batch_size: int = 2048, amp: bool = False) -> Tensor:
+def predict(
+    net: nn.Module,
+    images: Tensor,
+    batch_size: int = 512,
+    amp: bool = False,
+    *,
+    channels_last: bool = False,
+    compile: bool = False,
+) -> Tensor:
+    """Predicted class of every image, in batches (the batch size changes speed and memory, not results)."""
     net.eval()
+    if channels_last:
+        net.to(memory_format=torch.channels_last)
+    forward = _forward_fn(net, compile)
     outputs = []
     for start in range(0, images.shape[0], batch_size):
+        x = _memory_format(channels_last, images[start : start + batch_size])
         with autocast(images.device, amp):
-            outputs.append(net(images[start : start + batch_size]).argmax(dim=1))
+            outputs.append(forward(x).argmax(dim=1))
     return torch.cat(outputs) if outputs else torch.empty(0, dtype=torch.long, device=images.device)
 
 
@@ -117,6 +195,8 @@ def per_class_accuracy(predictions: Tensor, labels: Tensor, classes: list[int]) 
 
 def evaluate(net: nn.Module, images: Tensor, labels: Tensor, recipe: TrainRecipe) -> tuple[float, dict[int, float]]:
     """Overall and per-class accuracy (percent) of `net` on the given test images."""
-    predictions = predict(net, images, recipe.eval_batch_size, recipe.amp)
+    _check(recipe)
+    predictions = predict(net, images, recipe.eval_batch_size, recipe.amp,
+                          channels_last=recipe.channels_last, compile=recipe.compile)
     classes = sorted(set(labels.tolist()))
     return accuracy(predictions, labels), per_class_accuracy(predictions, labels, classes)

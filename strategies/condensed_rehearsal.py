@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from clbench.checks import check_synthetic_set
 from clbench.errors import CondenserError, ClbenchError, NonFiniteError
+from clbench.results import jsonable
 from clbench.memory import Memory, MemoryBudget
 from clbench.seeding import derive_seed, generator
 from clbench.training import TrainRecipe, evaluate, train_network
@@ -117,7 +118,7 @@ class CondensedRehearsal(BaseTemplate):
         start = time.perf_counter()
         synthetic = self._condense(indices, new_classes, ipc)
         result.condense_seconds = time.perf_counter() - start
-        result.condenser_facts = _jsonable(getattr(synthetic, "facts", {}) or {})
+        result.condenser_facts = jsonable(getattr(synthetic, "facts", {}) or {})
         self.memory.shrink(ipc, self.condenser.shrink, generator(derive_seed(self.seed, self.order_index, self.step, "shrink")))
         self.memory.add(synthetic.images.detach().to(self.device), synthetic.labels.to(self.device))
         result.memory_sizes = self.memory.sizes()
@@ -205,16 +206,3 @@ class CondensedRehearsal(BaseTemplate):
                 c: sum(pc[c] for pc in per_class) / len(per_class) for c in per_class[0]
             }
         super()._after_eval(**kwargs)
-
-
-def _jsonable(value: Any) -> Any:
-    """Condenser facts, made safe for JSON (tensors to numbers or lists)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Tensor):
-        return value.item() if value.numel() == 1 else value.tolist()
-    if isinstance(value, (int, float, str, bool)) or value is None:
-        return value
-    return str(value)

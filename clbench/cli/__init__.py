@@ -17,12 +17,29 @@ app = typer.Typer(
 )
 
 
-def _register() -> None:
-    from clbench.cli import compare, condensers, run
+# (command name, module in clbench.cli, function): one line per subcommand.
+COMMANDS = [
+    ("run", "run", "run"),
+    ("resume", "resume", "resume"),
+    ("compare", "compare", "compare"),
+    ("plot", "plot", "plot_app"),
+    ("condensers", "condensers", "condensers"),
+    ("condense", "condense", "condense"),
+    ("diagnose", "diagnose", "diagnose"),
+    ("sweep", "sweep", "sweep"),
+]
 
-    app.command("run")(run.run)
-    app.command("compare")(compare.compare)
-    app.command("condensers")(condensers.condensers)
+
+def _register() -> None:
+    import importlib
+
+    for name, module_name, attr in COMMANDS:
+        module = importlib.import_module(f"clbench.cli.{module_name}")
+        target = getattr(module, attr)
+        if isinstance(target, typer.Typer):
+            app.add_typer(target, name=name)
+        else:
+            app.command(name)(target)
 
 
 _register()

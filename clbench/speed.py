@@ -1,0 +1,89 @@
+"""Which speed switches pay on which device, decided by measurement (benchmarks/), kept in one place.
+
+Nothing here changes what is computed: these helpers only pick values for the speed switches of
+TrainRecipe (and the thread count) so that callers need not know the hardware. The figures behind each
+choice are in benchmarks/README.md.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# Measured on a 2-core Xeon with AMX/avx512_bf16 (benchmarks/README.md): small test batches stay in the
+# L2 cache and are the fastest there; on a GPU large batches are.
+CPU_EVAL_BATCH = 64
+GPU_EVAL_BATCH = 2048
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags (Linux /proc/cpuinfo); empty where they cannot be read."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def cpu_name() -> str:
+    """The CPU model name, for benchmark reports."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown CPU"
+
+
+def device_name(device: torch.device) -> str:
+    """A short description of the device for benchmark reports."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{cpu_name()}, {usable_cores()} cores, {torch.get_num_threads()} torch threads"
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (the affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def bf16_is_fast(device: torch.device) -> bool:
+    """True where bf16 matrix maths runs natively: AMX or AVX512-BF16 on a CPU, Ampere or later on CUDA."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.get_device_capability(device) >= (8, 0)
+    if device.type == "cpu":
+        return torch.backends.mkldnn.is_available() and bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
+    return False
+
+
+def fast_train_options(device: torch.device) -> dict[str, Any]:
+    """TrainRecipe switch values that were faster on this kind of device (key=value overrides for --train).
+
+    `amp` is included where bf16 is native; whether to use it is the caller's choice, since bf16 changes the
+    arithmetic (its accuracy check is in tests/test_speed_equivalence.py and benchmarks/README.md).
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return {"amp": bf16_is_fast(device), "channels_last": True, "eval_batch_size": GPU_EVAL_BATCH}
+    return {"amp": bf16_is_fast(device), "channels_last": False, "eval_batch_size": CPU_EVAL_BATCH}
+
+
+def threads_per_job(jobs: int, cores: int | None = None) -> int:
+    """Intra-op threads for each of `jobs` processes sharing the cores (at least 1)."""
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    return max(1, (usable_cores() if cores is None else cores) // jobs)
