@@ -49,6 +49,7 @@ class StaticConfig:
     evals: int | None = None  # trainings per set and evaluation network; None: the profile's (EVALS)
     eval_nets: tuple[str, ...] = DEFAULT_EVAL_NETS
     network: str = "convnet"  # the architecture the condenser embeds with
+    width: int | None = None  # ConvNet width (condensation and the convnet evaluation net); None: the profile's
     profile: str = "auto"
     device: str = "auto"
     seed: int = 0
@@ -115,6 +116,10 @@ class PreparedStatic:
     dataset: Any
     sets: list[int]
     evals: int
+    width: int | None = None  # ConvNet width (None: the networks' own default)
+
+    def width_for(self, name: str) -> int | None:
+        return self.width if name.startswith("convnet") else None
 
 
 def prepare(config: StaticConfig) -> PreparedStatic:
@@ -143,8 +148,9 @@ def prepare(config: StaticConfig) -> PreparedStatic:
             raise UsageError(f"{dataset.name} ({dataset.image_size}x{dataset.image_size} px): {exc}") from None
     sets = config.sets or SETS[profile]
     evals = config.evals or EVALS[profile]
+    width = config.width or cfg.CONVNET_WIDTH[profile]
     return PreparedStatic(config, device, profile, condenser_cls, options, recipe, dataset,
-                          list(range(config.first_set, config.first_set + sets)), evals)
+                          list(range(config.first_set, config.first_set + sets)), evals, width)
 
 
 def resolved_config(p: PreparedStatic) -> dict[str, Any]:
@@ -159,6 +165,7 @@ def resolved_config(p: PreparedStatic) -> dict[str, Any]:
         "evals": p.evals,
         "eval_nets": list(c.eval_nets),
         "network": c.network,
+        "width": p.width,
         "profile": p.profile,
         "profile_requested": c.profile,
         "device": str(p.device),
@@ -233,7 +240,7 @@ def run_set(p: PreparedStatic, index: int, data: tuple[Tensor, Tensor, Tensor, T
             acc, class_acc = train_and_test(
                 name, images, labels, test_x, test_y, p.recipe, augment, ds.num_classes,
                 network_seed=derive_seed(c.seed, index, 0, "network", e),
-                train_seed=derive_seed(c.seed, index, 0, "train", e), progress=progress)
+                train_seed=derive_seed(c.seed, index, 0, "train", e), progress=progress, width=p.width_for(name))
             accuracies[name].append(acc)
             per_class.append(class_acc)
             reporter.evaluated(index, name, e, acc)
@@ -267,7 +274,8 @@ def condense_all(p: PreparedStatic, index: int, images: Tensor, labels: Tensor, 
     def new_network(seed: int | None = None) -> nn.Module:
         if seed is None:
             seed = int(torch.randint(2**62, (1,), generator=gen, device=gen.device).item())
-        return build_network(c.network, ds.channels, ds.num_classes, ds.image_size, seed=seed, device=p.device)
+        return build_network(c.network, ds.channels, ds.num_classes, ds.image_size, seed=seed, device=p.device,
+                             width=p.width_for(c.network))
 
     classes = tuple(range(ds.num_classes))
     task = CondenseTask(images=images, labels=labels, classes=classes, ipc=c.ipc, generator=gen,
@@ -287,13 +295,15 @@ def condense_all(p: PreparedStatic, index: int, images: Tensor, labels: Tensor, 
 
 def train_and_test(name: str, images: Tensor, labels: Tensor, test_images: Tensor, test_labels: Tensor,
                    recipe: TrainRecipe, augment: Any, num_classes: int, *, network_seed: int, train_seed: int,
-                   progress: Callable[[int, int], None] | None = None) -> tuple[float, dict[int, float]]:
+                   progress: Callable[[int, int], None] | None = None,
+                   width: int | None = None) -> tuple[float, dict[int, float]]:
     """A fresh `name` network trained from scratch on (images, labels); its accuracy (percent) on the test set,
     overall and per class."""
     from clbench.networks import build_network
 
     device = images.device
-    net = build_network(name, images.shape[1], num_classes, images.shape[-1], seed=network_seed, device=device)
+    net = build_network(name, images.shape[1], num_classes, images.shape[-1], seed=network_seed, device=device,
+                        width=width)
     train_network(net, images, labels, recipe, augment, generator(train_seed, device), progress)
     return evaluate(net, test_images, test_labels, recipe)
 

@@ -16,6 +16,7 @@ def condense(
     eval_nets: str = typer.Option("convnet", "--eval-nets", help="comma-separated evaluation networks, e.g. convnet,alexnet,vgg11,resnet18"),
     evals: Optional[int] = typer.Option(None, "--evals", help="networks trained per set and architecture (default: 5 paper, 2 quick)"),
     network: str = typer.Option("convnet", "--network", help="architecture the condenser embeds with"),
+    width: Optional[int] = typer.Option(None, "--width", help="ConvNet width (default: 128 paper, 32 quick)"),
     profile: str = typer.Option("auto", "--profile", help="paper, quick, or auto (paper on CUDA, quick on CPU)"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N"),
     seed: int = typer.Option(0, "--seed", help="run seed (condensation, network init, training draws)"),
@@ -30,7 +31,7 @@ def condense(
 
     config = StaticConfig(
         condenser=condenser, dataset=dataset, ipc=ipc, sets=sets, first_set=first_set, evals=evals,
-        eval_nets=parse_eval_nets(eval_nets), network=network, profile=profile, device=device, seed=seed,
+        eval_nets=parse_eval_nets(eval_nets), network=network, width=width, profile=profile, device=device, seed=seed,
         opt=parse_assignments(opt), train=parse_assignments(train), out=out, data_dir=data_dir,
     )
     reporter = _rich_reporter()
