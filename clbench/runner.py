@@ -1,23 +1,16 @@
 """One `clbench run`: for each class order, stream the experiences through the condensed-rehearsal strategy,
 record every step, and write the record (atomically, after every step) with its memory snapshots.
 
-Reliability lives here too: a checkpoint per order after every step (clbench.checkpoint), resuming from them,
-stopping cleanly on SIGINT/SIGTERM, errors that name the order and step, and `jobs` processes that run orders
-side by side (spawned; one per CUDA device when there are several) and give the record of a sequential run.
+Reliability is kept here too: a checkpoint per order after every step (clbench.checkpoint), resuming from them,
+errors that name the order and step, and stopping cleanly at safe points. The pieces it uses live beside it:
+clbench.signals (SIGINT/SIGTERM), clbench.parallel (`jobs` processes that run orders side by side and give the
+record of a sequential run), clbench.snapshots (memory snapshots and pictures, the output-folder check).
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
-import os
-import queue
-import shutil
-import signal
-import sys
-import threading
 import time
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -25,12 +18,18 @@ from typing import Any, Callable, Iterator
 import torch
 
 from clbench import config as cfg
-from clbench.checkpoint import (OrderState, acquire_lock, config_differences, load_checkpoint, release_lock,
-                                remove_checkpoint, resume_states, run_folder, save_checkpoint)
-from clbench.errors import ClbenchError, NonFiniteError, UsageError
+from clbench.checkpoint import (OrderState, acquire_lock, config_differences, release_lock, remove_checkpoint,
+                                resume_states, save_checkpoint)
+from clbench.errors import AlreadyComplete, ClbenchError, Interrupted, NonFiniteError, OutputError, UsageError
 from clbench.memory import MemoryBudget
-from clbench.results import (SCHEMA, SCHEMA_VERSION, RecordError, atomic_torch_save, atomic_write_bytes,
-                             atomic_write_json, environment, load_record, new_run_id, summarise)
+from clbench.results import (SCHEMA, SCHEMA_VERSION, RecordError, atomic_write_json, environment, load_record,
+                             new_run_id, summarise)
+from clbench.signals import StopRequested, StopSignals
+from clbench.snapshots import check_writable, save_memory
+
+# Re-exported: callers import these from the runner, whose run and resume raise or use them.
+__all__ = ["AlreadyComplete", "Interrupted", "OutputError", "Prepared", "Reporter", "StopRequested", "StopSignals",
+           "execute_order", "prepare", "recorded_run_config", "resolved_config", "resume", "run"]
 
 
 class Reporter:
@@ -47,41 +46,7 @@ class Reporter:
     def stop_requested(self, signal_name: str) -> None: ...
 
 
-# -- what a run can end with besides a record -------------------------------------------------------------
-class Interrupted(ClbenchError):
-    """SIGINT/SIGTERM stopped the run at a safe point; everything completed is saved and resumable."""
-
-    def __init__(self, record_path: Path, signal_name: str, steps_done: int, steps_total: int, jobs: int = 1):
-        self.record_path, self.signal_name = Path(record_path), signal_name
-        self.steps_done, self.steps_total, self.jobs = steps_done, steps_total, jobs
-        self.exit_code = 128 + int(getattr(signal, signal_name, signal.SIGINT))
-        super().__init__(f"interrupted by {signal_name}: {steps_done} of {steps_total} steps are saved in "
-                         f"{record_path}")
-
-    @property
-    def resume_command(self) -> str:
-        return f"clbench resume {self.record_path}" + (f" --jobs {self.jobs}" if self.jobs > 1 else "")
-
-
-class AlreadyComplete(ClbenchError):
-    """A resume of a record whose every order is done: nothing to do (not a failure)."""
-
-    exit_code = 0
-
-    def __init__(self, record_path: Path):
-        self.record_path = Path(record_path)
-        super().__init__(f"{record_path} is already complete; nothing to resume")
-
-
-class OutputError(ClbenchError):
-    """A record, checkpoint or snapshot could not be written (disk full, folder removed, permissions)."""
-
-
 _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
-
-
-class StopRequested(BaseException):
-    """Raised at a safe point once a stop was asked for. A BaseException, so condensers' handlers let it pass."""
 
 
 # -- resolving the configuration ----------------------------------------------------------------------------
@@ -221,7 +186,7 @@ class _Session:
     @classmethod
     def create(cls, p: Prepared, reporter: Reporter) -> _Session:
         out = Path(p.config.out)
-        _check_writable(out, _bytes_needed(p))
+        check_writable(out, _bytes_needed(p))
         run_id = new_run_id(p.config.condenser, p.config.dataset)
         record: dict[str, Any] = {
             "schema": SCHEMA,
@@ -253,7 +218,7 @@ class _Session:
                 f"differences: {'; '.join(diffs)}. Use `clbench resume {path}` to continue it as it was started"
             )
         states = resume_states(record, path)
-        _check_writable(path.parent, _bytes_needed(p))
+        check_writable(path.parent, _bytes_needed(p))
         session = cls(p, path, record, states, reporter)
         recorded_threads = (record.get("environment") or {}).get("threads_per_order")
         if isinstance(recorded_threads, int) and recorded_threads > 0:
@@ -320,7 +285,9 @@ class _Session:
             with self.signals:
                 try:
                     if workers > 1:
-                        _ParallelOrders(self, todo, workers).run()
+                        from clbench.parallel import ParallelOrders
+
+                        ParallelOrders(self, todo, workers).run()
                     elif todo:
                         self._run_here(todo)
                 except StopRequested:
@@ -341,7 +308,7 @@ class _Session:
                            self.jobs)
 
     def _run_here(self, todo: list[int]) -> None:
-        data = _resident_data(self.p)
+        data = resident_data(self.p)
         with _torch_threads(self.threads):
             for order in todo:
                 self.signals.check()
@@ -408,7 +375,7 @@ def execute_order(p: Prepared, state: OrderState, data, record_path: Path, run_i
         steps.append(step)
         _saving(lambda: save_checkpoint(record_path, run_id, order, steps, strategy.memory.state()), record_path)
         on_step(order, step)
-    memory_file = _saving(lambda: _save_memory(record_path, order, strategy.memory, ds), record_path)
+    memory_file = _saving(lambda: save_memory(record_path, order, strategy.memory, ds), record_path)
     return {"order": order, "class_order": classes, "complete": True, "steps": steps, "memory_file": memory_file}
 
 
@@ -418,213 +385,6 @@ def _saving(write: Callable[[], Any], record_path: Path) -> Any:
     except OSError as exc:
         raise OutputError(f"cannot write beside {record_path} ({exc.strerror or exc}); the record keeps the steps "
                           f"saved before. Free space, then: clbench resume {record_path}") from None
-
-
-# -- stopping on signals --------------------------------------------------------------------------------------
-class StopSignals:
-    """SIGINT/SIGTERM ask for a stop at the next safe point; a second one exits at once.
-
-    Exiting at once is safe for the files: every write is a rename of a complete temporary file. `children` are
-    worker processes to kill with it. Outside the main thread (where handlers cannot be set) only `event` and
-    `request()` stop the run.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self, notify: Callable[[str], None] | None = None, event: Any = None, parent: int | None = None):
-        self.notify, self.event, self.parent = notify, event, parent  # parent: a worker's parent's pid
-        self.signal_name: str | None = None
-        self.children: list[Any] = []
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> StopSignals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
-        self._previous.clear()
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signal_name is not None:
-            for child in self.children:
-                with contextlib.suppress(Exception):
-                    child.kill()
-            os._exit(128 + signum)
-        self.request(signal.Signals(signum).name)
-        if self.notify is not None:
-            with contextlib.suppress(Exception):
-                self.notify(self.signal_name)
-
-    def request(self, signal_name: str = "SIGINT") -> None:
-        self.signal_name = self.signal_name or signal_name
-
-    @property
-    def requested(self) -> bool:
-        if self.signal_name is None and self.event is not None and self.event.is_set():
-            self.signal_name = "SIGINT"
-        if self.signal_name is None and self.parent is not None and os.getppid() != self.parent:
-            self.signal_name = "SIGHUP"  # the parent is gone: nobody gathers this worker's results
-        return self.signal_name is not None
-
-    def check(self) -> None:
-        """The safe point: raise StopRequested when a stop was asked for."""
-        if self.requested:
-            raise StopRequested()
-
-
-# -- orders in parallel processes -------------------------------------------------------------------------------
-class _ParallelOrders:
-    """`jobs` spawned workers take orders from a queue; the parent writes the record from their messages."""
-
-    def __init__(self, session: _Session, todo: list[int], workers: int):
-        import multiprocessing
-
-        self.session, self.todo, self.workers = session, todo, workers
-        self.ctx = multiprocessing.get_context("spawn")
-
-    def run(self) -> None:
-        s = self.session
-        tasks, results, stop_event = self.ctx.Queue(), self.ctx.Queue(), self.ctx.Event()
-        for order in self.todo:
-            tasks.put(order)
-        for _ in range(self.workers):
-            tasks.put(None)
-        devices = _worker_devices(s.p, self.workers)
-        procs = [
-            self.ctx.Process(target=_worker_main, name=f"clbench-worker-{w}", daemon=True, args=(
-                w, s.p.config, devices[w], s.threads, str(s.path), s.record["run_id"], tasks, results, stop_event,
-                os.getpid()))
-            for w in range(self.workers)
-        ]
-        # Workers start with SIGINT/SIGTERM ignored (inherited) until their own handlers are in place.
-        with _signals_ignored():
-            for proc in procs:
-                proc.start()
-        s.signals.children = procs
-        try:
-            failure = self._gather(procs, results, stop_event)
-        finally:
-            stop_event.set()  # when the parent itself failed (e.g. could not write the record), workers stop too
-            for proc in procs:
-                proc.join(timeout=30)
-                if proc.is_alive():
-                    proc.kill()
-            s.signals.children = []
-        if failure is not None:
-            raise failure
-        if s.signals.requested:
-            raise StopRequested()
-        unfinished = [o for o in self.todo if s.states[o].complete_entry is None]
-        if unfinished:  # a worker ended without a word: never mark such a record complete
-            raise ClbenchError(f"orders {unfinished} did not finish; resume to run them")
-
-    def _gather(self, procs: list, results: Any, stop_event: Any) -> ClbenchError | None:
-        s = self.session
-        running: dict[int, int | None] = {w: None for w in range(len(procs))}  # worker -> its order
-        failure: ClbenchError | None = None
-        while running:
-            if s.signals.requested and not stop_event.is_set():
-                stop_event.set()
-            try:
-                message = results.get(timeout=0.2)
-            except queue.Empty:
-                for w in list(running):
-                    if not procs[w].is_alive():
-                        order = running.pop(w)
-                        if failure is None and not s.signals.requested:
-                            what = "before taking an order" if order is None else f"while running order {order}"
-                            failure = ClbenchError(
-                                f"a worker process died {what} (exit code {procs[w].exitcode}: killed, out of "
-                                f"memory, or see its message above); resume to continue")
-                            stop_event.set()
-                continue
-            kind, w, *rest = message
-            if kind == "order_started":
-                running[w] = rest[0]
-                s.reporter.order_started(*rest)
-            elif kind == "step_started":
-                s.reporter.step_started(*rest)
-            elif kind == "step":
-                s.step_done(*rest)
-            elif kind == "order_done":
-                s.order_done(rest[0])
-            elif kind == "stopped":
-                s.signals.request(rest[0])
-            elif kind in ("failed", "crashed") and failure is None:
-                failure = rest[0] if kind == "failed" else ClbenchError(
-                    f"the worker process running order {running.get(w)} failed:\n{rest[0]}")
-                stop_event.set()
-            elif kind == "exit":
-                running.pop(w, None)
-        return failure
-
-
-def _worker_main(worker: int, config: cfg.RunConfig, device: str, threads: int, record_path: str, run_id: str,
-                 tasks: Any, results: Any, stop_event: Any, parent: int) -> None:
-    """One spawned worker: run orders from `tasks` until a None, reporting to `results`."""
-    signals = StopSignals(event=stop_event, parent=parent)
-    with signals:
-        try:
-            torch.set_num_threads(threads)
-            p = prepare(dataclasses.replace(config, device=device))
-            data = _resident_data(p)
-            reporter = _QueueReporter(worker, results)
-            while (order := tasks.get()) is not None:
-                signals.check()
-                state = load_checkpoint(Path(record_path), run_id, order) or OrderState(order)
-                entry = execute_order(p, state, data, Path(record_path), run_id, reporter, signals.check,
-                                      lambda o, step: results.put(("step", worker, o, step)))
-                results.put(("order_done", worker, entry))
-        except StopRequested:
-            results.put(("stopped", worker, signals.signal_name))
-        except ClbenchError as exc:
-            results.put(("failed", worker, exc))
-        except BaseException:  # a bug: hand the traceback to the parent, which reports it
-            results.put(("crashed", worker, traceback.format_exc()))
-        finally:
-            results.put(("exit", worker))
-            # Every file is written and closed; skip the interpreter's slow teardown (seconds with torch loaded)
-            # once the messages have left.
-            results.close()
-            results.join_thread()
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(0)
-
-
-class _QueueReporter(Reporter):
-    def __init__(self, worker: int, results: Any):
-        self.worker, self.results = worker, results
-
-    def order_started(self, order: int, class_order: list[int]) -> None:
-        self.results.put(("order_started", self.worker, order, class_order))
-
-    def step_started(self, order: int, step: int, classes: list[int]) -> None:
-        self.results.put(("step_started", self.worker, order, step, classes))
-
-
-def _worker_devices(p: Prepared, workers: int) -> list[str]:
-    """One CUDA device per worker (round robin) when the run asked for CUDA without an index; else the run's."""
-    if p.device.type == "cuda" and p.device.index is None and torch.cuda.device_count() > 1:
-        return [f"cuda:{w % torch.cuda.device_count()}" for w in range(workers)]
-    return [str(p.device)] * workers
-
-
-@contextlib.contextmanager
-def _signals_ignored() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in StopSignals.SIGNALS}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
@@ -638,7 +398,7 @@ def _torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-# -- records, snapshots, checks -----------------------------------------------------------------------------
+# -- records and estimates ---------------------------------------------------------------------------------
 def _step_record(result) -> dict[str, Any]:
     return {
         "step": result.step,
@@ -655,35 +415,13 @@ def _step_record(result) -> dict[str, Any]:
     }
 
 
-def _resident_data(p: Prepared):
+def resident_data(p: Prepared):
+    """The dataset, normalised, on the run's device: loaded once per process, shared by the orders it runs."""
     from strategies.condensed_rehearsal import RealData
 
     train_x, train_y = p.dataset.normalised("train", p.device)
     test_x, test_y = p.dataset.normalised("test", p.device)
     return RealData(train_x, train_y, test_x, test_y, p.dataset.num_classes)
-
-
-def _save_memory(record_path: Path, order: int, memory, dataset) -> str:
-    """Tensors (torch.load(..., weights_only=True)) and a PNG grid, one row per class, beside the record."""
-    folder = run_folder(record_path)
-    state = memory.state()
-    tensor_file = folder / f"memory-order{order}.pt"
-    atomic_torch_save(tensor_file, state)
-    atomic_write_bytes(folder / f"memory-order{order}.png", memory_grid_png(state, dataset))
-    return str(tensor_file.relative_to(record_path.parent))
-
-
-def memory_grid_png(state: dict[str, torch.Tensor], dataset) -> bytes:
-    from torchvision.utils import make_grid
-    from torchvision.transforms.functional import to_pil_image
-
-    images, labels = state["images"], state["labels"]
-    per_class = int((labels == labels[0]).sum()) if labels.numel() else 1
-    pixels = dataset.denormalise(images.float())
-    grid = make_grid(pixels, nrow=max(per_class, 1), padding=1, pad_value=1.0)
-    buffer = io.BytesIO()
-    to_pil_image(grid).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def _bytes_needed(p: Prepared) -> int:
@@ -693,17 +431,3 @@ def _bytes_needed(p: Prepared) -> int:
     per_image = ds.channels * int(ds.image_size) ** 2 * 4
     return p.config.orders * images * per_image * 3 + (1 << 20)
 
-
-def _check_writable(out: Path, needed: int = 0) -> None:
-    """Fail before any work if the output folder cannot take files, or has too little room for them."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".clbench-write-test-{time.time_ns()}"
-        probe.write_bytes(b"ok")
-        probe.unlink()
-        free = shutil.disk_usage(out).free
-    except OSError as exc:
-        raise UsageError(f"--out {out}: cannot write there ({exc.strerror}); choose a writable folder") from None
-    if free < needed:
-        raise UsageError(f"--out {out}: only {free / 2**20:.1f} MiB free, and this run writes about "
-                         f"{needed / 2**20:.1f} MiB; free space or choose another folder")

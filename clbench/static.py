@@ -176,12 +176,12 @@ def resolved_config(p: PreparedStatic) -> dict[str, Any]:
 
 def run_static(config: StaticConfig, reporter: StaticReporter | None = None) -> tuple[Path, dict[str, Any]]:
     """Condense, train and test every set; returns the record's path and the record."""
-    from clbench.runner import _check_writable
+    from clbench.snapshots import check_writable
 
     reporter = reporter or StaticReporter()
     p = prepare(config)
     out = Path(p.config.out)
-    _check_writable(out)
+    check_writable(out)
     run_id = new_run_id(p.config.condenser, p.config.dataset)
     record: dict[str, Any] = {
         "schema": SCHEMA,
@@ -311,7 +311,7 @@ def train_and_test(name: str, images: Tensor, labels: Tensor, test_images: Tenso
 def save_synthetic(record_path: Path, index: int, images: Tensor, labels: Tensor, dataset) -> dict[str, str]:
     """Tensors (torch.load(..., weights_only=True): {"images", "labels"}, as a run's memory snapshot) and a PNG
     grid, one row per class, in the folder named after the record. Paths are relative to the record's folder."""
-    from clbench.runner import memory_grid_png
+    from clbench.snapshots import memory_grid_png
 
     folder = record_path.with_suffix("")
     state = {"images": images.detach().cpu(), "labels": labels.detach().cpu()}

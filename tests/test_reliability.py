@@ -158,7 +158,9 @@ def test_same_seed_same_numbers_other_seed_other_memory(reference, tmp_path):
 def test_resume_after_a_stop_mid_order_with_a_shrinking_total_budget(condenser, tmp_path):
     """A total budget shrinks earlier classes with the condenser's rule at every step: the resumed memory must
     shrink exactly as the uninterrupted one did."""
-    from clbench.runner import Interrupted, Reporter, StopRequested, resume, run
+    from clbench.errors import Interrupted
+    from clbench.runner import Reporter, resume, run
+    from clbench.signals import StopRequested
 
     class StopAfterThreeSteps(Reporter):
         done = 0
@@ -278,9 +280,7 @@ def test_out_below_a_file_is_refused_before_the_run(cli, tmp_path):
 
 
 def test_too_little_free_space_is_refused_before_the_run(cli, tmp_path, monkeypatch):
-    import clbench.runner
-
-    monkeypatch.setattr(clbench.runner.shutil, "disk_usage", lambda path: SimpleNamespace(free=1000))
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: SimpleNamespace(free=1000))
     code, _, err = cli("run", *TINY, "--out", str(tmp_path))
     assert code == 2 and "MiB free" in err
     assert not records_in(tmp_path)
@@ -312,7 +312,7 @@ def test_disk_full_mid_run_leaves_an_incomplete_resumable_record(cli, tmp_path, 
 
 # -- signals, unit level ----------------------------------------------------------------------------------------
 def test_first_signal_requests_a_stop_second_exits_at_once(monkeypatch):
-    from clbench.runner import StopRequested, StopSignals
+    from clbench.signals import StopRequested, StopSignals
 
     exits, killed, notes = [], [], []
     monkeypatch.setattr(os, "_exit", lambda code: exits.append(code))
@@ -328,7 +328,7 @@ def test_first_signal_requests_a_stop_second_exits_at_once(monkeypatch):
 
 
 def test_interrupted_exit_code_and_resume_command(tmp_path):
-    from clbench.runner import Interrupted
+    from clbench.errors import Interrupted
 
     exc = Interrupted(tmp_path / "r.json", "SIGTERM", 3, 10, jobs=2)
     assert exc.exit_code == 143 and exc.resume_command == f"clbench resume {tmp_path / 'r.json'} --jobs 2"

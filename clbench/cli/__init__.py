@@ -6,9 +6,35 @@ from __future__ import annotations
 
 import sys
 
+import click
 import typer
+from typer.core import TyperGroup
+
+
+class _CtrlC(Exception):
+    """A Ctrl-C outside a run's own signal handling, carried past typer to `main` (see `_Group`)."""
+
+
+class _Group(TyperGroup):
+    """Lets a Ctrl-C that lands before a run has its handlers (imports, loading data) reach `main`.
+
+    Left to them, click turns it into "Aborted!" with exit code 1 and newer typer into a silent exit 130; main
+    answers "interrupted" and 130 whichever is installed.
+    """
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _CtrlC() from None
+        except click.exceptions.Abort as exc:  # a prompt interrupted by Ctrl-C
+            if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+                raise _CtrlC() from None
+            raise
+
 
 app = typer.Typer(
+    cls=_Group,
     name="clbench",
     help="Continual-learning benchmark whose rehearsal memory is built by dataset condensation.",
     no_args_is_help=True,
@@ -54,6 +80,6 @@ def main() -> None:
     except ClbenchError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _CtrlC):
         typer.echo("interrupted", err=True)
         sys.exit(130)

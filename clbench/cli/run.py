@@ -63,7 +63,7 @@ def execute(start: Callable[[Any], tuple[Path, dict]]) -> None:
 
     from clbench.cli.progress import RichReporter
     from clbench.report import print_table, summary_rows
-    from clbench.runner import AlreadyComplete, Interrupted
+    from clbench.errors import AlreadyComplete, Interrupted
 
     class Reporter(RichReporter):
         def stop_requested(self, signal_name: str) -> None:
