@@ -76,3 +76,14 @@ def test_memory_snapshot_loads_with_weights_only(cli, tmp_path):
     record = json.loads(next(tmp_path.glob("*.json")).read_text())
     state = torch.load(tmp_path / record["orders"][0]["memory_file"], weights_only=True)
     assert state["images"].shape == (50, 1, 8, 8) and sorted(state["labels"].unique().tolist()) == list(range(10))
+
+
+def test_ctrl_c_before_the_run_starts_exits_130(cli, monkeypatch, tmp_path):
+    import clbench.runner
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(clbench.runner, "prepare", interrupted)
+    code, _, err = cli("run", "--dataset", "digits", "--out", str(tmp_path))
+    assert code == 130 and "interrupted" in err and "Traceback" not in err
