@@ -25,7 +25,7 @@ data:
 
 # The demo: random, herding, DM and DDM on Fashion-MNIST (quick profile), then the comparison table.
 DEMO_OUT ?= results/demo
-DEMO_ARGS ?= --dataset fashion-mnist --steps 5 --memory 20ipc --orders 2 --profile quick --device auto
+DEMO_ARGS ?= --dataset fashion-mnist --steps 5 --memory 20ipc --orders 2 --profile quick --device auto --jobs 2
 run: setup
 	for c in random herding dm ddm; do \
 		$(VENV)/bin/clbench run --condenser $$c $(DEMO_ARGS) --out $(DEMO_OUT) || exit 1; \

@@ -1,0 +1,124 @@
+"""Retraining speed: clbench's train_network against a plain DataLoader loop written the reference's way.
+
+One process, one device, the same network, data and recipe (SGD 0.01/0.9/5e-4, batch 256, DSA in training
+mode on every batch). The baseline is the reference structure: a TensorDataset on the device, a shuffling
+DataLoader, per-batch DSA (clbench's own DSA ops, so that augmentation code is not what is compared), fp32.
+Measured: seconds per epoch, median over `--repeats` interleaved repeats, and the ratio baseline / candidate.
+
+    .venv/bin/python benchmarks/retrain.py --device cpu --repeats 5
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from clbench.augment import make_augment  # noqa: E402
+from clbench.networks import build_network  # noqa: E402
+from clbench.speed import device_name, fast_train_options  # noqa: E402
+from clbench.training import TrainRecipe, train_network  # noqa: E402
+
+SHAPES = {"fmnist": (1, 28, 10), "cifar": (3, 32, 10)}  # channels, size, classes
+
+
+def reference_epochs(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: TrainRecipe,
+                     augment, epochs: int, seed: int) -> float:
+    """The reference's evaluation loop: DataLoader over a TensorDataset, per-batch DSA, fp32."""
+    loader = DataLoader(TensorDataset(images, labels), batch_size=recipe.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(seed), num_workers=0)
+    optimizer = torch.optim.SGD(net.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                                weight_decay=recipe.weight_decay)
+    aug_gen = torch.Generator(device=images.device).manual_seed(seed)
+    net.train()
+    loss = torch.zeros(())
+    for _ in range(epochs):
+        for x, y in loader:
+            x, y = x.float().to(images.device), y.to(images.device)
+            x = augment.train_batch(x, aug_gen)
+            loss = F.cross_entropy(net(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return float(loss.detach())
+
+
+def clbench_epochs(net, images, labels, recipe: TrainRecipe, augment, epochs: int, seed: int) -> float:
+    gen = torch.Generator(device=images.device).manual_seed(seed)
+    return train_network(net, images, labels, dataclasses.replace(recipe, epochs=epochs), augment, gen)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(case: dict, variants: dict[str, Callable], recipes: dict[str, TrainRecipe], args) -> dict[str, float]:
+    """Median seconds per epoch of each variant; variants interleaved within every repeat."""
+    device = torch.device(args.device)
+    c, s, k = SHAPES[case["shape"]]
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randn(case["n"], c, s, s, generator=gen).to(device)
+    labels = torch.randint(0, k, (case["n"],), generator=gen).to(device)
+    augment = make_augment(TrainRecipe().dsa_strategy)
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for r in range(args.repeats + 1):  # repeat 0 warms up (kernel selection, allocator), not counted
+        for name, run in variants.items():
+            net = build_network("convnet", c, k, s, seed=r, device=device, width=args.width)
+            sync(device)
+            start = time.perf_counter()
+            run(net, images, labels, recipes[name], augment, args.epochs, r)
+            sync(device)
+            if r:
+                times[name].append((time.perf_counter() - start) / args.epochs)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=2, help="epochs per timed run")
+    p.add_argument("--sizes", default="200,2000", help="memory sizes (images)")
+    p.add_argument("--shapes", default="fmnist,cifar", help=f"among {', '.join(SHAPES)}")
+    p.add_argument("--width", type=int, default=128, help="ConvNet width")
+    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    p.add_argument("--no-amp", action="store_true", help="leave bf16 out of the fast variant")
+    p.add_argument("--compile", action="store_true",
+                   help="also time the fast variant with torch.compile (its compile time falls in the warm-up)")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    fast = fast_train_options(device)
+    if args.no_amp:
+        fast["amp"] = False
+    recipes = {"reference loop": TrainRecipe(), "clbench fp32": TrainRecipe(),
+               "clbench fast": TrainRecipe(**fast)}
+    if args.compile:
+        recipes["clbench fast+compile"] = TrainRecipe(**fast, compile=True)
+    variants = {name: clbench_epochs for name in recipes}
+    variants["reference loop"] = reference_epochs
+    print(f"device: {device_name(device)}; torch {torch.__version__}")
+    print(f"ConvNet width {args.width}; {args.epochs} epochs per timing, median of {args.repeats} repeats")
+    print(f"clbench fast = {fast}")
+    for shape in args.shapes.split(","):
+        for n in (int(v) for v in args.sizes.split(",")):
+            result = measure({"shape": shape, "n": n}, variants, recipes, args)
+            base = result["reference loop"]
+            c, s, _ = SHAPES[shape]
+            cells = "  ".join(f"{name} {sec:.3f}s (x{base / sec:.2f})" for name, sec in result.items())
+            print(f"{shape} {c}x{s}x{s}, {n} images, s/epoch: {cells}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
