@@ -96,13 +96,17 @@ def prepare(config: cfg.RunConfig) -> Prepared:
                     cfg.networks_per_step(config, profile), cfg.network_width(config, profile))
 
 
+def _condenser(p: Prepared):
+    return p.condenser_cls(p.condenser_options) if p.condenser_options is not None else p.condenser_cls()
+
+
 def resolved_config(p: Prepared) -> dict[str, Any]:
     c = p.config
     options = dataclasses.asdict(p.condenser_options) if dataclasses.is_dataclass(p.condenser_options) else {}
     return {
         "condenser": c.condenser,
         "condenser_options": options,
-        "shrink_rule": getattr(p.condenser_cls, "shrink_rule", ""),
+        "shrink_rule": getattr(_condenser(p), "shrink_rule", ""),  # may depend on the options (DM's `shrink`)
         "dataset": c.dataset,
         "memory": str(p.budget),
         "steps": c.steps,
@@ -330,7 +334,7 @@ def execute_order(p: Prepared, state: OrderState, data, record_path: Path, run_i
     classes = class_order(order, ds.num_classes)
     reporter.order_started(order, classes)
     benchmark, groups = class_incremental_stream(ds.train_labels, ds.test_labels, classes, p.config.steps)
-    condenser = p.condenser_cls(p.condenser_options) if p.condenser_options is not None else p.condenser_cls()
+    condenser = _condenser(p)
 
     def make_network(seed: int):
         return build_network(p.config.network, ds.channels, ds.num_classes, ds.image_size, seed=seed,
