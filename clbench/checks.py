@@ -3,7 +3,24 @@ from __future__ import annotations
 
 import torch
 
-from clbench.errors import CondenserError
+from clbench.errors import ClbenchError, CondenserError
+
+
+def condenser_name(condenser) -> str:
+    return getattr(condenser, "name", "") or type(condenser).__name__
+
+
+def run_condenser(condenser, task):
+    """`condenser.condense(task)`, with a plugin's own exception named and the result checked."""
+    name = condenser_name(condenser)
+    try:
+        result = condenser.condense(task)
+    except ClbenchError:
+        raise
+    except Exception as exc:  # a plugin's own bug: name it, keep the cause
+        raise CondenserError(f"condenser {name!r} raised {type(exc).__name__}: {exc}") from exc
+    check_synthetic_set(result, task.images, list(task.classes), task.ipc, name)
+    return result
 
 
 def check_synthetic_set(result, images_like: torch.Tensor, classes: list[int], ipc: int, name: str) -> None:

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from clbench import config as cfg
-from clbench.errors import ClbenchError, CondenserError, UsageError
+from clbench.errors import UsageError
 from clbench.options import build_options
 from clbench.results import (SCHEMA, jsonable, SCHEMA_VERSION, atomic_torch_save, atomic_write_bytes, atomic_write_json,
                              environment, new_run_id)
@@ -264,33 +264,23 @@ def run_set(p: PreparedStatic, index: int, data: tuple[Tensor, Tensor, Tensor, T
 def condense_all(p: PreparedStatic, index: int, images: Tensor, labels: Tensor, augment: Any,
                  progress: Callable[[int, int, dict], None]):
     """One CondenseTask over every class of the training set; the result is checked like the runner's."""
-    from clbench.checks import check_synthetic_set
+    from clbench.checks import run_condenser
     from clbench.networks import build_network
-    from condensers.base import CondenseTask
+    from condensers.base import CondenseTask, network_factory
 
     ds, c = p.dataset, p.config
     gen = generator(derive_seed(c.seed, index, 0, "condense"), p.device)
 
-    def new_network(seed: int | None = None) -> nn.Module:
-        if seed is None:
-            seed = int(torch.randint(2**62, (1,), generator=gen, device=gen.device).item())
+    def build(seed: int) -> nn.Module:
         return build_network(c.network, ds.channels, ds.num_classes, ds.image_size, seed=seed, device=p.device,
                              width=p.width_for(c.network))
 
     classes = tuple(range(ds.num_classes))
     task = CondenseTask(images=images, labels=labels, classes=classes, ipc=c.ipc, generator=gen,
-                        new_network=new_network, augment=augment, device=p.device, num_classes=ds.num_classes,
+                        new_network=network_factory(build, gen), augment=augment, device=p.device, num_classes=ds.num_classes,
                         progress=progress, extras={"dataset": c.dataset, "profile": p.profile, "static": True})
     condenser = p.condenser_cls(p.condenser_options) if p.condenser_options is not None else p.condenser_cls()
-    name = getattr(condenser, "name", "") or type(condenser).__name__
-    try:
-        synthetic = condenser.condense(task)
-    except ClbenchError:
-        raise
-    except Exception as exc:  # a plugin's own bug: name it, keep the cause
-        raise CondenserError(f"condenser {name!r} raised {type(exc).__name__}: {exc}") from exc
-    check_synthetic_set(synthetic, images, list(classes), c.ipc, name)
-    return synthetic
+    return run_condenser(condenser, task)
 
 
 def train_and_test(name: str, images: Tensor, labels: Tensor, test_images: Tensor, test_labels: Tensor,

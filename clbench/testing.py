@@ -38,7 +38,7 @@ def make_task(
     from clbench.augment import DSA
     from clbench.data import load_dataset
     from clbench.networks import build_network
-    from condensers.base import CondenseTask
+    from condensers.base import CondenseTask, network_factory
 
     device = torch.device(device)
     ds = load_dataset(dataset)
@@ -52,9 +52,7 @@ def make_task(
     gen = torch.Generator(device=device).manual_seed(seed)
     convnet = network.startswith("convnet")
 
-    def new_network(seed: int | None = None) -> torch.nn.Module:
-        if seed is None:
-            seed = int(torch.randint(2**62, (1,), generator=gen, device=gen.device).item())
+    def build(seed: int) -> torch.nn.Module:
         return build_network(network, ds.channels, ds.num_classes, ds.image_size, seed=seed, device=device,
                              width=width if convnet else None)
 
@@ -64,7 +62,7 @@ def make_task(
         classes=tuple(classes),
         ipc=ipc,
         generator=gen,
-        new_network=new_network,
+        new_network=network_factory(build, gen),
         augment=DSA(),
         device=device,
         num_classes=ds.num_classes,

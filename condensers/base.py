@@ -17,6 +17,20 @@ from clbench.registry import Registry
 ProgressFn = Callable[[int, int, dict], None]  # (iteration done, iterations total, current losses)
 
 
+def draw_seed(generator: torch.Generator) -> int:
+    """A seed drawn from `generator` (for things that need an int, such as network initialisation)."""
+    return int(torch.randint(2**62, (1,), generator=generator, device=generator.device).item())
+
+
+def network_factory(build: Callable[[int], nn.Module], generator: torch.Generator) -> Callable[..., nn.Module]:
+    """`new_network(seed=None)` for a CondenseTask: `build(seed)`, drawing the seed from `generator` if none."""
+
+    def new_network(seed: int | None = None) -> nn.Module:
+        return build(draw_seed(generator) if seed is None else seed)
+
+    return new_network
+
+
 def _no_progress(done: int, total: int, info: dict) -> None:
     pass
 
@@ -53,7 +67,7 @@ class CondenseTask:
 
     def seed(self) -> int:
         """A seed drawn from the task's generator, for things that need an int (network init)."""
-        return int(torch.randint(2**62, (1,), generator=self.generator, device=self.generator.device).item())
+        return draw_seed(self.generator)
 
 
 @dataclass

@@ -19,13 +19,13 @@ import torch
 from avalanche.training.templates.base import BaseTemplate
 from torch import Tensor, nn
 
-from clbench.checks import check_synthetic_set
-from clbench.errors import CondenserError, ClbenchError, NonFiniteError
+from clbench.checks import condenser_name, run_condenser
+from clbench.errors import NonFiniteError
 from clbench.results import jsonable
 from clbench.memory import Memory, MemoryBudget
 from clbench.seeding import derive_seed, generator
 from clbench.training import TrainRecipe, evaluate, train_network
-from condensers.base import Condenser, CondenseTask
+from condensers.base import Condenser, CondenseTask, network_factory
 
 
 @dataclass
@@ -104,7 +104,7 @@ class CondensedRehearsal(BaseTemplate):
 
     @property
     def condenser_name(self) -> str:
-        return getattr(self.condenser, "name", "") or type(self.condenser).__name__
+        return condenser_name(self.condenser)
 
     # -- training: condense the new classes, then retrain from scratch on the memory --------------------
     def _train_exp(self, experience, eval_streams=None, **kwargs):
@@ -132,10 +132,6 @@ class CondensedRehearsal(BaseTemplate):
     def _condense(self, indices: Tensor, classes: list[int], ipc: int):
         cond_gen = generator(derive_seed(self.seed, self.order_index, self.step, "condense"), self.device)
 
-        def new_network(seed: int | None = None) -> nn.Module:
-            if seed is None:
-                seed = int(torch.randint(2**62, (1,), generator=cond_gen, device=cond_gen.device).item())
-            return self.make_network(seed)
 
         task = CondenseTask(
             images=self.data.train_images[indices],
@@ -143,22 +139,14 @@ class CondensedRehearsal(BaseTemplate):
             classes=tuple(classes),
             ipc=ipc,
             generator=cond_gen,
-            new_network=new_network,
+            new_network=network_factory(self.make_network, cond_gen),
             augment=self.augment,
             device=self.device,
             num_classes=self.data.num_classes,
             progress=self.condense_progress or (lambda done, total, info: None),
             extras=dict(self.extras),
         )
-        name = self.condenser_name
-        try:
-            synthetic = self.condenser.condense(task)
-        except ClbenchError:
-            raise
-        except Exception as exc:  # a plugin's own bug: name it, keep the cause
-            raise CondenserError(f"condenser {name!r} raised {type(exc).__name__}: {exc}") from exc
-        check_synthetic_set(synthetic, task.images, classes, ipc, name)
-        return synthetic
+        return run_condenser(self.condenser, task)
 
     def _retrain(self) -> list[nn.Module]:
         images, labels = self.memory.tensors()
