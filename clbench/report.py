@@ -17,7 +17,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from clbench.results import order_forgetting
+from clbench.results import mean_std, order_forgetting, order_incremental_accuracies
 from clbench.stats import TEST_NAME, paired_difference
 
 FORMATS = ("table", "markdown", "csv", "latex", "json")
@@ -126,12 +126,6 @@ def group_records(records: Iterable[dict[str, Any]]) -> list[Group]:
 
 
 # -- rows ------------------------------------------------------------------------------------------------
-def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
-    if not values:
-        return None, None
-    return float(np.mean(values)), float(np.std(values))
-
-
 def compress_ids(ids: Iterable[int]) -> str:
     """[0, 1, 2, 4] -> "0-2,4": which orders a row holds, short enough for a table cell."""
     values = sorted(set(int(i) for i in ids))
@@ -156,12 +150,11 @@ def _differing(variants: list[dict[str, Any]], mine: dict[str, Any]) -> str:
 def _row(group: Group) -> dict[str, Any]:
     complete = group.complete_orders()
     final = list(group.final_by_pair().values())
-    incremental = [float(a) for e in complete.values()
-                   for a in np.array([s["accuracies"] for s in e["steps"]], dtype=float).mean(axis=0)]
+    incremental = [a for e in complete.values() for a in order_incremental_accuracies(e)]
     forgetting = [f for e in complete.values() if (f := order_forgetting(e)) is not None]
-    fm, fs = _mean_std(final)
-    im, is_ = _mean_std(incremental)
-    gm, gs = _mean_std(forgetting)
+    fm, fs = mean_std(final)
+    im, is_ = mean_std(incremental)
+    gm, gs = mean_std(forgetting)
     per_order_condense = [sum(s["condense_seconds"] for s in e["steps"]) for e in complete.values()]
     per_order_train = [sum(s["train_seconds"] for s in e["steps"]) for e in complete.values()]
     row: dict[str, Any] = dict(zip(KEY_FIELDS, group.key))

@@ -139,7 +139,8 @@ def jsonable(value: Any) -> Any:
 
 
 # -- summaries -------------------------------------------------------------------------------------------
-def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+def mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    """Mean and population std, or (None, None) for no values."""
     if not values:
         return None, None
     return float(np.mean(values)), float(np.std(values))
@@ -149,21 +150,18 @@ def summarise(orders: list[dict[str, Any]]) -> dict[str, Any]:
     """Summaries over the orders whose every step is done (an incomplete order counts for the curve only)."""
     complete = [o for o in orders if o.get("complete")]
     final = [acc for o in complete for acc in o["steps"][-1]["accuracies"]]
-    incremental = []
-    for o in complete:
-        per_net = np.array([s["accuracies"] for s in o["steps"]])  # steps x networks
-        incremental.extend(per_net.mean(axis=0).tolist())
+    incremental = [a for o in complete for a in order_incremental_accuracies(o)]
     forgetting = [f for o in complete if (f := order_forgetting(o)) is not None]
     curve = []
     max_steps = max((len(o["steps"]) for o in orders), default=0)
     for t in range(max_steps):
         accs = [a for o in orders if len(o["steps"]) > t for a in o["steps"][t]["accuracies"]]
         classes = next(len(o["steps"][t]["seen_classes"]) for o in orders if len(o["steps"]) > t)
-        mean, std = _mean_std(accs)
+        mean, std = mean_std(accs)
         curve.append({"classes": classes, "mean": mean, "std": std, "n": len(accs)})
-    fm, fs = _mean_std(final)
-    im, is_ = _mean_std(incremental)
-    gm, gs = _mean_std(forgetting)
+    fm, fs = mean_std(final)
+    im, is_ = mean_std(incremental)
+    gm, gs = mean_std(forgetting)
     return {
         "final_accuracy_mean": fm,
         "final_accuracy_std": fs,
@@ -176,6 +174,12 @@ def summarise(orders: list[dict[str, Any]]) -> dict[str, Any]:
         "train_seconds": float(sum(s["train_seconds"] for o in orders for s in o["steps"])),
         "curve": curve,
     }
+
+
+def order_incremental_accuracies(order: dict[str, Any]) -> list[float]:
+    """Average incremental accuracy of each network index of an order: its mean over the steps."""
+    per_net = np.array([s["accuracies"] for s in order["steps"]], dtype=float)  # steps x networks
+    return per_net.mean(axis=0).tolist()
 
 
 def order_forgetting(order: dict[str, Any]) -> float | None:
