@@ -1,9 +1,10 @@
 """The loss terms of distribution matching (DM) and decomposed distribution matching (DDM), as pure functions.
 
 Each term exists in two forms: a plain one on one class's tensors (the definition, easy to check by hand) and
-a per-class one that takes the tensors of ALL classes at once plus a segment id per sample and returns one
-loss per class (segment sums by `index_add_`, no Python loop over classes). The condensers use the per-class
-forms; the tests check that they agree with the plain ones.
+one on the per-class statistics of K classes at once (mean embeddings, batch-averaged feature maps and Gram
+matrices), returning one loss per class. Every term depends on a class's batch only through such means, so
+the condensers can gather them chunk by chunk with segment sums (`segment_sum`, no Python loop over classes).
+The tests check that both forms agree.
 
 Shapes: embeddings are (N, D); style taps are (N, C, H, W); `segment` is a LongTensor (N,) of values in
 `[0, num_segments)`. Callers detach (or compute under `no_grad`) the real side.
@@ -20,13 +21,24 @@ SIGMA_EPS = 1e-5  # added to the variance before the square root in moments matc
 
 
 # ----------------------------------------------------------------------------------------------- segments
+def segment_sum(x: Tensor, segment: Tensor, num_segments: int) -> Tensor:
+    """Sum of the rows of `x` in each segment: (N, ...) -> (num_segments, ...). Out of place (autograd flows)."""
+    flat = x.reshape(x.shape[0], -1)
+    sums = flat.new_zeros(num_segments, flat.shape[1]).index_add(0, segment, flat)
+    return sums.reshape(num_segments, *x.shape[1:])
+
+
+def segment_count(segment: Tensor, num_segments: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Rows per segment (num_segments,), as `dtype`."""
+    # index_add rather than bincount: bincount's output size depends on the data (a host sync on a GPU)
+    ones = torch.ones(segment.shape[0], dtype=dtype, device=segment.device)
+    return torch.zeros(num_segments, dtype=dtype, device=segment.device).index_add_(0, segment, ones)
+
+
 def segment_mean(x: Tensor, segment: Tensor, num_segments: int) -> Tensor:
     """Mean of the rows of `x` in each segment: (N, ...) -> (num_segments, ...). An empty segment gives 0."""
-    flat = x.reshape(x.shape[0], -1)
-    sums = flat.new_zeros(num_segments, flat.shape[1]).index_add_(0, segment, flat)
-    # index_add_ rather than bincount: bincount's output size depends on the data (a host sync on a GPU)
-    counts = flat.new_zeros(num_segments).index_add_(0, segment, flat.new_ones(segment.shape[0])).clamp_min(1)
-    return (sums / counts[:, None]).reshape(num_segments, *x.shape[1:])
+    counts = segment_count(segment, num_segments, x.dtype).clamp_min(1)
+    return segment_sum(x, segment, num_segments) / counts.view(-1, *([1] * (x.dim() - 1)))
 
 
 # ----------------------------------------------------------------------------------------------- DM term
@@ -35,11 +47,9 @@ def dm_loss(real_emb: Tensor, syn_emb: Tensor) -> Tensor:
     return ((real_emb.mean(0) - syn_emb.mean(0)) ** 2).sum()
 
 
-def dm_loss_per_class(real_emb: Tensor, real_segment: Tensor, syn_emb: Tensor, syn_segment: Tensor,
-                      num_classes: int) -> Tensor:
-    """`dm_loss` of every class at once: (num_classes,)."""
-    diff = segment_mean(real_emb, real_segment, num_classes) - segment_mean(syn_emb, syn_segment, num_classes)
-    return (diff ** 2).sum(1)
+def dm_loss_from_means(real_means: Tensor, syn_means: Tensor) -> Tensor:
+    """`dm_loss` of K classes from their mean embeddings (K, D): (K,)."""
+    return ((real_means - syn_means) ** 2).sum(1)
 
 
 # ----------------------------------------------------------------------------------------------- MM
@@ -62,14 +72,9 @@ def moments_loss(real_tap: Tensor, syn_tap: Tensor) -> Tensor:
     return moments_from_maps(real_tap.mean(0, keepdim=True), syn_tap.mean(0, keepdim=True))[0]
 
 
-def moments_loss_per_class(real_taps: Sequence[Tensor], real_segment: Tensor, syn_taps: Sequence[Tensor],
-                           syn_segment: Tensor, num_classes: int) -> Tensor:
-    """L_MM of every class, averaged over the given layers (one tap tensor per layer): (num_classes,)."""
-    per_layer = [
-        moments_from_maps(segment_mean(r, real_segment, num_classes), segment_mean(s, syn_segment, num_classes))
-        for r, s in zip(real_taps, syn_taps, strict=True)
-    ]
-    return torch.stack(per_layer).mean(0)
+def moments_loss_from_maps(real_maps: Sequence[Tensor], syn_maps: Sequence[Tensor]) -> Tensor:
+    """L_MM of K classes from their batch-averaged maps, one (K, C, H, W) per layer, averaged over layers: (K,)."""
+    return torch.stack([moments_from_maps(r, s) for r, s in zip(real_maps, syn_maps, strict=True)]).mean(0)
 
 
 # ----------------------------------------------------------------------------------------------- CM
@@ -85,15 +90,9 @@ def correlation_loss(real_tap: Tensor, syn_tap: Tensor) -> Tensor:
     return ((gram(real_tap).mean(0) - gram(syn_tap).mean(0)) ** 2).sum()
 
 
-def correlation_loss_per_class(real_taps: Sequence[Tensor], real_segment: Tensor, syn_taps: Sequence[Tensor],
-                               syn_segment: Tensor, num_classes: int) -> Tensor:
-    """L_CM of every class, averaged over the given layers: (num_classes,)."""
-    per_layer = [
-        ((segment_mean(gram(r), real_segment, num_classes) - segment_mean(gram(s), syn_segment, num_classes)) ** 2)
-        .sum((1, 2))
-        for r, s in zip(real_taps, syn_taps, strict=True)
-    ]
-    return torch.stack(per_layer).mean(0)
+def correlation_loss_from_grams(real_grams: Sequence[Tensor], syn_grams: Sequence[Tensor]) -> Tensor:
+    """L_CM of K classes from their batch-averaged Gram matrices, one (K, C, C) per layer, averaged over layers."""
+    return torch.stack([((r - s) ** 2).sum((1, 2)) for r, s in zip(real_grams, syn_grams, strict=True)]).mean(0)
 
 
 def layer_mean(term: Callable[[Tensor, Tensor], Tensor], real_taps: Sequence[Tensor], syn_taps: Sequence[Tensor]) -> Tensor:

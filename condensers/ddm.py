@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from clbench.errors import UsageError
-from clbench.losses import correlation_loss_per_class, diversity_loss_grouped, moments_loss_per_class
+from clbench.losses import correlation_loss_from_grams, diversity_loss_grouped, moments_loss_from_maps
 from clbench.options import option
 from condensers.base import register
-from condensers.dm import DM, Batch, DMOptions, Features
+from condensers.dm import DM, Batch, DMOptions, Features, StyleTaps
 
 
 @dataclass
@@ -49,8 +49,9 @@ class DDM(DM):
         if any(i < 0 for i in o.style_layers):
             raise UsageError(f"ddm: style_layers must be block indices >= 0, got {o.style_layers}")
 
-    def needs_taps(self) -> bool:
-        return self.options.mm or self.options.cm
+    def style(self) -> StyleTaps | None:
+        o = self.options
+        return StyleTaps(tuple(o.style_layers), maps=o.mm, grams=o.cm) if (o.mm or o.cm) else None
 
     def weights(self) -> dict[str, float]:
         o = self.options
@@ -66,24 +67,12 @@ class DDM(DM):
     def terms(self, features: Features, batch: Batch) -> dict[str, Tensor]:
         o = self.options
         out = super().terms(features, batch)
-        if self.needs_taps():
-            real_taps, syn_taps = self._style_taps(features.real_taps), self._style_taps(features.syn_taps)
-            args = (real_taps, batch.real_segment, syn_taps, batch.syn_segment, batch.num_classes)
-            if o.mm:
-                out["mm"] = moments_loss_per_class(*args)
-            if o.cm:
-                out["cm"] = correlation_loss_per_class(*args)
+        if o.mm:
+            out["mm"] = moments_loss_from_maps(features.real.maps, features.syn.maps)
+        if o.cm:
+            out["cm"] = correlation_loss_from_grams(features.real.grams, features.syn.grams)
         if o.icd:
             # synthetic images are stored class by class, ipc each: (K, ipc, D)
             grouped = features.syn_emb.reshape(batch.num_classes, batch.ipc, -1)
             out["icd"] = diversity_loss_grouped(grouped, o.k)
         return out
-
-    def _style_taps(self, taps: list[Tensor]) -> list[Tensor]:
-        layers = self.options.style_layers
-        if not layers:
-            return taps
-        bad = [i for i in layers if i >= len(taps)]
-        if bad:
-            raise UsageError(f"ddm: style_layers {bad} out of range: the network has {len(taps)} blocks (0-based)")
-        return [taps[i] for i in layers]

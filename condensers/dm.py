@@ -5,26 +5,31 @@ class, and one Siamese DSA draw per class; the loss is the squared distance betw
 mean embeddings, summed over classes; one SGD step moves the synthetic images.
 
 Where the reference loops over classes, this runs every class of the step through the network together:
-with instance norm each sample is independent, so that is the same loss. The real images go through under
-`no_grad` (nothing flows back to them) and the synthetic ones with autograd, so the backward pass covers only
-the few synthetic images rather than the whole real batch. A network with BatchNorm mixes the samples of a
-batch, so there each class's real batch and synthetic batch go through on their own, as in the reference.
+with instance norm each sample is independent, so that is the same loss. Every term depends on a class's
+images only through per-class means (embeddings; for DDM, feature maps and Gram matrices), so the images go
+through in cache-sized chunks whose per-class sums are added up (`class_statistics`); the real images under
+`no_grad`, the synthetic ones with autograd, so the backward pass covers only the few synthetic images. A
+network with BatchNorm mixes the samples of a batch, so there each class's real batch and synthetic batch go
+through whole and on their own, as in the reference. `amp` runs the network passes in bf16 (a speed switch;
+fp32 is the reference).
 
-The optimisation loop lives here once; DDM (condensers/ddm.py) adds loss terms through `needs_taps` and
-`terms`/`weights`.
+The optimisation loop lives here once; DDM (condensers/ddm.py) adds loss terms through `style`, `terms` and
+`weights`.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from typing import Callable, Literal
 
 import torch
 from torch import Tensor, nn
 
+from clbench.augment import DSA, DSAParams
 from clbench.errors import NonFiniteError, UsageError
-from clbench.losses import dm_loss_per_class
+from clbench.losses import dm_loss_from_means, gram, segment_count, segment_sum
 from clbench.options import option
+from clbench.training import autocast
 from condensers.base import Condenser, CondenseTask, SyntheticSet, register
 
 SHRINK_RULES = {
@@ -33,6 +38,9 @@ SHRINK_RULES = {
     "random": "random subset (seeded)",
 }
 SHRINK_SEED = 0
+# Real images per forward pass on a CPU: a chunk's activations stay in the L2 cache. Measured on a 2-core Xeon
+# (benchmarks/README.md): chunks of 32 beat one pass of 512 to 5120 images by 1.1x in fp32 and 1.6-1.8x in bf16.
+CPU_CHUNK = 32
 
 
 @dataclass
@@ -48,13 +56,21 @@ class DMOptions:
     shrink: Literal["mean", "random"] = option(
         "mean", "under a total memory budget, which images of a class stay: 'mean' keeps those that best "
                 "preserve the class's mean embedding, 'random' a seeded random subset")
+    chunk: int = option(0, "images per forward pass, real and synthetic (speed only: per-class sums give the "
+                           "same loss to float rounding); 0 = 32 on a CPU (cache-sized), all at once on a GPU")
+    amp: bool = option(False, "bf16 autocast for the network passes; statistics and losses stay fp32 "
+                              "(speed switch; the fp32 path is the reference)")
     report_every: int = option(25, "iterations between reading the losses back (progress, NaN check); "
                                    "fewer reads keep a GPU busy")
 
 
 @dataclass
 class Batch:
-    """One iteration's images, class by class: real (sampled) and synthetic, with the class position of each."""
+    """One iteration's images, class by class: real (sampled) and synthetic, with the class position of each.
+
+    `params`, once set by `siamese_augment`, is one DSA draw per class; it is applied to the images chunk by
+    chunk as they go through the network (`augmented`), never to the whole batch at once.
+    """
 
     real: Tensor
     real_segment: Tensor  # (n_real,) class position 0..K-1
@@ -63,16 +79,55 @@ class Batch:
     syn_segment: Tensor
     num_classes: int  # K, the classes of this step
     ipc: int
+    augment: DSA | None = None
+    params: DSAParams | None = None  # (K,) one draw per class, shared by its real and synthetic images
+
+    def augmented(self, images: Tensor, segment: Tensor) -> Tensor:
+        """`images` (of the classes `segment`) through their classes' DSA draw; unchanged without one."""
+        if self.params is None:
+            return images
+        return self.augment.apply(images, self.params.select(segment.to(self.params.token.device)))
+
+
+def siamese_augment(augment: DSA, batch: Batch, generator: torch.Generator) -> Batch:
+    """The batch with one DSA draw per class, to be applied to that class's real and synthetic images alike."""
+    groups = torch.arange(batch.num_classes, device=generator.device)
+    return replace(batch, augment=augment, params=augment.sample(groups, generator, share_params=True))
+
+
+@dataclass(frozen=True)
+class StyleTaps:
+    """Which style statistics of the network's taps to gather (DDM): the blocks (empty: all) and what of them."""
+
+    layers: tuple[int, ...] = ()
+    maps: bool = True  # batch-averaged feature maps (moments matching)
+    grams: bool = True  # batch-averaged Gram matrices (correlation matching)
+
+
+@dataclass
+class ClassStatistics:
+    """Per-class means over a batch, K classes: everything the DM and DDM terms compare."""
+
+    emb: Tensor  # (K, D) mean embedding
+    maps: list[Tensor] = field(default_factory=list)  # per style layer: (K, C, H, W) mean feature map
+    grams: list[Tensor] = field(default_factory=list)  # per style layer: (K, C, C) mean Gram matrix
+
+    @staticmethod
+    def cat(parts: list[ClassStatistics]) -> ClassStatistics:
+        """The statistics of several groups of classes, one after the other."""
+        return ClassStatistics(torch.cat([p.emb for p in parts]),
+                               [torch.cat(layer) for layer in zip(*(p.maps for p in parts))],
+                               [torch.cat(layer) for layer in zip(*(p.grams for p in parts))])
 
 
 @dataclass
 class Features:
-    """Embeddings (and style taps, for DDM) of a batch's real and synthetic images."""
+    """What the loss terms read: class statistics of the real (no autograd) and synthetic images, and the
+    synthetic images' own embeddings (K * ipc, D), class by class, for terms on single images (DDM's ICD)."""
 
-    real_emb: Tensor
+    real: ClassStatistics
+    syn: ClassStatistics
     syn_emb: Tensor
-    real_taps: list[Tensor] = field(default_factory=list)
-    syn_taps: list[Tensor] = field(default_factory=list)
 
 
 class ClassSampler:
@@ -121,15 +176,6 @@ def frozen(net: nn.Module) -> nn.Module:
     return net
 
 
-def siamese_augment(augment, batch: Batch, generator: torch.Generator) -> Batch:
-    """One DSA draw per class, applied to that class's real and synthetic images alike."""
-    groups = torch.arange(batch.num_classes, device=generator.device)
-    params = augment.sample(groups, generator, share_params=True)
-    real = augment.apply(batch.real, params.select(batch.real_segment.to(groups.device)))
-    syn = augment.apply(batch.syn, params.select(batch.syn_segment.to(groups.device)))
-    return Batch(real, batch.real_segment, batch.real_counts, syn, batch.syn_segment, batch.num_classes, batch.ipc)
-
-
 def _run(net: nn.Module, x: Tensor, taps: bool) -> tuple[Tensor, list[Tensor]]:
     if not taps:
         return net.embed(x), []
@@ -139,30 +185,96 @@ def _run(net: nn.Module, x: Tensor, taps: bool) -> tuple[Tensor, list[Tensor]]:
     return emb, list(tap_list)
 
 
-def embed_batch(net: nn.Module, batch: Batch, taps: bool = False, per_class: bool | None = None) -> Features:
-    """Embeddings of the real images (no autograd) and the synthetic ones (with autograd).
+def _select(taps: list[Tensor], layers: tuple[int, ...]) -> list[Tensor]:
+    if not layers:
+        return taps
+    bad = [i for i in layers if i >= len(taps)]
+    if bad:
+        raise UsageError(f"ddm: style_layers {list(bad)} out of range: the network has {len(taps)} blocks (0-based)")
+    return [taps[i] for i in layers]
 
-    `per_class=None` chooses: all classes in one pass where samples are independent (exact), else class by class.
+
+def class_statistics(net: nn.Module, images: Tensor, segment: Tensor, num_classes: int,
+                     style: StyleTaps | None = None, chunk: int = 0, amp: bool = False,
+                     transform: Callable[[Tensor, Tensor], Tensor] | None = None,
+                     keep_embeddings: bool = False) -> tuple[ClassStatistics, Tensor | None]:
+    """Per-class means of the embeddings (and style statistics) of `images`, and the embeddings themselves if
+    `keep_embeddings`.
+
+    The images go through the network `chunk` at a time (0: all at once), each chunk through `transform(x,
+    its segment)` first (the DSA draw), and only per-class sums are kept: on a CPU a chunk's activations stay
+    in cache, where a whole class-incremental step's real batch (thousands of images) does not. In fp32 the
+    result equals one pass to float rounding. `amp` runs the network in bf16 autocast; the statistics are
+    summed in fp32 either way. Autograd flows wherever the caller has it on.
+    """
+    n = images.shape[0]
+    step = n if chunk <= 0 else chunk
+    emb_sum: Tensor | None = None
+    map_sums: list[Tensor] = []
+    gram_sums: list[Tensor] = []
+    kept: list[Tensor] = []
+    for start in range(0, n, step):
+        x, seg = images[start:start + step], segment[start:start + step]
+        if transform is not None:
+            x = transform(x, seg)
+        with autocast(x.device, amp):
+            emb, taps = _run(net, x, style is not None)
+        emb = emb.float()
+        if keep_embeddings:
+            kept.append(emb)
+        emb_sum = _accumulate(emb_sum, segment_sum(emb, seg, num_classes))
+        if style is not None:
+            taps = [t.float() for t in _select(taps, style.layers)]
+            if style.maps:
+                map_sums = [_accumulate(a, segment_sum(t, seg, num_classes))
+                            for a, t in zip(map_sums or [None] * len(taps), taps)]
+            if style.grams:
+                gram_sums = [_accumulate(a, segment_sum(gram(t), seg, num_classes))
+                             for a, t in zip(gram_sums or [None] * len(taps), taps)]
+    counts = segment_count(segment, num_classes).clamp_min(1)
+
+    def mean(total: Tensor) -> Tensor:
+        return total / counts.view(-1, *([1] * (total.dim() - 1)))
+
+    stats = ClassStatistics(mean(emb_sum), [mean(m) for m in map_sums], [mean(g) for g in gram_sums])
+    return stats, (torch.cat(kept) if keep_embeddings else None)
+
+
+def _accumulate(total: Tensor | None, part: Tensor) -> Tensor:
+    return part if total is None else total + part
+
+
+def embed_batch(net: nn.Module, batch: Batch, style: StyleTaps | None = None, per_class: bool | None = None,
+                chunk: int = 0, amp: bool = False) -> Features:
+    """Class statistics of the batch's real images (no autograd) and synthetic ones (with autograd).
+
+    `per_class=None` chooses: all classes in one pass where samples are independent (exact), else class by
+    class, each class's real batch and synthetic batch whole (batch norm's statistics need the whole batch).
     """
     if per_class is None:
         from clbench.networks import samples_are_independent
 
         per_class = not samples_are_independent(net)
+    k = batch.num_classes
     if not per_class:
         with torch.no_grad():
-            real_emb, real_taps = _run(net, batch.real, taps)
-        syn_emb, syn_taps = _run(net, batch.syn, taps)
-        return Features(real_emb, syn_emb, real_taps, syn_taps)
-    parts = [[], [], [], []]  # real_emb, syn_emb, real_taps, syn_taps per class
-    for real, syn in zip(batch.real.split(batch.real_counts), batch.syn.split(batch.ipc)):
+            real, _ = class_statistics(net, batch.real, batch.real_segment, k, style, chunk, amp, batch.augmented)
+        syn, syn_emb = class_statistics(net, batch.syn, batch.syn_segment, k, style, chunk, amp, batch.augmented,
+                                        keep_embeddings=True)
+        return Features(real, syn, syn_emb)
+    reals, syns, embs = [], [], []
+    for c, (real, syn) in enumerate(zip(batch.real.split(batch.real_counts), batch.syn.split(batch.ipc))):
+        def transform(x: Tensor, seg: Tensor, c: int = c) -> Tensor:
+            return batch.augmented(x, seg + c)
+
+        zeros = torch.zeros(max(real.shape[0], syn.shape[0]), dtype=torch.long, device=real.device)
         with torch.no_grad():
-            r = _run(net, real, taps)
-        s = _run(net, syn, taps)
-        for store, value in zip(parts, (r[0], s[0], r[1], s[1])):
-            store.append(value)
-    real_taps = [torch.cat(layer) for layer in zip(*parts[2])]
-    syn_taps = [torch.cat(layer) for layer in zip(*parts[3])]
-    return Features(torch.cat(parts[0]), torch.cat(parts[1]), real_taps, syn_taps)
+            r, _ = class_statistics(net, real, zeros[:real.shape[0]], 1, style, 0, amp, transform)
+        s, e = class_statistics(net, syn, zeros[:syn.shape[0]], 1, style, 0, amp, transform, keep_embeddings=True)
+        reals.append(r)
+        syns.append(s)
+        embs.append(e)
+    return Features(ClassStatistics.cat(reals), ClassStatistics.cat(syns), torch.cat(embs))
 
 
 @register
@@ -179,8 +291,9 @@ class DM(Condenser):
 
     # ------------------------------------------------------------------------------------------- the objective
     # DDM extends these three; the loop below is shared.
-    def needs_taps(self) -> bool:
-        return False
+    def style(self) -> StyleTaps | None:
+        """The style statistics the terms need (None: embeddings only)."""
+        return None
 
     def weights(self) -> dict[str, float]:
         """Weight of each loss term in the objective (the terms `terms` returns)."""
@@ -188,12 +301,18 @@ class DM(Condenser):
 
     def terms(self, features: Features, batch: Batch) -> dict[str, Tensor]:
         """Each loss term per class, shape (K,)."""
-        return {"dm": dm_loss_per_class(features.real_emb, batch.real_segment, features.syn_emb,
-                                        batch.syn_segment, batch.num_classes)}
+        return {"dm": dm_loss_from_means(features.real.emb, features.syn.emb)}
 
     def class_losses(self, net: nn.Module, batch: Batch, per_class: bool | None = None) -> dict[str, Tensor]:
-        """The loss terms per class of an (augmented) batch in the network `net`."""
-        return self.terms(embed_batch(net, batch, taps=self.needs_taps(), per_class=per_class), batch)
+        """The loss terms per class of a batch (with its DSA draw, if any) in the network `net`."""
+        features = embed_batch(net, batch, self.style(), per_class, self.chunk_size(batch.real.device), self.options.amp)
+        return self.terms(features, batch)
+
+    def chunk_size(self, device: torch.device) -> int:
+        """Images per forward pass: the `chunk` option, or where it is 0, what was fastest on this kind of device."""
+        if self.options.chunk:
+            return self.options.chunk
+        return 0 if torch.device(device).type == "cuda" else CPU_CHUNK
 
     def objective(self, terms: dict[str, Tensor]) -> Tensor:
         """The scalar that is minimised: the weighted terms summed over classes."""
@@ -279,6 +398,8 @@ class DM(Condenser):
             "terms": list(self.weights()),
             "weights": self.weights(),
             "forward": "per class (batch norm)" if per_class else "all classes at once",
+            "chunk": self.chunk_size(task.device) if not per_class else 0,
+            "amp": o.amp,
             "shrink_rule": self.shrink_rule,
         }
         images = syn.detach()

@@ -15,7 +15,8 @@ from clbench.networks import build_network
 from clbench.options import build_options
 from condensers.base import CondenseTask
 from condensers.ddm import DDM
-from condensers.dm import DM, Batch, ClassSampler, embed_batch, frozen, mean_preserving_subset, siamese_augment
+from condensers.dm import (DM, Batch, ClassSampler, StyleTaps, embed_batch, frozen, mean_preserving_subset,
+                           siamese_augment)
 
 WIDTH = 8
 
@@ -215,10 +216,49 @@ def test_per_class_path_matches_a_class_by_class_loop():
     assert not torch.allclose(DM().class_losses(bn, batch, per_class=False)["dm"], loop)
     # with instance norm both paths agree
     inorm = frozen(build_network("convnet", 1, 10, 8, seed=1, width=WIDTH))
-    f_all = embed_batch(inorm, batch, taps=True, per_class=False)
-    f_one = embed_batch(inorm, batch, taps=True, per_class=True)
-    torch.testing.assert_close(f_all.real_emb, f_one.real_emb, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(f_all.syn_taps[0], f_one.syn_taps[0], rtol=1e-5, atol=1e-6)
+    f_all = embed_batch(inorm, batch, StyleTaps(), per_class=False)
+    f_one = embed_batch(inorm, batch, StyleTaps(), per_class=True)
+    torch.testing.assert_close(f_all.real.emb, f_one.real.emb, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(f_all.syn.maps[0], f_one.syn.maps[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(f_all.real.grams[1], f_one.real.grams[1], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(f_all.syn_emb, f_one.syn_emb, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 5, 64])
+def test_chunked_statistics_equal_one_pass(chunk):
+    """Chunks of any size, including ones that cut a class in two, give the one-pass statistics and gradients."""
+    g = torch.Generator().manual_seed(9)
+    counts, ipc = [7, 4, 6], 4
+    real = torch.randn(sum(counts), 1, 8, 8, generator=g)
+    syn = torch.randn(3 * ipc, 1, 8, 8, generator=g)
+    batch = Batch(real, torch.arange(3).repeat_interleave(torch.tensor(counts)), counts, syn,
+                  torch.arange(3).repeat_interleave(ipc), 3, ipc)
+    batch = siamese_augment(DSA(), batch, torch.Generator().manual_seed(2))
+    net = frozen(build_network("convnet", 1, 10, 8, seed=5, width=WIDTH))
+    results = []
+    for size in (0, chunk):
+        x = syn.clone().requires_grad_(True)
+        f = embed_batch(net, Batch(**{**batch.__dict__, "syn": x}), StyleTaps(), per_class=False, chunk=size)
+        loss = (f.real.emb - f.syn.emb).pow(2).sum() + sum(g_.sum() for g_ in f.syn.grams) + f.syn_emb.sum()
+        loss.backward()
+        results.append((f, x.grad))
+    (one, grad_one), (chunked, grad_chunked) = results
+    for a, b in ((one.real.emb, chunked.real.emb), (one.syn.emb, chunked.syn.emb), (one.syn_emb, chunked.syn_emb),
+                 (grad_one, grad_chunked), *zip(one.real.maps + one.real.grams, chunked.real.maps + chunked.real.grams)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_amp_statistics_stay_fp32_and_close_to_fp32():
+    """bf16 autocast changes the network arithmetic only: statistics come back fp32, within bf16 rounding."""
+    g = torch.Generator().manual_seed(4)
+    batch = Batch(torch.randn(12, 1, 8, 8, generator=g), torch.arange(2).repeat_interleave(6), [6, 6],
+                  torch.randn(6, 1, 8, 8, generator=g), torch.arange(2).repeat_interleave(3), 2, 3)
+    net = frozen(build_network("convnet", 1, 10, 8, seed=5, width=WIDTH))
+    fp32 = embed_batch(net, batch, StyleTaps(), per_class=False)
+    bf16 = embed_batch(net, batch, StyleTaps(), per_class=False, amp=True)
+    assert bf16.real.emb.dtype == torch.float32 and bf16.syn.grams[0].dtype == torch.float32
+    assert not torch.equal(fp32.real.emb, bf16.real.emb)  # it did run in bf16
+    torch.testing.assert_close(bf16.real.emb, fp32.real.emb, rtol=0.05, atol=0.02)
 
 
 # ----------------------------------------------------------------------------------------------- sampling, shrink

@@ -28,12 +28,16 @@ def test_segment_mean_and_dm_per_class_match_the_plain_term():
     syn = torch.randn(6, 5, generator=g, dtype=torch.float64)
     real_seg = torch.tensor([0, 1, 1, 2, 0, 2, 2])  # uneven segment sizes, interleaved
     syn_seg = torch.tensor([0, 0, 1, 1, 2, 2])
-    per_class = losses.dm_loss_per_class(real, real_seg, syn, syn_seg, 3)
+    per_class = losses.dm_loss_from_means(losses.segment_mean(real, real_seg, 3), losses.segment_mean(syn, syn_seg, 3))
     expected = [losses.dm_loss(real[real_seg == c], syn[syn_seg == c]) for c in range(3)]
     torch.testing.assert_close(per_class, torch.stack(expected))
     means = losses.segment_mean(real, real_seg, 4)
     torch.testing.assert_close(means[1], real[[1, 2]].mean(0))
     assert means[3].abs().sum() == 0  # an empty segment is 0, not NaN
+    # sums of chunks add up to the sum of the whole (how the condensers gather statistics chunk by chunk)
+    chunked = losses.segment_sum(real[:3], real_seg[:3], 4) + losses.segment_sum(real[3:], real_seg[3:], 4)
+    torch.testing.assert_close(chunked, losses.segment_sum(real, real_seg, 4))
+    torch.testing.assert_close(losses.segment_count(real_seg, 4, torch.float64), t([2.0, 2.0, 3.0, 0.0]))
 
 
 # ----------------------------------------------------------------------------------------------- MM
@@ -110,9 +114,15 @@ def test_style_per_class_matches_the_plain_terms_averaged_over_layers():
                 torch.randn(4, 5, 2, 2, generator=g, dtype=torch.float64)]
     real_seg = torch.tensor([1, 0, 1, 0, 0, 1])
     syn_seg = torch.tensor([0, 0, 1, 1])
-    for batched, plain in ((losses.moments_loss_per_class, losses.moments_loss),
-                           (losses.correlation_loss_per_class, losses.correlation_loss)):
-        got = batched(real_taps, real_seg, syn_taps, syn_seg, 2)
+    def maps(taps, seg):
+        return [losses.segment_mean(x, seg, 2) for x in taps]
+
+    def grams(taps, seg):
+        return [losses.segment_mean(losses.gram(x), seg, 2) for x in taps]
+
+    moments = losses.moments_loss_from_maps(maps(real_taps, real_seg), maps(syn_taps, syn_seg))
+    correlation = losses.correlation_loss_from_grams(grams(real_taps, real_seg), grams(syn_taps, syn_seg))
+    for got, plain in ((moments, losses.moments_loss), (correlation, losses.correlation_loss)):
         for c in range(2):
             want = losses.layer_mean(plain, [r[real_seg == c] for r in real_taps], [s[syn_seg == c] for s in syn_taps])
             assert got[c].item() == pytest.approx(want.item(), rel=1e-12)
