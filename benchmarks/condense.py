@@ -118,11 +118,12 @@ def make_task(case: str, args, device: torch.device, seed: int):
                         new_network=new_network, augment=DSA(), device=device, num_classes=num_classes)
 
 
-def condenser_for(method: str, args, iterations: int):
+def condenser_for(method: str, args, iterations: int, amp: bool = False):
     from condensers import get_condenser
 
     cls = get_condenser(method)
-    overrides = {"iterations": str(iterations), "batch_real": str(args.batch_real), "report_every": str(max(iterations, 1))}
+    overrides = {"iterations": str(iterations), "batch_real": str(args.batch_real),
+                 "report_every": str(max(iterations, 1)), "amp": str(amp).lower()}
     overrides.update(dict(kv.split("=", 1) for kv in args.opt))
     return cls(build_options(cls.Options, overrides, "paper", owner=method))
 
@@ -133,8 +134,9 @@ def sync(device: torch.device) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- checks
-def loss_difference(method: str, case: str, args, device: torch.device) -> tuple[float, float]:
-    """The condenser's fp32 loss and the reference loop's on the same network, real batch, images and draws."""
+def loss_difference(method: str, case: str, args, device: torch.device) -> tuple[float, float, float]:
+    """The condenser's loss in fp32 and with amp, and the reference loop's, on the same network, real batch,
+    images and draws."""
     from condensers.dm import Batch, ClassSampler, frozen, siamese_augment
 
     task = make_task(case, args, device, seed=7)
@@ -149,13 +151,15 @@ def loss_difference(method: str, case: str, args, device: torch.device) -> tuple
     net = frozen(task.new_network(seed=11))
     segment = torch.arange(k, device=device).repeat_interleave(args.ipc)
     batch = Batch(real, sampler.segment, sampler.counts, syn, segment, k, args.ipc)
-    terms = cond.class_losses(net, siamese_augment(task.augment, batch, torch.Generator(device=device).manual_seed(5)))
-    ours = float(cond.objective(terms).detach())
+    drawn = siamese_augment(task.augment, batch, torch.Generator(device=device).manual_seed(5))
+    ours = float(cond.objective(cond.class_losses(net, drawn)).detach())
+    amp = condenser_for(method, args, 1, amp=True)
+    ours_amp = float(amp.objective(amp.class_losses(net, drawn)).detach())
     weights = cond.weights()
     ref = float(reference_loss(method, weights, getattr(cond.options, "k", 2), net, task.augment,
                                list(real.split(sampler.counts)), list(syn.split(args.ipc)),
                                torch.Generator(device=device).manual_seed(5)).detach())
-    return ours, ref
+    return ours, ours_amp, ref
 
 
 # ----------------------------------------------------------------------------------------------- timing
@@ -167,13 +171,9 @@ def time_case(method: str, case: str, args, device: torch.device) -> dict[str, f
     weights, k = probe.weights(), getattr(probe.options, "k", 2)
     runs["reference loop"] = lambda task: reference_condense(method, weights, k, task, n, args.batch_real,
                                                              probe.options.lr, probe.options.momentum)
-    runs[f"clbench {method}"] = lambda task: condenser_for(method, args, n).condense(task)
-    if args.autocast:  # what bf16 would bring, wrapped from outside (the condenser's own switch may differ)
-        def bf16(task):
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
-                return condenser_for(method, args, n).condense(task)
-
-        runs[f"clbench {method} in bf16 autocast"] = bf16
+    runs[f"clbench {method} fp32"] = lambda task: condenser_for(method, args, n).condense(task)
+    if not args.no_amp:  # the condenser's own bf16 switch
+        runs[f"clbench {method} amp"] = lambda task: condenser_for(method, args, n, amp=True).condense(task)
     times: dict[str, list[float]] = {name: [] for name in runs}
     for r in range(args.repeats + 1):  # repeat 0 warms up, not counted
         for name, run in runs.items():
@@ -198,8 +198,7 @@ def main() -> None:
     p.add_argument("--batch-real", type=int, default=256, help="real images per class per iteration")
     p.add_argument("--width", type=int, default=128, help="ConvNet width")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
-    p.add_argument("--autocast", action="store_true",
-                   help="also time the condenser run inside a bf16 autocast context (a preview of mixed precision)")
+    p.add_argument("--no-amp", action="store_true", help="skip the run with the condenser's amp=true (bf16)")
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
                    help="condenser option for the clbench side (e.g. a speed switch); repeatable")
     args = p.parse_args()
@@ -213,8 +212,13 @@ def main() -> None:
         c, s, k, _ = CASES[case]
         for method in args.methods.split(","):
             try:
-                ours, ref = loss_difference(method, case, args, device)
-                check = f"fp32 loss clbench {ours:.6g} vs reference {ref:.6g} (rel. diff {abs(ours - ref) / max(abs(ref), 1e-30):.1e})"
+                ours, ours_amp, ref = loss_difference(method, case, args, device)
+
+                def rel(x: float) -> str:
+                    return f"{abs(x - ref) / max(abs(ref), 1e-30):.1e}"
+
+                check = (f"loss: reference fp32 {ref:.6g}, clbench fp32 {ours:.6g} (rel. diff {rel(ours)}), "
+                         f"clbench amp {ours_amp:.6g} (rel. diff {rel(ours_amp)})")
             except (ImportError, AttributeError, TypeError) as exc:  # the condenser's internals changed
                 check = f"loss comparison unavailable ({type(exc).__name__}: {exc})"
             result = time_case(method, case, args, device)

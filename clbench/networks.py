@@ -54,6 +54,31 @@ def default_convnet_depth(image_size: int) -> int:
     return min(by_size, int(math.floor(math.log2(effective))))
 
 
+def _pair_average(n: int, x: Tensor) -> Tensor:
+    """(2n, n) with 0.5 at [2i, i] and [2i+1, i]: a row of 2n values times it gives the n averages of pairs."""
+    i = torch.arange(2 * n, device=x.device)
+    m = torch.zeros(2 * n, n, dtype=x.dtype, device=x.device)
+    m[i, i // 2] = 0.5
+    return m
+
+
+def avg_pool_2x2(x: Tensor) -> Tensor:
+    """`F.avg_pool2d(x, 2)` (odd sizes floored). On a CPU it is two plain matrix products, first over pairs of
+    columns, then over pairs of rows (a row pair is one contiguous row of 2 * w values). That measured 1.3-1.9x
+    faster forward and backward than avg_pool2d, with the ReLU before it (benchmarks/README.md); the values
+    agree to float rounding."""
+    if x.device.type != "cpu":
+        return F.avg_pool2d(x, 2)
+    n, c, h, w = x.shape
+    h2, w2 = h // 2, w // 2
+    if w % 2:
+        x = x[..., : 2 * w2]
+    cols = x.reshape(-1, 2 * w2) @ _pair_average(w2, x)  # (n * c * h, w2)
+    stacked = torch.cat([torch.eye(w2, dtype=x.dtype, device=x.device)] * 2) * 0.5  # (2 * w2, w2): [a, b] -> (a + b) / 2
+    rows = cols.view(n, c, h, w2)[:, :, : 2 * h2].reshape(-1, 2 * w2) @ stacked
+    return rows.view(n, c, h2, w2)
+
+
 class ConvNet(nn.Module):
     """`depth` blocks of Conv3x3(width) -> norm -> ReLU -> AvgPool2d(2), then one linear classifier."""
 
@@ -92,7 +117,7 @@ class ConvNet(nn.Module):
             x = norm(conv(x))
             if taps is not None:
                 taps.append(x)
-            x = F.avg_pool2d(F.relu(x), 2)
+            x = avg_pool_2x2(F.relu(x))
         return x.flatten(1)
 
     def forward(self, x: Tensor) -> Tensor:

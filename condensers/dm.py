@@ -11,13 +11,14 @@ through in cache-sized chunks whose per-class sums are added up (`class_statisti
 `no_grad`, the synthetic ones with autograd, so the backward pass covers only the few synthetic images. A
 network with BatchNorm mixes the samples of a batch, so there each class's real batch and synthetic batch go
 through whole and on their own, as in the reference. `amp` runs the network passes in bf16 (a speed switch;
-fp32 is the reference).
+fp32 is the reference); the class statistics and the losses stay fp32.
 
 The optimisation loop lives here once; DDM (condensers/ddm.py) adds loss terms through `style`, `terms` and
 `weights`.
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Literal
@@ -29,7 +30,6 @@ from clbench.augment import DSA, DSAParams
 from clbench.errors import NonFiniteError, UsageError
 from clbench.losses import dm_loss_from_means, gram, segment_count, segment_sum
 from clbench.options import option
-from clbench.training import autocast
 from condensers.base import Condenser, CondenseTask, SyntheticSet, register
 
 SHRINK_RULES = {
@@ -58,8 +58,8 @@ class DMOptions:
                 "preserve the class's mean embedding, 'random' a seeded random subset")
     chunk: int = option(0, "images per forward pass, real and synthetic (speed only: per-class sums give the "
                            "same loss to float rounding); 0 = 32 on a CPU (cache-sized), all at once on a GPU")
-    amp: bool = option(False, "bf16 autocast for the network passes; statistics and losses stay fp32 "
-                              "(speed switch; the fp32 path is the reference)")
+    amp: bool = option(False, "network passes in bf16 (a bf16 copy of each random network); statistics and "
+                              "losses stay fp32 (speed switch; the fp32 path is the reference)")
     report_every: int = option(25, "iterations between reading the losses back (progress, NaN check); "
                                    "fewer reads keep a GPU busy")
 
@@ -195,7 +195,7 @@ def _select(taps: list[Tensor], layers: tuple[int, ...]) -> list[Tensor]:
 
 
 def class_statistics(net: nn.Module, images: Tensor, segment: Tensor, num_classes: int,
-                     style: StyleTaps | None = None, chunk: int = 0, amp: bool = False,
+                     style: StyleTaps | None = None, chunk: int = 0,
                      transform: Callable[[Tensor, Tensor], Tensor] | None = None,
                      keep_embeddings: bool = False) -> tuple[ClassStatistics, Tensor | None]:
     """Per-class means of the embeddings (and style statistics) of `images`, and the embeddings themselves if
@@ -204,44 +204,65 @@ def class_statistics(net: nn.Module, images: Tensor, segment: Tensor, num_classe
     The images go through the network `chunk` at a time (0: all at once), each chunk through `transform(x,
     its segment)` first (the DSA draw), and only per-class sums are kept: on a CPU a chunk's activations stay
     in cache, where a whole class-incremental step's real batch (thousands of images) does not. In fp32 the
-    result equals one pass to float rounding. `amp` runs the network in bf16 autocast; the statistics are
-    summed in fp32 either way. Autograd flows wherever the caller has it on.
+    result equals one pass to float rounding. The images are cast to the network's dtype (a bf16 network
+    for `amp`); the sums are fp32 either way. Autograd flows wherever the caller has it on.
     """
+    dtype = next(net.parameters()).dtype
     n = images.shape[0]
     step = n if chunk <= 0 else chunk
-    emb_sum: Tensor | None = None
-    map_sums: list[Tensor] = []
-    gram_sums: list[Tensor] = []
-    kept: list[Tensor] = []
+    emb_sum, kept = _Sums(num_classes), []
+    map_sums: list[_Sums] = []
+    gram_sums: list[_Sums] = []
     for start in range(0, n, step):
         x, seg = images[start:start + step], segment[start:start + step]
         if transform is not None:
             x = transform(x, seg)
-        with autocast(x.device, amp):
-            emb, taps = _run(net, x, style is not None)
-        emb = emb.float()
+        emb, taps = _run(net, x.to(dtype), style is not None)
         if keep_embeddings:
-            kept.append(emb)
-        emb_sum = _accumulate(emb_sum, segment_sum(emb, seg, num_classes))
-        if style is not None:
-            taps = [t.float() for t in _select(taps, style.layers)]
+            kept.append(emb.float())
+        emb_sum.add(emb, seg)
+        if style is None:
+            continue
+        taps = _select(taps, style.layers)
+        if not map_sums:
+            map_sums = [_Sums(num_classes) for _ in taps]
+            gram_sums = [_Sums(num_classes) for _ in taps]
+        for tap, maps, grams in zip(taps, map_sums, gram_sums):
             if style.maps:
-                map_sums = [_accumulate(a, segment_sum(t, seg, num_classes))
-                            for a, t in zip(map_sums or [None] * len(taps), taps)]
+                maps.add(tap, seg)
             if style.grams:
-                gram_sums = [_accumulate(a, segment_sum(gram(t), seg, num_classes))
-                             for a, t in zip(gram_sums or [None] * len(taps), taps)]
+                grams.add(gram(tap), seg)  # per image in the network's precision, summed in fp32
     counts = segment_count(segment, num_classes).clamp_min(1)
-
-    def mean(total: Tensor) -> Tensor:
-        return total / counts.view(-1, *([1] * (total.dim() - 1)))
-
-    stats = ClassStatistics(mean(emb_sum), [mean(m) for m in map_sums], [mean(g) for g in gram_sums])
+    stats = ClassStatistics(emb_sum.mean(counts), [m.mean(counts) for m in map_sums if m.total is not None],
+                            [g.mean(counts) for g in gram_sums if g.total is not None])
     return stats, (torch.cat(kept) if keep_embeddings else None)
 
 
-def _accumulate(total: Tensor | None, part: Tensor) -> Tensor:
-    return part if total is None else total + part
+class _Sums:
+    """Per-class sums in fp32, added chunk by chunk: in place where no gradient flows, out of place where one
+    does (autograd must keep each chunk's contribution)."""
+
+    def __init__(self, num_classes: int):
+        self.num_classes = num_classes
+        self.total: Tensor | None = None
+
+    def add(self, values: Tensor, segment: Tensor) -> None:
+        values = values.float()
+        if values.requires_grad:
+            self.total = segment_sum(values, segment, self.num_classes) if self.total is None \
+                else self.total.index_add(0, segment, values)
+        else:
+            if self.total is None:
+                self.total = values.new_zeros(self.num_classes, *values.shape[1:])
+            self.total.index_add_(0, segment, values)
+
+    def mean(self, counts: Tensor) -> Tensor:
+        return self.total / counts.view(-1, *([1] * (self.total.dim() - 1)))
+
+
+def in_bf16(net: nn.Module) -> nn.Module:
+    """A bf16 copy of a frozen network (for `amp`): every layer computes in bf16, with no casts between them."""
+    return copy.deepcopy(net).to(torch.bfloat16)
 
 
 def embed_batch(net: nn.Module, batch: Batch, style: StyleTaps | None = None, per_class: bool | None = None,
@@ -256,10 +277,12 @@ def embed_batch(net: nn.Module, batch: Batch, style: StyleTaps | None = None, pe
 
         per_class = not samples_are_independent(net)
     k = batch.num_classes
+    if amp:
+        net = in_bf16(net)
     if not per_class:
         with torch.no_grad():
-            real, _ = class_statistics(net, batch.real, batch.real_segment, k, style, chunk, amp, batch.augmented)
-        syn, syn_emb = class_statistics(net, batch.syn, batch.syn_segment, k, style, chunk, amp, batch.augmented,
+            real, _ = class_statistics(net, batch.real, batch.real_segment, k, style, chunk, batch.augmented)
+        syn, syn_emb = class_statistics(net, batch.syn, batch.syn_segment, k, style, chunk, batch.augmented,
                                         keep_embeddings=True)
         return Features(real, syn, syn_emb)
     reals, syns, embs = [], [], []
@@ -269,8 +292,8 @@ def embed_batch(net: nn.Module, batch: Batch, style: StyleTaps | None = None, pe
 
         zeros = torch.zeros(max(real.shape[0], syn.shape[0]), dtype=torch.long, device=real.device)
         with torch.no_grad():
-            r, _ = class_statistics(net, real, zeros[:real.shape[0]], 1, style, 0, amp, transform)
-        s, e = class_statistics(net, syn, zeros[:syn.shape[0]], 1, style, 0, amp, transform, keep_embeddings=True)
+            r, _ = class_statistics(net, real, zeros[:real.shape[0]], 1, style, 0, transform)
+        s, e = class_statistics(net, syn, zeros[:syn.shape[0]], 1, style, 0, transform, keep_embeddings=True)
         reals.append(r)
         syns.append(s)
         embs.append(e)

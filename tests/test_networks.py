@@ -123,3 +123,17 @@ def test_independence_flag_matches_names() -> None:
     for name in NETWORK_NAMES:
         net = build_network(name, 3, 10, 32, seed=0)
         assert samples_are_independent(net) == (not name.endswith("_bn")), name
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (2, 3, 7, 9), (1, 1, 2, 2), (3, 2, 5, 4)])
+def test_matmul_pooling_equals_avg_pool2d_values_and_gradients(shape) -> None:
+    """The CPU's matrix-product 2x2 average pooling is avg_pool2d, odd sizes floored, gradients included."""
+    from clbench.networks import avg_pool_2x2
+
+    x = torch.randn(*shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    weights = torch.randn(shape[0], shape[1], shape[2] // 2, shape[3] // 2, dtype=torch.float64)
+    ours, theirs = avg_pool_2x2(x), torch.nn.functional.avg_pool2d(x, 2)
+    torch.testing.assert_close(ours, theirs)
+    grad_ours = torch.autograd.grad((ours * weights).sum(), x)[0]
+    grad_theirs = torch.autograd.grad((theirs * weights).sum(), x)[0]
+    torch.testing.assert_close(grad_ours, grad_theirs)
