@@ -1,7 +1,8 @@
 """Condensation speed: clbench's DM and DDM against a plain per-class fp32 loop written the reference's way.
 
 One process, one device, the same data, network family and sizes. The baseline is the reference structure:
-every iteration a fresh frozen network; then per class: draw the class's real batch, one Siamese DSA draw
+every iteration a fresh frozen network (pooling with avg_pool2d, as the reference's layers do: see
+benchmarks/reference_layers.py); then per class: draw the class's real batch, one Siamese DSA draw
 applied to its real and its synthetic images, forward of the real batch (detached) and of the synthetic
 images, that class's loss; one backward over the sum; one SGD step; the loss read back every iteration.
 The candidate is the condenser itself (`condense()` with `iterations=N`, whatever batching and speed
@@ -25,12 +26,14 @@ import torch
 from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from clbench import losses  # noqa: E402
 from clbench.augment import DSA  # noqa: E402
 from clbench.networks import build_network  # noqa: E402
 from clbench.options import build_options  # noqa: E402
 from clbench.speed import device_name  # noqa: E402
+from reference_layers import reference_layers  # noqa: E402
 
 # name: (channels, size, classes per step, classes in the dataset); the paper's CL protocol
 CASES = {"fmnist": (1, 28, 2, 10), "cifar": (3, 32, 20, 100)}
@@ -169,8 +172,12 @@ def time_case(method: str, case: str, args, device: torch.device) -> dict[str, f
     runs: dict[str, Callable[[Any], Any]] = {}
     probe = condenser_for(method, args, n)
     weights, k = probe.weights(), getattr(probe.options, "k", 2)
-    runs["reference loop"] = lambda task: reference_condense(method, weights, k, task, n, args.batch_real,
-                                                             probe.options.lr, probe.options.momentum)
+    def reference(task):
+        with reference_layers():
+            return reference_condense(method, weights, k, task, n, args.batch_real, probe.options.lr,
+                                      probe.options.momentum)
+
+    runs["reference loop"] = reference
     runs[f"clbench {method} fp32"] = lambda task: condenser_for(method, args, n).condense(task)
     if not args.no_amp:  # the condenser's own bf16 switch
         runs[f"clbench {method} amp"] = lambda task: condenser_for(method, args, n, amp=True).condense(task)

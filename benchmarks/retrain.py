@@ -2,7 +2,8 @@
 
 One process, one device, the same network, data and recipe (SGD 0.01/0.9/5e-4, batch 256, DSA in training
 mode on every batch). The baseline is the reference structure: a TensorDataset on the device, a shuffling
-DataLoader, per-batch DSA (clbench's own DSA ops, so that augmentation code is not what is compared), fp32.
+DataLoader, per-batch DSA (clbench's own DSA ops, so that augmentation code is not what is compared), fp32,
+and the reference's pooling (benchmarks/reference_layers.py).
 Measured: seconds per epoch, median over `--repeats` interleaved repeats, and the ratio baseline / candidate.
 
     .venv/bin/python benchmarks/retrain.py --device cpu --repeats 5
@@ -22,18 +23,25 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from clbench.augment import make_augment  # noqa: E402
 from clbench.networks import build_network  # noqa: E402
 from clbench.speed import device_name, fast_train_options  # noqa: E402
 from clbench.training import TrainRecipe, train_network  # noqa: E402
+from reference_layers import reference_layers  # noqa: E402
 
 SHAPES = {"fmnist": (1, 28, 10), "cifar": (3, 32, 10)}  # channels, size, classes
 
 
 def reference_epochs(net: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, recipe: TrainRecipe,
                      augment, epochs: int, seed: int) -> float:
-    """The reference's evaluation loop: DataLoader over a TensorDataset, per-batch DSA, fp32."""
+    """The reference's evaluation loop: DataLoader over a TensorDataset, per-batch DSA, fp32, avg_pool2d."""
+    with reference_layers():
+        return _reference_epochs(net, images, labels, recipe, augment, epochs, seed)
+
+
+def _reference_epochs(net, images, labels, recipe: TrainRecipe, augment, epochs: int, seed: int) -> float:
     loader = DataLoader(TensorDataset(images, labels), batch_size=recipe.batch_size, shuffle=True,
                         generator=torch.Generator().manual_seed(seed), num_workers=0)
     optimizer = torch.optim.SGD(net.parameters(), lr=recipe.lr, momentum=recipe.momentum,

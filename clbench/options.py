@@ -6,6 +6,7 @@ differs from the paper, a `quick` value. `option(default, help, quick=...)` buil
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from typing import Any, Mapping
 
@@ -50,11 +51,16 @@ def parse_value(text: str, tp: Any, key: str) -> Any:
     """Convert `text` to the field type `tp`; a wrong type is a UsageError naming key and type."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
-    if origin is typing.Union or (origin is not None and type(None) in args):
-        if text.lower() in ("none", "null"):
+    if origin in (typing.Union, types.UnionType):
+        if type(None) in args and text.lower() in ("none", "null"):
             return None
-        inner = [a for a in args if a is not type(None)]
-        return parse_value(text, inner[0], key)
+        members = [a for a in args if a is not type(None)]
+        for member in members:  # the first member the text parses as (e.g. bool | Literal["auto"])
+            try:
+                return parse_value(text, member, key)
+            except UsageError:
+                continue
+        raise UsageError(f"option {key}={text!r}: expected {' or '.join(_type_name(m) for m in members)}")
     if origin is typing.Literal:
         if text not in args:
             raise UsageError(f"option {key}={text!r}: expected one of {', '.join(map(str, args))}")

@@ -94,6 +94,9 @@ def environment(device: str) -> dict[str, Any]:
         info["avalanche"] = version("avalanche-lib")
     except Exception:  # not installed as a distribution: still a valid record
         pass
+    from clbench.speed import bf16_is_fast
+
+    info["bf16_native"] = bf16_is_fast(torch.device(device))  # what amp=auto resolves to
     if device.startswith("cuda") and torch.cuda.is_available():
         info["device_name"] = torch.cuda.get_device_name(torch.device(device))
     else:

@@ -73,6 +73,15 @@ def bf16_is_fast(device: torch.device) -> bool:
     return False
 
 
+def use_bf16(amp: bool | str, device: torch.device) -> bool:
+    """Resolve an `amp` switch: True, False, or "auto" (bf16 where this device runs it natively)."""
+    if amp == "auto":
+        return bf16_is_fast(device)
+    if not isinstance(amp, bool):
+        raise ValueError(f"amp must be true, false or auto, got {amp!r}")
+    return amp
+
+
 def fast_train_options(device: torch.device) -> dict[str, Any]:
     """TrainRecipe switch values that were faster on this kind of device (key=value overrides for --train).
 

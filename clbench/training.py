@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -38,7 +38,10 @@ class TrainRecipe:
     dsa_strategy: str = option("color_crop_cutout_flip_scale_rotate", "DSA ops used in training")
     eval_batch_size: int = option(2048, "batch size for testing (speed and memory only, no effect on results; "
                                         "small batches are faster on a CPU)", quick=64)
-    amp: bool = option(False, "bf16 autocast for training and testing (speed switch; the fp32 path is the reference)")
+    amp: bool | Literal["auto"] = option(
+        False, "bf16 autocast for training and testing: true, false, or auto (where the device runs bf16 natively: "
+               "AMX/AVX512-BF16 CPUs, Ampere or later GPUs). Speed switch; the fp32 path is the reference",
+        quick="auto")
     channels_last: bool = option(False, "channels-last memory format for the network and its batches "
                                          "(speed switch: same values; a gain on GPUs, a loss on the CPUs measured)")
     micro_batch: int = option(0, "forward/backward each minibatch in chunks of this many images and sum the "
@@ -51,9 +54,13 @@ class TrainRecipe:
 ProgressFn = Callable[[int, int], None]
 
 
-def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast where asked for; a no-op context otherwise (the fp32 path is the reference)."""
-    if not enabled:
+def autocast(device: torch.device, amp: bool | str):
+    """bf16 autocast where `amp` asks for it (True, or "auto" on a device with native bf16); a no-op context
+    otherwise (the fp32 path is the reference)."""
+    from clbench.speed import use_bf16
+
+    device = torch.device(device)
+    if not use_bf16(amp, device):
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
@@ -145,7 +152,7 @@ def train_network(
 
 
 def _chunked_backward(forward: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, chunk: int,
-                      device: torch.device, amp: bool) -> Tensor:
+                      device: torch.device, amp: bool | str) -> Tensor:
     """Gradients of the minibatch's mean cross-entropy, accumulated chunk by chunk; returns that mean.
 
     Exact for networks whose samples do not interact (no batch norm): sum over chunks of (sum of losses / b).
@@ -166,7 +173,7 @@ def predict(
     net: nn.Module,
     images: Tensor,
     batch_size: int = 2048,
-    amp: bool = False,
+    amp: bool | str = False,
     *,
     channels_last: bool = False,
     compile: bool = False,

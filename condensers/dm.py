@@ -30,6 +30,7 @@ from clbench.augment import DSA, DSAParams
 from clbench.errors import NonFiniteError, UsageError
 from clbench.losses import dm_loss_from_means, gram, segment_count, segment_sum
 from clbench.options import option
+from clbench.speed import use_bf16
 from condensers.base import Condenser, CondenseTask, SyntheticSet, register
 
 SHRINK_RULES = {
@@ -58,8 +59,10 @@ class DMOptions:
                 "preserve the class's mean embedding, 'random' a seeded random subset")
     chunk: int = option(0, "images per forward pass, real and synthetic (speed only: per-class sums give the "
                            "same loss to float rounding); 0 = 32 on a CPU (cache-sized), all at once on a GPU")
-    amp: bool = option(False, "network passes in bf16 (a bf16 copy of each random network); statistics and "
-                              "losses stay fp32 (speed switch; the fp32 path is the reference)")
+    amp: bool | Literal["auto"] = option(
+        False, "network passes in bf16 (a bf16 copy of each random network): true, false, or auto (where the "
+               "device runs bf16 natively); statistics and losses stay fp32. Speed switch; fp32 is the reference",
+        quick="auto")
     report_every: int = option(25, "iterations between reading the losses back (progress, NaN check); "
                                    "fewer reads keep a GPU busy")
 
@@ -328,7 +331,9 @@ class DM(Condenser):
 
     def class_losses(self, net: nn.Module, batch: Batch, per_class: bool | None = None) -> dict[str, Tensor]:
         """The loss terms per class of a batch (with its DSA draw, if any) in the network `net`."""
-        features = embed_batch(net, batch, self.style(), per_class, self.chunk_size(batch.real.device), self.options.amp)
+        device = batch.real.device
+        features = embed_batch(net, batch, self.style(), per_class, self.chunk_size(device),
+                               use_bf16(self.options.amp, device))
         return self.terms(features, batch)
 
     def chunk_size(self, device: torch.device) -> int:
@@ -422,7 +427,7 @@ class DM(Condenser):
             "weights": self.weights(),
             "forward": "per class (batch norm)" if per_class else "all classes at once",
             "chunk": self.chunk_size(task.device) if not per_class else 0,
-            "amp": o.amp,
+            "amp": use_bf16(o.amp, task.device),
             "shrink_rule": self.shrink_rule,
         }
         images = syn.detach()

@@ -120,3 +120,22 @@ def test_speed_helpers():
     with pytest.raises(ValueError):
         threads_per_job(0)
     assert bf16_is_fast(torch.device("meta")) is False
+
+
+def test_amp_is_true_false_or_auto_and_auto_follows_the_device(monkeypatch):
+    """amp parses as a boolean or "auto"; auto means bf16 exactly where the device runs it natively."""
+    from clbench import speed
+    from clbench.options import build_options
+
+    assert build_options(TrainRecipe, {"amp": "auto"}).amp == "auto"
+    assert build_options(TrainRecipe, {"amp": "on"}).amp is True
+    assert build_options(TrainRecipe, {}, "quick").amp == "auto"
+    with pytest.raises(UsageError, match="amp='fast'.*bool or"):
+        build_options(TrainRecipe, {"amp": "fast"})
+    cpu = torch.device("cpu")
+    assert speed.use_bf16(True, cpu) is True and speed.use_bf16(False, cpu) is False
+    for native in (True, False):
+        monkeypatch.setattr(speed, "bf16_is_fast", lambda device, native=native: native)
+        assert speed.use_bf16("auto", cpu) is native
+    with pytest.raises(ValueError):
+        speed.use_bf16("sometimes", cpu)
