@@ -19,6 +19,7 @@ The optimisation loop lives here once; DDM (condensers/ddm.py) adds loss terms t
 from __future__ import annotations
 
 import copy
+import itertools
 import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Literal
@@ -28,7 +29,7 @@ from torch import Tensor, nn
 
 from clbench.augment import DSA, DSAParams
 from clbench.errors import NonFiniteError, UsageError
-from clbench.losses import dm_loss_from_means, gram, segment_count, segment_sum
+from clbench.losses import dm_loss_from_means, gram
 from clbench.options import option
 from clbench.speed import use_bf16
 from condensers.base import Condenser, CondenseTask, SyntheticSet, register
@@ -197,70 +198,81 @@ def _select(taps: list[Tensor], layers: tuple[int, ...]) -> list[Tensor]:
     return [taps[i] for i in layers]
 
 
-def class_statistics(net: nn.Module, images: Tensor, segment: Tensor, num_classes: int,
+def class_statistics(net: nn.Module, images: Tensor, segment: Tensor, counts: list[int],
                      style: StyleTaps | None = None, chunk: int = 0,
                      transform: Callable[[Tensor, Tensor], Tensor] | None = None,
                      keep_embeddings: bool = False) -> tuple[ClassStatistics, Tensor | None]:
-    """Per-class means of the embeddings (and style statistics) of `images`, and the embeddings themselves if
+    """Per-class means of the embeddings (and style statistics) of `images`, stored class by class (`counts[c]`
+    images of class position c, `segment` the class position of each), and the embeddings themselves if
     `keep_embeddings`.
 
     The images go through the network `chunk` at a time (0: all at once), each chunk through `transform(x,
-    its segment)` first (the DSA draw), and only per-class sums are kept: on a CPU a chunk's activations stay
-    in cache, where a whole class-incremental step's real batch (thousands of images) does not. In fp32 the
-    result equals one pass to float rounding. The images are cast to the network's dtype (a bf16 network
-    for `amp`); the sums are fp32 either way. Autograd flows wherever the caller has it on.
+    its segment)` first (the DSA draw); only each class's sum over the chunk is kept. On a CPU a chunk's
+    activations stay in cache, where a whole class-incremental step's real batch (thousands of images) does
+    not. In fp32 the result equals one pass to float rounding. The images are cast to the network's dtype (a
+    bf16 network for `amp`): a class's sum over a chunk is then taken in bf16 (fp32 accumulation, one
+    rounding) and the sums over chunks in fp32. Autograd flows wherever the caller has it on.
     """
+    if any(n < 1 for n in counts) or sum(counts) != images.shape[0]:
+        raise ValueError(f"counts {counts} do not describe {images.shape[0]} images, at least one per class")
     dtype = next(net.parameters()).dtype
     n = images.shape[0]
     step = n if chunk <= 0 else chunk
-    emb_sum, kept = _Sums(num_classes), []
-    map_sums: list[_Sums] = []
-    gram_sums: list[_Sums] = []
+    ends = list(itertools.accumulate(counts))
+    emb_sum, kept = _ClassSums(len(counts)), []
+    map_sums: list[_ClassSums] = []
+    gram_sums: list[_ClassSums] = []
     for start in range(0, n, step):
-        x, seg = images[start:start + step], segment[start:start + step]
+        end = min(start + step, n)
+        x = images[start:end]
         if transform is not None:
-            x = transform(x, seg)
+            x = transform(x, segment[start:end])
         emb, taps = _run(net, x.to(dtype), style is not None)
         if keep_embeddings:
             kept.append(emb.float())
-        emb_sum.add(emb, seg)
+        runs = _runs_of_classes(ends, start, end)
+        emb_sum.add(emb, runs)
         if style is None:
             continue
         taps = _select(taps, style.layers)
         if not map_sums:
-            map_sums = [_Sums(num_classes) for _ in taps]
-            gram_sums = [_Sums(num_classes) for _ in taps]
+            map_sums = [_ClassSums(len(counts)) for _ in taps]
+            gram_sums = [_ClassSums(len(counts)) for _ in taps]
         for tap, maps, grams in zip(taps, map_sums, gram_sums):
             if style.maps:
-                maps.add(tap, seg)
+                maps.add(tap, runs)
             if style.grams:
-                grams.add(gram(tap), seg)  # per image in the network's precision, summed in fp32
-    counts = segment_count(segment, num_classes).clamp_min(1)
-    stats = ClassStatistics(emb_sum.mean(counts), [m.mean(counts) for m in map_sums if m.total is not None],
-                            [g.mean(counts) for g in gram_sums if g.total is not None])
+                grams.add(gram(tap), runs)
+    stats = ClassStatistics(emb_sum.mean(counts), [m.mean(counts) for m in map_sums if m.parts[0]],
+                            [g.mean(counts) for g in gram_sums if g.parts[0]])
     return stats, (torch.cat(kept) if keep_embeddings else None)
 
 
-class _Sums:
-    """Per-class sums in fp32, added chunk by chunk: in place where no gradient flows, out of place where one
-    does (autograd must keep each chunk's contribution)."""
+def _runs_of_classes(ends: list[int], start: int, end: int) -> list[tuple[int, int, int]]:
+    """(class position, first, last + 1) of each class's images inside the chunk [start, end), relative to it;
+    `ends[c]` is one past the last image of class c (images are stored class by class)."""
+    runs, first = [], 0
+    for c, class_end in enumerate(ends):
+        lo, hi = max(first, start), min(class_end, end)
+        if lo < hi:
+            runs.append((c, lo - start, hi - start))
+        first = class_end
+    return runs
+
+
+class _ClassSums:
+    """Each class's sum of some per-image quantity, gathered chunk by chunk: one sum per (chunk, class) in the
+    quantity's own dtype, added up in fp32."""
 
     def __init__(self, num_classes: int):
-        self.num_classes = num_classes
-        self.total: Tensor | None = None
+        self.parts: list[list[Tensor]] = [[] for _ in range(num_classes)]
 
-    def add(self, values: Tensor, segment: Tensor) -> None:
-        values = values.float()
-        if values.requires_grad:
-            self.total = segment_sum(values, segment, self.num_classes) if self.total is None \
-                else self.total.index_add(0, segment, values)
-        else:
-            if self.total is None:
-                self.total = values.new_zeros(self.num_classes, *values.shape[1:])
-            self.total.index_add_(0, segment, values)
+    def add(self, values: Tensor, runs: list[tuple[int, int, int]]) -> None:
+        for c, lo, hi in runs:
+            self.parts[c].append(values[lo:hi].sum(0).float())
 
-    def mean(self, counts: Tensor) -> Tensor:
-        return self.total / counts.view(-1, *([1] * (self.total.dim() - 1)))
+    def mean(self, counts: list[int]) -> Tensor:
+        return torch.stack([torch.stack(parts).sum(0) / n for parts, n in zip(self.parts, counts)])
 
 
 def in_bf16(net: nn.Module) -> nn.Module:
@@ -284,9 +296,10 @@ def embed_batch(net: nn.Module, batch: Batch, style: StyleTaps | None = None, pe
         net = in_bf16(net)
     if not per_class:
         with torch.no_grad():
-            real, _ = class_statistics(net, batch.real, batch.real_segment, k, style, chunk, batch.augmented)
-        syn, syn_emb = class_statistics(net, batch.syn, batch.syn_segment, k, style, chunk, batch.augmented,
-                                        keep_embeddings=True)
+            real, _ = class_statistics(net, batch.real, batch.real_segment, batch.real_counts, style, chunk,
+                                       batch.augmented)
+        syn, syn_emb = class_statistics(net, batch.syn, batch.syn_segment, [batch.ipc] * k, style, chunk,
+                                        batch.augmented, keep_embeddings=True)
         return Features(real, syn, syn_emb)
     reals, syns, embs = [], [], []
     for c, (real, syn) in enumerate(zip(batch.real.split(batch.real_counts), batch.syn.split(batch.ipc))):
@@ -295,8 +308,9 @@ def embed_batch(net: nn.Module, batch: Batch, style: StyleTaps | None = None, pe
 
         zeros = torch.zeros(max(real.shape[0], syn.shape[0]), dtype=torch.long, device=real.device)
         with torch.no_grad():
-            r, _ = class_statistics(net, real, zeros[:real.shape[0]], 1, style, 0, transform)
-        s, e = class_statistics(net, syn, zeros[:syn.shape[0]], 1, style, 0, transform, keep_embeddings=True)
+            r, _ = class_statistics(net, real, zeros[:real.shape[0]], [real.shape[0]], style, 0, transform)
+        s, e = class_statistics(net, syn, zeros[:syn.shape[0]], [syn.shape[0]], style, 0, transform,
+                                keep_embeddings=True)
         reals.append(r)
         syns.append(s)
         embs.append(e)
