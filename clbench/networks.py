@@ -136,10 +136,12 @@ class ConvNet(nn.Module):
 class AlexNet(nn.Module):
     """Five convs (128, 192, 256, 192, 192), three 2x2 max-pools, one linear classifier.
 
-    The reference AlexNet has no normalisation (`norm="none"`); `alexnet_bn` puts BatchNorm after each conv.
+    Instance norm after each conv by default, as METHODS.md asks of the cross-architecture nets; `alexnet_bn`
+    has BatchNorm, and `alexnet_nonorm` none, like the reference code's AlexNet (which barely trains in a
+    short recipe: 13% on Fashion-MNIST in 50 epochs).
     """
 
-    def __init__(self, in_channels: int, num_classes: int, image_size: int, norm: str = "none") -> None:
+    def __init__(self, in_channels: int, num_classes: int, image_size: int, norm: str = "instance") -> None:
         super().__init__()
         pad = _first_padding(image_size, 2, 2)
         spec = [(in_channels, 128, 5, pad, True), (128, 192, 5, 2, True), (192, 256, 3, 1, False),
@@ -265,8 +267,9 @@ _BUILDERS: dict[str, _Builder] = {
     "convnet_ln": _convnet("layer"),
     "convnet_gn": _convnet("group"),
     "convnet_nonorm": _convnet("none"),
-    "alexnet": _fixed(AlexNet, "none"),
+    "alexnet": _fixed(AlexNet, "instance"),
     "alexnet_bn": _fixed(AlexNet, "batch"),
+    "alexnet_nonorm": _fixed(AlexNet, "none"),
     "vgg11": _fixed(VGG11, "instance"),
     "vgg11_bn": _fixed(VGG11, "batch"),
     "resnet18": _fixed(ResNet18, "instance"),

@@ -47,7 +47,7 @@ CPU_CHUNK = 32
 
 @dataclass
 class DMOptions:
-    iterations: int = option(20000, "optimisation steps on the synthetic images", quick=50)
+    iterations: int = option(20000, "optimisation steps on the synthetic images", quick=100)
     lr: float = option(1.0, "SGD learning rate on the synthetic images")
     momentum: float = option(0.5, "SGD momentum")
     batch_real: int = option(256, "real images per class per iteration (all of them where a class has fewer)")

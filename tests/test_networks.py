@@ -137,3 +137,15 @@ def test_matmul_pooling_equals_avg_pool2d_values_and_gradients(shape) -> None:
     grad_ours = torch.autograd.grad((ours * weights).sum(), x)[0]
     grad_theirs = torch.autograd.grad((theirs * weights).sum(), x)[0]
     torch.testing.assert_close(grad_ours, grad_theirs)
+
+
+def test_alexnet_norm_variants() -> None:
+    """METHODS.md: cross-architecture nets use instance norm by default; the reference's plain AlexNet by name."""
+    norms = {name: [type(m).__name__ for m in build_network(name, 3, 10, 32, seed=0).modules()
+                    if isinstance(m, (nn.GroupNorm, nn.BatchNorm2d))]
+             for name in ("alexnet", "alexnet_bn", "alexnet_nonorm")}
+    assert norms["alexnet"] == ["GroupNorm"] * 5
+    assert norms["alexnet_bn"] == ["BatchNorm2d"] * 5
+    assert norms["alexnet_nonorm"] == []
+    gn = next(m for m in build_network("alexnet", 3, 10, 32, seed=0).modules() if isinstance(m, nn.GroupNorm))
+    assert gn.num_groups == gn.num_channels  # one group per channel: instance norm
