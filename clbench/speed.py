@@ -20,6 +20,10 @@ CPU_EVAL_BATCH = 64
 # two threads on a core that other processes also use, small chunks lose (threads wait for each other).
 CPU_MICRO_BATCH = 32
 GPU_EVAL_BATCH = 2048
+# Images per forward pass of condensers that embed many real images (DM, DDM, herding): on that CPU chunks of
+# 32 stay in cache and beat one pass over 512-5120 images by 1.1-1.3x in fp32 and more in bf16. A GPU wants
+# the whole batch.
+CPU_FORWARD_CHUNK = 32
 
 
 @functools.lru_cache(maxsize=None)
@@ -71,6 +75,11 @@ def bf16_is_fast(device: torch.device) -> bool:
     if device.type == "cpu":
         return torch.backends.mkldnn.is_available() and bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
     return False
+
+
+def forward_chunk(device: torch.device) -> int:
+    """Images per forward pass for embedding many images on `device`; 0 means all at once."""
+    return 0 if torch.device(device).type == "cuda" else CPU_FORWARD_CHUNK
 
 
 def use_bf16(amp: bool | str, device: torch.device) -> bool:

@@ -31,7 +31,7 @@ from clbench.augment import DSA, DSAParams
 from clbench.errors import NonFiniteError, UsageError
 from clbench.losses import dm_loss_from_means, gram
 from clbench.options import option
-from clbench.speed import use_bf16
+from clbench.speed import forward_chunk, use_bf16
 from condensers.base import Condenser, CondenseTask, SyntheticSet, register
 
 SHRINK_RULES = {
@@ -40,9 +40,6 @@ SHRINK_RULES = {
     "random": "random subset (seeded)",
 }
 SHRINK_SEED = 0
-# Real images per forward pass on a CPU: a chunk's activations stay in the L2 cache. Measured on a 2-core Xeon
-# (benchmarks/README.md): chunks of 32 beat one pass of 512 to 5120 images by 1.1x in fp32 and 1.6-1.8x in bf16.
-CPU_CHUNK = 32
 
 
 @dataclass
@@ -352,9 +349,7 @@ class DM(Condenser):
 
     def chunk_size(self, device: torch.device) -> int:
         """Images per forward pass: the `chunk` option, or where it is 0, what was fastest on this kind of device."""
-        if self.options.chunk:
-            return self.options.chunk
-        return 0 if torch.device(device).type == "cuda" else CPU_CHUNK
+        return self.options.chunk or forward_chunk(device)
 
     def objective(self, terms: dict[str, Tensor]) -> Tensor:
         """The scalar that is minimised: the weighted terms summed over classes."""
@@ -398,8 +393,8 @@ class DM(Condenser):
 
     def condense(self, task: CondenseTask) -> SyntheticSet:
         o = self.options
-        if o.iterations < 0 or o.batch_real < 1 or o.report_every < 1:
-            raise UsageError(f"{self.name}: iterations must be >= 0, batch_real and report_every >= 1")
+        if o.iterations < 0 or o.chunk < 0 or o.batch_real < 1 or o.report_every < 1:
+            raise UsageError(f"{self.name}: iterations and chunk must be >= 0, batch_real and report_every >= 1")
         start = time.perf_counter()
         by_class = task.class_indices()
         class_indices = [by_class[c] for c in task.classes]

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from clbench.errors import UsageError
 from clbench.options import option
+from clbench.speed import forward_chunk
 from condensers.base import Condenser, CondenseTask, SyntheticSet, register, stack_by_class
 
 
@@ -36,7 +38,8 @@ def herding_order(features: Tensor, count: int) -> Tensor:
 class HerdingOptions:
     embed_seed: int = option(0, "seed of the randomly initialised embedding network (fixed: same for every class)")
     network: str = option("", "embedding architecture (a clbench network name); empty = the run's network")
-    batch_size: int = option(1024, "batch size of the embedding pass (memory only)")
+    batch_size: int = option(0, "images per embedding pass (speed and memory only); 0 = 32 on a CPU (cache-sized), "
+                                "all of a class at once on a GPU")
 
 
 @register
@@ -48,6 +51,8 @@ class Herding(Condenser):
     shrink_rule = "herding prefix (keeps the first images of the herding order)"
 
     def condense(self, task: CondenseTask) -> SyntheticSet:
+        if self.options.batch_size < 0:
+            raise UsageError(f"herding: batch_size must be >= 0 (0 = automatic), got {self.options.batch_size}")
         start = time.perf_counter()
         net = self._network(task)
         chosen = {}
@@ -55,9 +60,8 @@ class Herding(Condenser):
             net.eval()
             for c, idx in task.class_indices().items():
                 images = task.images[idx]
-                features = torch.cat(
-                    [net.embed(images[s : s + self.options.batch_size]) for s in range(0, len(images), self.options.batch_size)]
-                )
+                step = self.options.batch_size or forward_chunk(task.device) or len(images)
+                features = torch.cat([net.embed(images[s : s + step]) for s in range(0, len(images), step)])
                 chosen[c] = images[herding_order(features.float(), task.ipc)].clone()
         result = stack_by_class(chosen)
         result.facts = {"seconds": time.perf_counter() - start, "embed_seed": self.options.embed_seed}

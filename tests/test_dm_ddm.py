@@ -303,3 +303,8 @@ def test_bad_options_are_usage_errors(digits):
         run(DM, digits, iterations=-1)
     with pytest.raises(UsageError):
         build_options(DM.Options, {"init": "zeros"})
+
+
+def test_negative_chunk_is_refused(digits):
+    with pytest.raises(UsageError, match="chunk"):
+        run(DM, digits, chunk=-1)

@@ -25,3 +25,30 @@ def test_herding_prefix_tracks_mean_better_than_random():
     random_errs = [torch.linalg.vector_norm(features[torch.randperm(400, generator=g)[:10]].mean(0) - mu)
                    for _ in range(20)]
     assert herd_err < min(random_errs)
+
+
+def test_embedding_chunk_size_does_not_change_the_selection():
+    """batch_size is speed only: 0 (automatic), a few images or all at once pick the same images; < 0 is refused."""
+    import pytest
+
+    from clbench.augment import DSA
+    from clbench.data import load_dataset
+    from clbench.errors import UsageError
+    from clbench.networks import build_network
+    from clbench.options import build_options
+    from condensers.base import CondenseTask
+    from condensers.herding import Herding
+
+    images, labels = load_dataset("digits").normalised("train")
+
+    def run(batch_size: str):
+        task = CondenseTask(images, labels, (1, 7), 4, torch.Generator().manual_seed(0),
+                            lambda seed=None: build_network("convnet", 1, 10, 8, seed=seed or 0, width=8), DSA(),
+                            torch.device("cpu"), 10)
+        return Herding(build_options(Herding.Options, {"batch_size": batch_size})).condense(task).images
+
+    automatic = run("0")
+    torch.testing.assert_close(run("7"), automatic, rtol=0, atol=0)
+    torch.testing.assert_close(run("100000"), automatic, rtol=0, atol=0)
+    with pytest.raises(UsageError, match="batch_size"):
+        run("-1")
