@@ -308,3 +308,15 @@ def test_bad_options_are_usage_errors(digits):
 def test_negative_chunk_is_refused(digits):
     with pytest.raises(UsageError, match="chunk"):
         run(DM, digits, chunk=-1)
+
+
+def test_class_statistics_checks_the_class_counts():
+    from condensers.dm import class_statistics
+
+    net = frozen(build_network("convnet", 1, 10, 8, seed=5, width=WIDTH))
+    images, segment = torch.randn(5, 1, 8, 8), torch.tensor([0, 0, 1, 1, 1])
+    stats, _ = class_statistics(net, images, segment, [2, 3], chunk=2)
+    torch.testing.assert_close(stats.emb[1], net.embed(images[2:]).mean(0), rtol=1e-5, atol=1e-6)
+    for bad in ([2, 2], [5, 0]):
+        with pytest.raises(ValueError, match="counts"):
+            class_statistics(net, images, segment, bad)
