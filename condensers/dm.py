@@ -69,8 +69,9 @@ class DMOptions:
 class Batch:
     """One iteration's images, class by class: real (sampled) and synthetic, with the class position of each.
 
-    `params`, once set by `siamese_augment`, is one DSA draw per class; it is applied to the images chunk by
-    chunk as they go through the network (`augmented`), never to the whole batch at once.
+    `params`, once set by `siamese_augment`, is one DSA draw per class; it is applied to each chunk of images
+    just before that chunk goes through the network (`augmented`), so no augmented copy of the whole real
+    batch is ever held.
     """
 
     real: Tensor
