@@ -241,8 +241,8 @@ def class_statistics(net: nn.Module, images: Tensor, segment: Tensor, counts: li
                 maps.add(tap, runs)
             if style.grams:
                 grams.add(gram(tap), runs)
-    stats = ClassStatistics(emb_sum.mean(counts), [m.mean(counts) for m in map_sums if m.parts[0]],
-                            [g.mean(counts) for g in gram_sums if g.parts[0]])
+    stats = ClassStatistics(emb_sum.mean(counts), [m.mean(counts) for m in map_sums if not m.empty],
+                            [g.mean(counts) for g in gram_sums if not g.empty])
     return stats, (torch.cat(kept) if keep_embeddings else None)
 
 
@@ -260,17 +260,22 @@ def _runs_of_classes(ends: list[int], start: int, end: int) -> list[tuple[int, i
 
 class _ClassSums:
     """Each class's sum of some per-image quantity, gathered chunk by chunk: one sum per (chunk, class) in the
-    quantity's own dtype, added up in fp32."""
+    quantity's own dtype, added to the class's fp32 total (out of place, so autograd can flow through)."""
 
     def __init__(self, num_classes: int):
-        self.parts: list[list[Tensor]] = [[] for _ in range(num_classes)]
+        self.totals: list[Tensor | None] = [None] * num_classes
 
     def add(self, values: Tensor, runs: list[tuple[int, int, int]]) -> None:
         for c, lo, hi in runs:
-            self.parts[c].append(values[lo:hi].sum(0).float())
+            part = values[lo:hi].sum(0).float()
+            self.totals[c] = part if self.totals[c] is None else self.totals[c] + part
+
+    @property
+    def empty(self) -> bool:
+        return self.totals[0] is None
 
     def mean(self, counts: list[int]) -> Tensor:
-        return torch.stack([torch.stack(parts).sum(0) / n for parts, n in zip(self.parts, counts)])
+        return torch.stack([total / n for total, n in zip(self.totals, counts)])
 
 
 def in_bf16(net: nn.Module) -> nn.Module:
