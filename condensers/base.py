@@ -69,6 +69,14 @@ class CondenseTask:
         """A seed drawn from the task's generator, for things that need an int (network init)."""
         return draw_seed(self.generator)
 
+    def augmentation(self, enabled: bool, strategy: str = "") -> Any:
+        """A condenser's DSA: the run's (`augment`), another `strategy`, or the identity when not `enabled`."""
+        from clbench.augment import make_augment
+
+        if not enabled:
+            return make_augment(None)
+        return make_augment(strategy) if strategy else self.augment
+
 
 @dataclass
 class SyntheticSet:

@@ -372,13 +372,6 @@ class DM(Condenser):
         return frozen(build_network(self.options.network, channels, task.num_classes, size, seed=task.seed(),
                                     device=task.device))
 
-    def augmentation(self, task: CondenseTask):
-        from clbench.augment import make_augment
-
-        if not self.options.dsa:
-            return make_augment(None)
-        return make_augment(self.options.dsa_strategy) if self.options.dsa_strategy else task.augment
-
     def initial_images(self, task: CondenseTask, class_indices: list[Tensor]) -> Tensor:
         """ipc images per class, class by class: random real images (without replacement) or noise."""
         o, ipc = self.options, task.ipc
@@ -405,7 +398,7 @@ class DM(Condenser):
         by_class = task.class_indices()
         class_indices = [by_class[c] for c in task.classes]
         k, ipc = len(task.classes), task.ipc
-        augment = self.augmentation(task)
+        augment = task.augmentation(o.dsa, o.dsa_strategy)
         sampler = ClassSampler(class_indices, o.batch_real, task.device)
         syn = self.initial_images(task, class_indices).requires_grad_(True)
         syn_segment = torch.arange(k, device=task.device).repeat_interleave(ipc)

@@ -208,14 +208,6 @@ class DSACondenser(Condenser):
     name = "dsa"
     Options = DSAOptions
 
-    def augmentation(self, task: CondenseTask) -> Any:
-        """The run's augmentation, another strategy, or the identity (dsa=false)."""
-        from clbench.augment import make_augment
-
-        if not self.options.dsa:
-            return make_augment(None)
-        return make_augment(self.options.dsa_strategy) if self.options.dsa_strategy else task.augment
-
     def _check(self, task: CondenseTask) -> None:
         o = self.options
         if o.iterations < 0:
@@ -235,7 +227,7 @@ class DSACondenser(Condenser):
         self._check(task)
         start = time.perf_counter()
         outer, inner = resolve_loops(o.loops, task.ipc)
-        augment = self.augmentation(task)
+        augment = task.augmentation(o.dsa, o.dsa_strategy)
         gen = task.generator
         classes = list(task.classes)
         by_class = task.class_indices()

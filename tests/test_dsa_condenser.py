@@ -238,10 +238,15 @@ def test_bad_options_raise(digits):
 
 
 def test_augmentation_choice(digits):
+    """The dsa and dsa_strategy options pick the condenser's augmentation (CondenseTask.augmentation, shared with DM)."""
     task = make_task(digits)
-    assert DSACondenser(DSAOptions(dsa=False)).augmentation(task).is_identity
-    assert DSACondenser(DSAOptions()).augmentation(task) is task.augment
-    assert DSACondenser(DSAOptions(dsa_strategy="flip")).augmentation(task).tokens == ("flip",)
+
+    def chosen(o: DSAOptions):
+        return task.augmentation(o.dsa, o.dsa_strategy)
+
+    assert chosen(DSAOptions(dsa=False)).is_identity
+    assert chosen(DSAOptions()) is task.augment
+    assert chosen(DSAOptions(dsa_strategy="flip")).tokens == ("flip",)
 
 
 def test_contract_check():
