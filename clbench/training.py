@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from clbench.errors import NonFiniteError, UsageError
+from clbench.networks import samples_are_independent
 from clbench.options import option
 
 
@@ -87,7 +88,7 @@ def _chunk_size(net: nn.Module, recipe: TrainRecipe) -> int:
     """Images per forward/backward chunk: the whole minibatch unless micro-batching is exact for this net."""
     if recipe.micro_batch <= 0 or recipe.micro_batch >= recipe.batch_size:
         return recipe.batch_size
-    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules()):
+    if not samples_are_independent(net):
         return recipe.batch_size  # batch statistics need the whole minibatch: chunks would change the maths
     return recipe.micro_batch
 

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from clbench.augment import DSA, DSAParams
 from clbench.errors import NonFiniteError, UsageError
 from clbench.losses import dm_loss_from_means, gram
+from clbench.networks import build_network, samples_are_independent
 from clbench.options import option
 from clbench.speed import forward_chunk, use_bf16
 from condensers.base import Condenser, CondenseTask, SyntheticSet, register
@@ -291,8 +292,6 @@ def embed_batch(net: nn.Module, batch: Batch, style: StyleTaps | None = None, pe
     class, each class's real batch and synthetic batch whole (batch norm's statistics need the whole batch).
     """
     if per_class is None:
-        from clbench.networks import samples_are_independent
-
         per_class = not samples_are_independent(net)
     k = batch.num_classes
     if amp:
@@ -366,8 +365,6 @@ class DM(Condenser):
     def new_network(self, task: CondenseTask) -> nn.Module:
         if not self.options.network:
             return frozen(task.new_network())
-        from clbench.networks import build_network
-
         channels, size = task.images.shape[1], task.images.shape[-1]
         return frozen(build_network(self.options.network, channels, task.num_classes, size, seed=task.seed(),
                                     device=task.device))
@@ -410,8 +407,6 @@ class DM(Condenser):
         for it in range(o.iterations):
             net = self.new_network(task)
             if per_class is None:
-                from clbench.networks import samples_are_independent
-
                 per_class = not samples_are_independent(net)
             real = task.images[sampler.sample(task.generator).to(task.device)]
             batch = Batch(real, sampler.segment, sampler.counts, syn, syn_segment, k, ipc)
@@ -454,8 +449,6 @@ class DM(Condenser):
     def shrink(self, images: Tensor, keep: int, generator: torch.Generator) -> Tensor:
         if self.options.shrink == "random":
             return super().shrink(images, keep, generator)
-        from clbench.networks import build_network
-
         with torch.no_grad():
             net = build_network("convnet", images.shape[1], 10, images.shape[-1], seed=SHRINK_SEED,
                                 device=images.device).eval()

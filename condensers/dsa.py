@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from clbench.errors import NonFiniteError, UsageError
+from clbench.networks import samples_are_independent
 from clbench.options import option
 from condensers.base import Condenser, CondenseTask, SyntheticSet, register
 
@@ -104,10 +105,6 @@ def resolve_loops(text: str, ipc: int) -> tuple[int, int]:
 
 
 # ------------------------------------------------------------------------------------------ network pieces
-def has_batchnorm(net: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
-
-
 def freeze_batchnorm(net: nn.Module, real: Tensor) -> None:
     """Update BN running statistics with one train-mode forward of real images, then freeze them (eval mode).
 
@@ -251,7 +248,7 @@ class DSACondenser(Condenser):
             net = task.new_network()
             net.train()
             opt_net = torch.optim.SGD(net.parameters(), lr=o.lr_net)
-            bn = bn_used = has_batchnorm(net)
+            bn = bn_used = not samples_are_independent(net)
             it_loss = torch.zeros((), device=task.device)
             for ol in range(outer):
                 if bn:
