@@ -106,15 +106,9 @@ def environment(device: str) -> dict[str, Any]:
 
 def _cpu_name() -> str:
     """The CPU's model name and core count (what a reader needs to compare timings)."""
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} cores"
+    from clbench.speed import cpu_name
+
+    return f"{cpu_name()}, {os.cpu_count()} cores"
 
 
 def _git_revision() -> str | None:

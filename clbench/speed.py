@@ -40,7 +40,7 @@ def cpu_flags() -> frozenset[str]:
 
 
 def cpu_name() -> str:
-    """The CPU model name, for benchmark reports."""
+    """The CPU model name (Linux /proc/cpuinfo, else what the platform says), for records and benchmark reports."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -49,7 +49,7 @@ def cpu_name() -> str:
         pass
     import platform
 
-    return platform.processor() or "unknown CPU"
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def device_name(device: torch.device) -> str:

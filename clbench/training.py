@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from clbench.errors import NonFiniteError, UsageError
 from clbench.networks import samples_are_independent
 from clbench.options import option
+from clbench.speed import use_bf16
 
 
 @dataclass
@@ -58,8 +59,6 @@ ProgressFn = Callable[[int, int], None]
 def autocast(device: torch.device, amp: bool | str):
     """bf16 autocast where `amp` asks for it (True, or "auto" on a device with native bf16); a no-op context
     otherwise (the fp32 path is the reference)."""
-    from clbench.speed import use_bf16
-
     device = torch.device(device)
     if not use_bf16(amp, device):
         return contextlib.nullcontext()
