@@ -202,8 +202,8 @@ def class_statistics(net: nn.Module, images: Tensor, segment: Tensor, counts: li
                      transform: Callable[[Tensor, Tensor], Tensor] | None = None,
                      keep_embeddings: bool = False) -> tuple[ClassStatistics, Tensor | None]:
     """Per-class means of the embeddings (and style statistics) of `images`, stored class by class (`counts[c]`
-    images of class position c, `segment` the class position of each), and the embeddings themselves if
-    `keep_embeddings`.
+    images of class position c), and the embeddings themselves if `keep_embeddings`. `segment` is each image's
+    class position in the batch, which is what `transform` (the batch's per-class DSA draw) reads.
 
     The images go through the network `chunk` at a time (0: all at once), each chunk through `transform(x,
     its segment)` first (the DSA draw); only each class's sum over the chunk is kept. On a CPU a chunk's
@@ -304,15 +304,12 @@ def embed_batch(net: nn.Module, batch: Batch, style: StyleTaps | None = None, pe
                                         batch.augmented, keep_embeddings=True)
         return Features(real, syn, syn_emb)
     reals, syns, embs = [], [], []
-    for c, (real, syn) in enumerate(zip(batch.real.split(batch.real_counts), batch.syn.split(batch.ipc))):
-        def transform(x: Tensor, seg: Tensor, c: int = c) -> Tensor:
-            return batch.augmented(x, seg + c)
-
-        zeros = torch.zeros(max(real.shape[0], syn.shape[0]), dtype=torch.long, device=real.device)
+    for real, real_seg, syn, syn_seg in zip(batch.real.split(batch.real_counts),
+                                            batch.real_segment.split(batch.real_counts),
+                                            batch.syn.split(batch.ipc), batch.syn_segment.split(batch.ipc)):
         with torch.no_grad():
-            r, _ = class_statistics(net, real, zeros[:real.shape[0]], [real.shape[0]], style, 0, transform)
-        s, e = class_statistics(net, syn, zeros[:syn.shape[0]], [syn.shape[0]], style, 0, transform,
-                                keep_embeddings=True)
+            r, _ = class_statistics(net, real, real_seg, [real.shape[0]], style, 0, batch.augmented)
+        s, e = class_statistics(net, syn, syn_seg, [syn.shape[0]], style, 0, batch.augmented, keep_embeddings=True)
         reals.append(r)
         syns.append(s)
         embs.append(e)
