@@ -32,7 +32,7 @@ from clbench import losses  # noqa: E402
 from clbench.augment import DSA  # noqa: E402
 from clbench.networks import build_network  # noqa: E402
 from clbench.options import build_options  # noqa: E402
-from clbench.speed import device_name  # noqa: E402
+from clbench.speed import device_name, synchronize  # noqa: E402
 from reference_layers import reference_layers  # noqa: E402
 
 # name: (channels, size, classes per step, classes in the dataset); the paper's CL protocol
@@ -103,7 +103,7 @@ def reference_condense(method: str, weights: dict[str, float], k: int, task, ite
 
 # ----------------------------------------------------------------------------------------------- set-up
 def make_task(case: str, args, device: torch.device, seed: int):
-    from condensers.base import CondenseTask
+    from condensers.base import CondenseTask, network_factory
 
     c, s, k, num_classes = CASES[case]
     per_class = max(args.batch_real, args.ipc) + 44
@@ -112,13 +112,12 @@ def make_task(case: str, args, device: torch.device, seed: int):
     labels = torch.arange(k).repeat_interleave(per_class).to(device)
     task_gen = torch.Generator(device=device).manual_seed(seed)
 
-    def new_network(seed: int | None = None) -> nn.Module:
-        if seed is None:
-            seed = int(torch.randint(2**62, (1,), generator=task_gen, device=task_gen.device).item())
+    def build(seed: int) -> nn.Module:
         return build_network("convnet", c, num_classes, s, seed=seed, device=device, width=args.width)
 
     return CondenseTask(images=images, labels=labels, classes=tuple(range(k)), ipc=args.ipc, generator=task_gen,
-                        new_network=new_network, augment=DSA(), device=device, num_classes=num_classes)
+                        new_network=network_factory(build, task_gen), augment=DSA(), device=device,
+                        num_classes=num_classes)
 
 
 def condenser_for(method: str, args, iterations: int, amp: bool = False):
@@ -129,11 +128,6 @@ def condenser_for(method: str, args, iterations: int, amp: bool = False):
                  "report_every": str(max(iterations, 1)), "amp": str(amp).lower()}
     overrides.update(dict(kv.split("=", 1) for kv in args.opt))
     return cls(build_options(cls.Options, overrides, "paper", owner=method))
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 # ----------------------------------------------------------------------------------------------- checks
@@ -185,10 +179,10 @@ def time_case(method: str, case: str, args, device: torch.device) -> dict[str, f
     for r in range(args.repeats + 1):  # repeat 0 warms up, not counted
         for name, run in runs.items():
             task = make_task(case, args, device, seed=r)
-            sync(device)
+            synchronize(device)
             start = time.perf_counter()
             run(task)
-            sync(device)
+            synchronize(device)
             if r:
                 times[name].append((time.perf_counter() - start) / n)
     return {name: statistics.median(t) for name, t in times.items()}

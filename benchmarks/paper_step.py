@@ -25,18 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from clbench.augment import DSA  # noqa: E402
 from clbench.networks import build_network  # noqa: E402
 from clbench.options import build_options  # noqa: E402
-from clbench.speed import device_name  # noqa: E402
+from clbench.speed import device_name, synchronize  # noqa: E402
 from clbench.training import TrainRecipe, evaluate, train_network  # noqa: E402
 from condensers import get_condenser  # noqa: E402
 from condensers.base import CondenseTask, network_factory  # noqa: E402
 
 CLASSES, STEPS, IPC, REAL_PER_CLASS, WIDTH = 100, 5, 20, 500, 128
 PAPER_ITERATIONS, PAPER_EPOCHS, NETS, TEST_PER_CLASS = 20000, 1000, 3, 100
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def seconds_per_iteration(method: str, args, device: torch.device) -> float:
@@ -54,10 +49,10 @@ def seconds_per_iteration(method: str, args, device: torch.device) -> float:
                             device, CLASSES)
         options = build_options(cls.Options, {"iterations": str(iterations), "report_every": str(iterations),
                                               **dict(kv.split("=", 1) for kv in args.opt)}, "paper", owner=method)
-        sync(device)
+        synchronize(device)
         start = time.perf_counter()
         cls(options).condense(task)
-        sync(device)
+        synchronize(device)
         times.append(time.perf_counter() - start)
     return times[1] / args.iterations
 
@@ -74,14 +69,14 @@ def seconds_per_epoch_and_test(memory: int, seen: int, args, device: torch.devic
     net = build_network("convnet", 3, CLASSES, 32, seed=0, device=device, width=WIDTH)
     train_gen = torch.Generator(device=device).manual_seed(0)
     train_network(net, x, y, dataclasses.replace(recipe, epochs=1), DSA(), train_gen)  # warm-up
-    sync(device)
+    synchronize(device)
     start = time.perf_counter()
     train_network(net, x, y, dataclasses.replace(recipe, epochs=args.epochs), DSA(), train_gen)
-    sync(device)
+    synchronize(device)
     epoch = (time.perf_counter() - start) / args.epochs
     start = time.perf_counter()
     evaluate(net, tx, ty, recipe)
-    sync(device)
+    synchronize(device)
     return epoch, time.perf_counter() - start
 
 

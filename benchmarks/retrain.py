@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from clbench.augment import make_augment  # noqa: E402
 from clbench.networks import build_network  # noqa: E402
-from clbench.speed import device_name, fast_train_options  # noqa: E402
+from clbench.speed import device_name, fast_train_options, synchronize  # noqa: E402
 from clbench.training import TrainRecipe, train_network  # noqa: E402
 from reference_layers import reference_layers  # noqa: E402
 
@@ -65,11 +65,6 @@ def clbench_epochs(net, images, labels, recipe: TrainRecipe, augment, epochs: in
     return train_network(net, images, labels, dataclasses.replace(recipe, epochs=epochs), augment, gen)
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def measure(case: dict, variants: dict[str, Callable], recipes: dict[str, TrainRecipe], args) -> dict[str, float]:
     """Median seconds per epoch of each variant; variants interleaved within every repeat."""
     device = torch.device(args.device)
@@ -82,10 +77,10 @@ def measure(case: dict, variants: dict[str, Callable], recipes: dict[str, TrainR
     for r in range(args.repeats + 1):  # repeat 0 warms up (kernel selection, allocator), not counted
         for name, run in variants.items():
             net = build_network("convnet", c, k, s, seed=r, device=device, width=args.width)
-            sync(device)
+            synchronize(device)
             start = time.perf_counter()
             run(net, images, labels, recipes[name], augment, args.epochs, r)
-            sync(device)
+            synchronize(device)
             if r:
                 times[name].append((time.perf_counter() - start) / args.epochs)
     return {name: statistics.median(t) for name, t in times.items()}

@@ -59,6 +59,13 @@ def device_name(device: torch.device) -> str:
     return f"{cpu_name()}, {usable_cores()} cores, {torch.get_num_threads()} torch threads"
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (for timing); a no-op on a CPU, which runs synchronously."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def usable_cores() -> int:
     """Cores this process may run on (the affinity mask where the OS has one)."""
     try:
