@@ -3,8 +3,9 @@
 Each term exists in two forms: a plain one on one class's tensors (the definition, easy to check by hand) and
 one on the per-class statistics of K classes at once (mean embeddings, batch-averaged feature maps and Gram
 matrices), returning one loss per class. Every term depends on a class's batch only through such means, so
-the condensers can gather them chunk by chunk with segment sums (`segment_sum`, no Python loop over classes).
-The tests check that both forms agree.
+DM and DDM gather them chunk by chunk (condensers/dm.py, `class_statistics`). `segment_mean` computes such
+means for samples in any order (a segment id per sample); the tests build their comparisons with it and check
+that both forms agree.
 
 Shapes: embeddings are (N, D); style taps are (N, C, H, W); `segment` is a LongTensor (N,) of values in
 `[0, num_segments)`. Callers detach (or compute under `no_grad`) the real side.
