@@ -150,8 +150,8 @@ def embed_and_style_taps(net: nn.Module, x: Tensor, taps: str = "conv") -> tuple
 
     `conv`: each block's convolution output. This is where a sample's style shows: an instance-norm ConvNet
     normalises every channel of every sample to mean 0 and std 1 right after, so at its norm outputs the
-    per-sample moments are the same for any image. `norm`: DDM's taps (each block's norm output, before the
-    ReLU), where the Gram matrices still differ.
+    per-sample moments are the same for any image. `norm`: DDM's taps (each block's norm output after its
+    ReLU, what DDM matches), where only what the ReLU keeps of a sample's style shows.
     """
     if taps == "norm":
         if not hasattr(net, "embed_and_taps"):

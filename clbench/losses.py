@@ -101,6 +101,22 @@ def layer_mean(term: Callable[[Tensor, Tensor], Tensor], real_taps: Sequence[Ten
     return torch.stack([term(r, s) for r, s in zip(real_taps, syn_taps, strict=True)]).mean()
 
 
+def reference_style_weights(num_classes: int, num_layers: int) -> Tensor:
+    """The weight each class's style loss gets in the reference DDM scripts: (num_classes,).
+
+    Those scripts keep one style accumulator per iteration, not per class: for each class in turn they add
+    the class's style loss summed over layers, divide the accumulator by the number of layers L, and add the
+    accumulator to the loss. Class j's layer-averaged style loss is thereby counted once for itself and
+    again, divided by L each time, in every later class's loss: w_j = sum_{m=0}^{K-1-j} L^-m.
+    """
+    if num_classes < 1 or num_layers < 1:
+        raise ValueError(f"need at least one class and one layer, got {num_classes} and {num_layers}")
+    remaining = torch.arange(num_classes, 0, -1, dtype=torch.float64)  # K - j terms in class j's sum
+    ratio = 1.0 / num_layers
+    weights = remaining if num_layers == 1 else (1 - ratio ** remaining) / (1 - ratio)
+    return weights.float()
+
+
 # ----------------------------------------------------------------------------------------------- ICD
 def diversity_loss_grouped(syn_emb: Tensor, k: int) -> Tensor:
     """L_ICD of K groups of synthetic embeddings (K, ipc, D) at once: (K,).

@@ -3,7 +3,7 @@
 ConvNet follows METHODS.md; AlexNet, VGG-11 and ResNet-18 are the small-image variants of the
 dataset-condensation papers (Zhao & Bilen), made to work at 28, 32 and 64 px with 1 or 3 channels.
 Every network has `embed(x)`, the flattened features the classifier reads; ConvNet also exposes the
-style taps (each block's normalised activations) that DDM matches.
+style taps (each block's normalised activations, after or before the ReLU) that DDM matches.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from clbench.errors import UsageError
 
 NORMS = ("instance", "batch", "layer", "group", "none")
+STYLE_TAPS = ("post_relu", "pre_relu")  # where ConvNet.embed_and_taps reads each block
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
@@ -112,12 +113,13 @@ class ConvNet(nn.Module):
         self.embed_dim = width * size * size
         self.classifier = nn.Linear(self.embed_dim, num_classes)
 
-    def _features(self, x: Tensor, taps: list[Tensor] | None) -> Tensor:
+    def _features(self, x: Tensor, taps: list[Tensor] | None, tap: str = "post_relu") -> Tensor:
         for conv, norm in zip(self.convs, self.norms):
-            x = norm(conv(x))
+            normed = norm(conv(x))
+            active = F.relu(normed)  # not in place: a pre-ReLU tap must keep its values
             if taps is not None:
-                taps.append(x)
-            x = avg_pool_2x2(F.relu(x))
+                taps.append(active if tap == "post_relu" else normed)
+            x = avg_pool_2x2(active)
         return x.flatten(1)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -127,10 +129,14 @@ class ConvNet(nn.Module):
         """The flattened output of the last block: what DM's mean embeddings compare."""
         return self._features(x, None)
 
-    def embed_and_taps(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """Embedding and style taps (each block's norm output, before the ReLU) from one forward pass."""
+    def embed_and_taps(self, x: Tensor, tap: str = "post_relu") -> tuple[Tensor, list[Tensor]]:
+        """Embedding and style taps from one forward pass: each block's `relu(norm(conv(x)))` (`post_relu`, what
+        the reference DDM code matches: it stores the norm output and then ReLUs that tensor in place), or the
+        norm output itself (`pre_relu`)."""
+        if tap not in STYLE_TAPS:
+            raise UsageError(f"unknown style tap {tap!r}; known: {', '.join(STYLE_TAPS)}")
         taps: list[Tensor] = []
-        return self._features(x, taps), taps
+        return self._features(x, taps, tap), taps
 
 
 class AlexNet(nn.Module):

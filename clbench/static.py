@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from clbench import config as cfg
+from clbench.augment import DSA
 from clbench.errors import UsageError
 from clbench.options import build_options
 from clbench.results import (SCHEMA, jsonable, SCHEMA_VERSION, atomic_torch_save, atomic_write_bytes, atomic_write_json,
@@ -223,7 +224,7 @@ def run_set(p: PreparedStatic, index: int, data: tuple[Tensor, Tensor, Tensor, T
     ds, c = p.dataset, p.config
     augment = make_augment(p.recipe.dsa_strategy if p.recipe.dsa else None)
     start = time.perf_counter()
-    synthetic = condense_all(p, index, train_x, train_y, augment, reporter.condense_progress)
+    synthetic = condense_all(p, index, train_x, train_y, reporter.condense_progress)
     condense_seconds = time.perf_counter() - start
     images, labels = synthetic.images.detach().to(p.device), synthetic.labels.to(p.device)
     files = save_synthetic(record_path, index, images, labels, ds)
@@ -261,7 +262,7 @@ def run_set(p: PreparedStatic, index: int, data: tuple[Tensor, Tensor, Tensor, T
     }
 
 
-def condense_all(p: PreparedStatic, index: int, images: Tensor, labels: Tensor, augment: Any,
+def condense_all(p: PreparedStatic, index: int, images: Tensor, labels: Tensor,
                  progress: Callable[[int, int, dict], None]):
     """One CondenseTask over every class of the training set; the result is checked like the runner's."""
     from clbench.checks import run_condenser
@@ -277,7 +278,7 @@ def condense_all(p: PreparedStatic, index: int, images: Tensor, labels: Tensor, 
 
     classes = tuple(range(ds.num_classes))
     task = CondenseTask(images=images, labels=labels, classes=classes, ipc=c.ipc, generator=gen,
-                        new_network=network_factory(build, gen), augment=augment, device=p.device, num_classes=ds.num_classes,
+                        new_network=network_factory(build, gen), augment=DSA(), device=p.device, num_classes=ds.num_classes,
                         progress=progress, extras={"dataset": c.dataset, "profile": p.profile, "static": True})
     condenser = p.condenser_cls(p.condenser_options) if p.condenser_options is not None else p.condenser_cls()
     return run_condenser(condenser, task)

@@ -46,7 +46,8 @@ class CondenseTask:
     generator: torch.Generator  # seeded, on `device`: the only source of randomness
     new_network: Callable[..., nn.Module]  # new_network(seed=None): a fresh network of the run's architecture
     # on `device`; without a seed it draws one from `generator`
-    augment: Any  # clbench.augment.DSA (or an identity with the same interface)
+    augment: Any  # the condensation DSA (clbench.augment.DSA, the default strategy), independent of the
+    # training recipe's `dsa` switch: condensers turn it off with their own options
     device: torch.device
     num_classes: int  # size of the dataset's label space (network heads span all of it)
     progress: ProgressFn = _no_progress
@@ -70,7 +71,7 @@ class CondenseTask:
         return draw_seed(self.generator)
 
     def augmentation(self, enabled: bool, strategy: str = "") -> Any:
-        """A condenser's DSA: the run's (`augment`), another `strategy`, or the identity when not `enabled`."""
+        """A condenser's DSA: the task's (`augment`), another `strategy`, or the identity when not `enabled`."""
         from clbench.augment import make_augment
 
         if not enabled:

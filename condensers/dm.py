@@ -41,6 +41,7 @@ SHRINK_RULES = {
     "random": "random subset (seeded)",
 }
 SHRINK_SEED = 0
+PAPER_EMBED_DIM = 2048  # ConvNet width 128, 3 blocks, 32x32 images: the setting the papers' weights are for
 
 
 @dataclass
@@ -51,7 +52,8 @@ class DMOptions:
     batch_real: int = option(256, "real images per class per iteration (all of them where a class has fewer)")
     init: Literal["real", "noise"] = option("real", "start from random real images of the class, or N(0, 1) noise")
     dsa: bool = option(True, "Siamese augmentation: one draw per class, shared by its real and synthetic images")
-    dsa_strategy: str = option("", "DSA strategy (e.g. color_crop_cutout_flip_scale_rotate); empty = the run's")
+    dsa_strategy: str = option("", "DSA strategy (e.g. color_crop_cutout_flip_scale_rotate); empty = the default "
+                                       "(all ops); independent of the training recipe's dsa")
     network: str = option("", "embedding network (a clbench.networks name); empty = the run's architecture")
     shrink: Literal["mean", "random"] = option(
         "mean", "under a total memory budget, which images of a class stay: 'mean' keeps those that best "
@@ -105,6 +107,7 @@ class StyleTaps:
     layers: tuple[int, ...] = ()
     maps: bool = True  # batch-averaged feature maps (moments matching)
     grams: bool = True  # batch-averaged Gram matrices (correlation matching)
+    where: str = "post_relu"  # each block after its ReLU (the reference's reading) or before it ("pre_relu")
 
 
 @dataclass
@@ -179,12 +182,12 @@ def frozen(net: nn.Module) -> nn.Module:
     return net
 
 
-def _run(net: nn.Module, x: Tensor, taps: bool) -> tuple[Tensor, list[Tensor]]:
-    if not taps:
+def _run(net: nn.Module, x: Tensor, style: StyleTaps | None) -> tuple[Tensor, list[Tensor]]:
+    if style is None:
         return net.embed(x), []
     if not hasattr(net, "embed_and_taps"):
         raise UsageError(f"{type(net).__name__} has no style taps (embed_and_taps); use a ConvNet, or mm=false cm=false")
-    emb, tap_list = net.embed_and_taps(x)
+    emb, tap_list = net.embed_and_taps(x, style.where)
     return emb, list(tap_list)
 
 
@@ -226,7 +229,7 @@ def class_statistics(net: nn.Module, images: Tensor, segment: Tensor, counts: li
         x = images[start:end]
         if transform is not None:
             x = transform(x, segment[start:end])
-        emb, taps = _run(net, x.to(dtype), style is not None)
+        emb, taps = _run(net, x.to(dtype), style)
         if keep_embeddings:
             kept.append(emb.float())
         runs = _runs_of_classes(ends, start, end)
@@ -334,8 +337,9 @@ class DM(Condenser):
         """The style statistics the terms need (None: embeddings only)."""
         return None
 
-    def weights(self) -> dict[str, float]:
-        """Weight of each loss term in the objective (the terms `terms` returns)."""
+    def weights(self, embed_dim: int = PAPER_EMBED_DIM) -> dict[str, float]:
+        """Weight of each loss term in the objective (the terms `terms` returns), in a network whose embedding
+        has `embed_dim` features (weights that follow the network read it)."""
         return {"dm": 1.0}
 
     def terms(self, features: Features, batch: Batch) -> dict[str, Tensor]:
@@ -353,18 +357,19 @@ class DM(Condenser):
         """Images per forward pass: the `chunk` option, or where it is 0, what was fastest on this kind of device."""
         return self.options.chunk or forward_chunk(device)
 
-    def objective(self, terms: dict[str, Tensor]) -> Tensor:
+    def objective(self, terms: dict[str, Tensor], embed_dim: int = PAPER_EMBED_DIM) -> Tensor:
         """The scalar that is minimised: the weighted terms summed over classes."""
-        w = self.weights()
+        w = self.weights(embed_dim)
         return sum(w[name] * value.sum() for name, value in terms.items())
 
     # ------------------------------------------------------------------------------------------- the loop
-    def new_network(self, task: CondenseTask) -> nn.Module:
+    def new_network(self, task: CondenseTask, seed: int | None = None) -> nn.Module:
+        """A fresh frozen embedding network; its seed is drawn from the task's generator unless given."""
         if not self.options.network:
-            return frozen(task.new_network())
+            return frozen(task.new_network(seed))
         channels, size = task.images.shape[1], task.images.shape[-1]
-        return frozen(build_network(self.options.network, channels, task.num_classes, size, seed=task.seed(),
-                                    device=task.device))
+        return frozen(build_network(self.options.network, channels, task.num_classes, size,
+                                    seed=task.seed() if seed is None else seed, device=task.device))
 
     def initial_images(self, task: CondenseTask, class_indices: list[Tensor]) -> Tensor:
         """ipc images per class, class by class: random real images (without replacement) or noise."""
@@ -399,6 +404,7 @@ class DM(Condenser):
         optimiser = torch.optim.SGD([syn], lr=o.lr, momentum=o.momentum)
 
         last: dict[str, float] = {}
+        embed_dim = self.new_network(task, seed=0).embed_dim  # weights may follow it (DDM); draws nothing
         pending: dict[str, Tensor] = {}
         per_class: bool | None = None
         for it in range(o.iterations):
@@ -408,7 +414,7 @@ class DM(Condenser):
             real = task.images[sampler.sample(task.generator).to(task.device)]
             batch = Batch(real, sampler.segment, sampler.counts, syn, syn_segment, k, ipc)
             terms = self.class_losses(net, siamese_augment(augment, batch, task.generator), per_class=per_class)
-            loss = self.objective(terms)
+            loss = self.objective(terms, embed_dim)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -424,7 +430,8 @@ class DM(Condenser):
             "final_losses": last,  # each term summed over classes, at the last iteration (before its step)
             "init": o.init,
             "terms": list(self.weights()),
-            "weights": self.weights(),
+            "weights": self.weights(embed_dim),  # as applied, in the condensation network
+            "embed_dim": embed_dim,
             "forward": "per class (batch norm)" if per_class else "all classes at once",
             "chunk": self.chunk_size(task.device) if not per_class else 0,
             "amp": use_bf16(o.amp, task.device),

@@ -192,7 +192,8 @@ class DSAOptions:
     distance: Distance = option("ours", "gradient distance: ours (per-row cosine), mse or cos")
     init: Literal["real", "noise"] = option("real", "synthetic initialisation: random real images or noise")
     dsa: bool = option(True, "differentiable Siamese augmentation while matching and in the inner loop")
-    dsa_strategy: str = option("", "DSA strategy (e.g. color_crop_cutout_flip_scale_rotate); empty = the run's")
+    dsa_strategy: str = option("", "DSA strategy (e.g. color_crop_cutout_flip_scale_rotate); empty = the default "
+                                       "(all ops); independent of the training recipe's dsa")
     bn_real_per_class: int = option(16, "real images per class that set BatchNorm statistics (BN nets only)")
     report_every: int = option(10, "iterations between reading the loss back (progress, NaN check); "
                                    "fewer reads keep a GPU busy")

@@ -19,6 +19,7 @@ import torch
 from avalanche.training.templates.base import BaseTemplate
 from torch import Tensor, nn
 
+from clbench.augment import DSA
 from clbench.checks import condenser_name, run_condenser
 from clbench.errors import NonFiniteError
 from clbench.results import jsonable
@@ -140,7 +141,7 @@ class CondensedRehearsal(BaseTemplate):
             ipc=ipc,
             generator=cond_gen,
             new_network=network_factory(self.make_network, cond_gen),
-            augment=self.augment,
+            augment=DSA(),  # the condensers' own (Siamese) augmentation, whatever the training recipe says
             device=self.device,
             num_classes=self.data.num_classes,
             progress=self.condense_progress or (lambda done, total, info: None),

@@ -136,3 +136,14 @@ class Slow(Condenser):
             task.progress(i + 1, slices, {})
         return stack_by_class({c: task.images[idx[task.randperm(idx.numel())[: task.ipc].to(idx.device)]].clone()
                                for c, idx in task.class_indices().items()})
+
+
+class SeesAugment(Condenser):
+    """Records the strategy of the augmentation the harness hands to condensers (a fact in the record)."""
+
+    name = "sees_augment"
+
+    def condense(self, task: CondenseTask) -> SyntheticSet:
+        result = _first_images(task, task.ipc)
+        result.facts = {"augment": type(task.augment).__name__, "strategy": getattr(task.augment, "strategy", "")}
+        return result

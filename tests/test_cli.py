@@ -87,3 +87,14 @@ def test_ctrl_c_before_the_run_starts_exits_130(cli, monkeypatch, tmp_path):
     monkeypatch.setattr(clbench.runner, "prepare", interrupted)
     code, _, err = cli("run", "--dataset", "digits", "--out", str(tmp_path))
     assert code == 130 and "interrupted" in err and "Traceback" not in err
+
+
+def test_training_without_dsa_leaves_the_condensers_augmentation_on(cli, tmp_path):
+    # `--train dsa=false` is the evaluation recipe's switch; condensers keep their Siamese DSA (their own option)
+    code, _, err = cli("run", "--condenser", "tests.faulty_condensers:SeesAugment", *TINY, "--orders", "1",
+                       "--steps", "2", "--train", "dsa=false", "--out", str(tmp_path))
+    assert code == 0, err
+    record = json.loads(next(tmp_path.glob("*.json")).read_text())
+    facts = record["orders"][0]["steps"][0]["condenser_facts"]
+    assert facts == {"augment": "DSA", "strategy": "color_crop_cutout_flip_scale_rotate"}
+    assert record["config"]["train"]["dsa"] is False

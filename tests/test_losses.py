@@ -153,6 +153,26 @@ def test_diversity_known_value_k1():
     assert abs(np.mean(reverse) - np.mean(kls)) > 1e-3
 
 
+def test_reference_style_weights_replay_the_accumulator():
+    # Simulate the reference loop: acc = (acc + sum over layers of the class's style loss) / layers; loss += acc.
+    # With a unit style loss per layer for class j only, the loss gained is class j's weight.
+    for classes, layers in ((1, 3), (2, 3), (10, 3), (4, 1), (5, 2)):
+        want = []
+        for j in range(classes):
+            acc, total = 0.0, 0.0
+            for c in range(classes):
+                acc = (acc + (layers * 1.0 if c == j else 0.0)) / layers
+                total += acc
+            want.append(total)
+        got = losses.reference_style_weights(classes, layers)
+        assert got.tolist() == pytest.approx(want, rel=1e-6)
+    # the average weights the reference measured: 1.17 with 2 classes, 1.43 with 10 (3 layers)
+    assert losses.reference_style_weights(2, 3).mean().item() == pytest.approx(7 / 6, rel=1e-6)
+    assert losses.reference_style_weights(10, 3).mean().item() == pytest.approx(1.43, abs=0.01)
+    with pytest.raises(ValueError):
+        losses.reference_style_weights(0, 3)
+
+
 def test_diversity_known_value_k2_uses_mean_of_the_others():
     kls = []
     for i in range(3):
@@ -162,8 +182,14 @@ def test_diversity_known_value_k2_uses_mean_of_the_others():
 
 
 def test_diversity_excludes_self():
-    # With self as a candidate, each sample's nearest neighbour (distance 0) would be itself and the KL 0.
-    assert losses.diversity_loss(t(POINTS), k=1).item() != 0.0
+    # With self as a candidate each sample's nearest neighbour would be itself (distance 0) and the loss 0;
+    # without, it is the hand-computed value over the nearest OTHER sample.
+    x = t(POINTS)
+    dist = np.linalg.norm(POINTS[:, None] - POINTS[None], axis=2) + np.diag([np.inf] * 3)
+    nbr = dist.argmin(1)
+    want = -np.mean([_kl(_softmax(POINTS[i]), _softmax(POINTS[j])) for i, j in enumerate(nbr)])
+    assert losses.diversity_loss(x, k=1).item() == pytest.approx(want, rel=1e-12)
+    assert want < -1e-3  # far from the 0 a self-neighbour would give
 
 
 def test_diversity_zero_when_ipc_not_above_k_and_graph_stays_valid():
@@ -182,10 +208,19 @@ def test_diversity_finite_for_identical_features():
     assert torch.all(torch.isfinite(x.grad))
 
 
-def test_diversity_grouped_matches_one_group_at_a_time():
+def _diversity_by_hand(points: np.ndarray, k: int) -> float:
+    """-mean_i KL(softmax(f_i) || softmax(mean of its k nearest others)), in numpy."""
+    dist = np.linalg.norm(points[:, None] - points[None], axis=2) + np.diag([np.inf] * len(points))
+    kls = [_kl(_softmax(points[i]), _softmax(points[np.argsort(dist[i])[:k]].mean(0))) for i in range(len(points))]
+    return -float(np.mean(kls))
+
+
+def test_diversity_grouped_equals_the_hand_computed_value_of_each_group():
     x = torch.randn(3, 5, 4, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
     got = losses.diversity_loss_grouped(x, k=2)
-    torch.testing.assert_close(got, torch.stack([losses.diversity_loss(x[i], 2) for i in range(3)]))
+    want = [_diversity_by_hand(x[i].numpy(), 2) for i in range(3)]
+    assert got.tolist() == pytest.approx(want, rel=1e-10)
+    assert all(w < 0 for w in want)  # a sign flip would fail here
 
 
 def test_diversity_gradient_pushes_neighbours_apart():

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from clbench.errors import UsageError
+from tests.reference_nets import ReferenceStyleConvNet
 from clbench.networks import (
     NETWORK_NAMES,
     ConvNet,
@@ -39,15 +40,33 @@ def test_convnet_too_deep_is_a_usage_error() -> None:
 
 
 @pytest.mark.parametrize("size", [28, 32])
-def test_taps_one_per_block_before_relu(size: int) -> None:
+def test_style_taps_equal_the_reference_structures_stored_maps(size: int) -> None:
     net = ConvNet(1, 10, size, width=8)
+    with torch.no_grad():  # a non-trivial affine, so that a missing or misplaced ReLU shows
+        for norm in net.norms:
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.5, 0.5)
     x = torch.randn(3, 1, size, size)
     emb, taps = net.embed_and_taps(x)
+    ref_emb, ref_taps = ReferenceStyleConvNet(net)(x)
     assert [tuple(t.shape) for t in taps] == [(3, 8, 32, 32), (3, 8, 16, 16), (3, 8, 8, 8)]
-    assert torch.allclose(emb, net.embed(x))
-    assert all(bool((t < 0).any()) for t in taps)  # norm output, not yet rectified
-    # Instance norm: each tap channel is normalised (affine starts at weight 1, bias 0).
-    assert torch.allclose(taps[0].mean((2, 3)), torch.zeros(3, 8), atol=1e-4)
+    for got, want in zip(taps, ref_taps, strict=True):
+        torch.testing.assert_close(got, want)
+    torch.testing.assert_close(emb, ref_emb, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(emb, net.embed(x))
+
+
+def test_pre_relu_taps_are_the_norm_outputs() -> None:
+    net = ConvNet(1, 10, 32, width=8)
+    with torch.no_grad():
+        net.norms[0].bias.fill_(0.25)
+    x = torch.randn(3, 1, 32, 32)
+    _, taps = net.embed_and_taps(x, "pre_relu")
+    torch.testing.assert_close(taps[0], net.norms[0](net.convs[0](x)))
+    # instance norm: each pre-ReLU channel's spatial mean is the affine bias (why MM's mean part vanishes there)
+    torch.testing.assert_close(taps[0].mean((2, 3)), torch.full((3, 8), 0.25), atol=1e-5, rtol=0)
+    with pytest.raises(UsageError, match="unknown style tap"):
+        net.embed_and_taps(x, "after_pool")
 
 
 def test_convnet_norm_variants() -> None:
