@@ -28,11 +28,11 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from clbench import losses  # noqa: E402
-from clbench.augment import DSA  # noqa: E402
-from clbench.networks import build_network  # noqa: E402
-from clbench.options import build_options  # noqa: E402
-from clbench.speed import device_name, synchronize  # noqa: E402
+from clbench.condense import losses  # noqa: E402
+from clbench.nets.augment import DSA  # noqa: E402
+from clbench.nets.networks import build_network  # noqa: E402
+from clbench.core.options import build_options  # noqa: E402
+from clbench.core.speed import device_name, synchronize  # noqa: E402
 from reference_layers import reference_layers  # noqa: E402
 
 # name: (channels, size, classes per step, classes in the dataset); the paper's CL protocol
@@ -103,7 +103,7 @@ def reference_condense(method: str, weights: dict[str, float], k: int, task, ite
 
 # ----------------------------------------------------------------------------------------------- set-up
 def make_task(case: str, args, device: torch.device, seed: int):
-    from condensers.base import CondenseTask, network_factory
+    from clbench.condensers.base import CondenseTask, network_factory
 
     c, s, k, num_classes = CASES[case]
     per_class = max(args.batch_real, args.ipc) + 44
@@ -121,7 +121,7 @@ def make_task(case: str, args, device: torch.device, seed: int):
 
 
 def condenser_for(method: str, args, iterations: int, amp: bool = False):
-    from condensers import get_condenser
+    from clbench.condensers import get_condenser
 
     cls = get_condenser(method)
     overrides = {"iterations": str(iterations), "batch_real": str(args.batch_real),
@@ -134,7 +134,7 @@ def condenser_for(method: str, args, iterations: int, amp: bool = False):
 def loss_difference(method: str, case: str, args, device: torch.device) -> tuple[float, float, float]:
     """The condenser's loss in fp32 and with amp, and the reference loop's, on the same network, real batch,
     images and draws."""
-    from condensers.dm import Batch, ClassSampler, frozen, siamese_augment
+    from clbench.condensers.dm import Batch, ClassSampler, frozen, siamese_augment
 
     task = make_task(case, args, device, seed=7)
     cond = condenser_for(method, args, 1)

@@ -22,9 +22,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from clbench import losses  # noqa: E402
-from clbench.data import load_dataset  # noqa: E402
-from clbench.networks import build_network  # noqa: E402
+from clbench.condense import losses  # noqa: E402
+from clbench.data.datasets import load_dataset  # noqa: E402
+from clbench.nets.networks import build_network  # noqa: E402
 
 
 def term_gradients(net, real, syn, k: int, tap: str) -> dict[str, float]:

@@ -1,6 +1,6 @@
 """The reference code's own layers, for the baseline side of the benchmarks.
 
-clbench's ConvNet pools with two matrix products on a CPU (`clbench.networks.avg_pool_2x2`); the reference
+clbench's ConvNet pools with two matrix products on a CPU (`clbench.nets.networks.avg_pool_2x2`); the reference
 uses `nn.AvgPool2d(2)`. Inside `reference_layers()` ConvNet pools with `F.avg_pool2d`, so that the baseline is
 the reference's structure with the reference's ops, and the ratio counts the pooling among clbench's gains.
 The values agree to float rounding either way.
@@ -12,7 +12,7 @@ from typing import Iterator
 
 import torch.nn.functional as F
 
-from clbench import networks
+from clbench.nets import networks
 
 
 @contextlib.contextmanager

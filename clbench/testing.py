@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import torch
 
-from clbench.errors import ClbenchError
+from clbench.core.errors import ClbenchError
 
 __all__ = ["check_condenser", "make_task"]
 
@@ -35,10 +35,10 @@ def make_task(
 ) -> Any:
     """A CondenseTask like the harness builds: `per_class` real training images of each class (shuffled
     together), a seeded generator, fresh seeded networks of `network`, and DSA with the default strategy."""
-    from clbench.augment import DSA
-    from clbench.data import load_dataset
-    from clbench.networks import build_network
-    from condensers.base import CondenseTask, network_factory
+    from clbench.nets.augment import DSA
+    from clbench.data.datasets import load_dataset
+    from clbench.nets.networks import build_network
+    from clbench.condensers.base import CondenseTask, network_factory
 
     device = torch.device(device)
     ds = load_dataset(dataset)
@@ -72,10 +72,10 @@ def make_task(
 
 def _instance(condenser: Any, options: Mapping[str, Any] | None) -> Any:
     """A class (built with its quick options plus `options`), an instance, or a registered name."""
-    from clbench.options import build_options
+    from clbench.core.options import build_options
 
     if isinstance(condenser, str):
-        from condensers import get_condenser
+        from clbench.condensers import get_condenser
 
         condenser = get_condenser(condenser)
     if isinstance(condenser, type):
@@ -85,7 +85,7 @@ def _instance(condenser: Any, options: Mapping[str, Any] | None) -> Any:
         import dataclasses
 
         assert dataclasses.is_dataclass(options_type), (
-            f"{condenser.__qualname__}.Options must be a dataclass (build its fields with clbench.options.option)")
+            f"{condenser.__qualname__}.Options must be a dataclass (build its fields with clbench.core.options.option)")
         return condenser(build_options(options_type, dict(options or {}), "quick", owner=condenser.__qualname__))
     if options:
         raise TypeError("options= applies to a condenser class; an instance already has its options")
@@ -113,10 +113,10 @@ def check_condenser(
     """Raise AssertionError, with a message naming what is wrong, unless `condenser` keeps the contract.
 
     `condenser` is a Condenser class (built with its quick-profile options, then `options`), an instance, or a
-    registered name. The harness applies the same checks to every set it receives (clbench.checks), so a
+    registered name. The harness applies the same checks to every set it receives (clbench.condense.checks), so a
     condenser that passes here is accepted by `clbench run`.
     """
-    from clbench.checks import check_synthetic_set
+    from clbench.condense.checks import check_synthetic_set
 
     instance = _instance(condenser, options)
     name = getattr(instance, "name", "") or type(instance).__name__

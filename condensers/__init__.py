@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from condensers.base import CONDENSERS, Condenser, CondenseTask, SyntheticSet, register
+from clbench.condensers.base import CONDENSERS, Condenser, CondenseTask, SyntheticSet, register
 
 __all__ = ["CONDENSERS", "Condenser", "CondenseTask", "SyntheticSet", "register", "get_condenser", "load_builtins"]
 
@@ -27,7 +27,7 @@ def load_builtins() -> None:
 
 
 def get_condenser(name: str) -> type[Condenser]:
-    from clbench.errors import UsageError
+    from clbench.core.errors import UsageError
 
     load_builtins()
     cls = CONDENSERS.get(name)

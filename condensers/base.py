@@ -1,6 +1,6 @@
 """The interface every condenser shares: what it is given (`CondenseTask`) and what it returns (`SyntheticSet`).
 
-A condenser is a class with a `name`, an `Options` dataclass (see `clbench.options.option`) and one method,
+A condenser is a class with a `name`, an `Options` dataclass (see `clbench.core.options.option`) and one method,
 `condense(task) -> SyntheticSet`. It sees only the real data of the classes it is asked to condense.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import Tensor, nn
 
-from clbench.registry import Registry
+from clbench.core.registry import Registry
 
 ProgressFn = Callable[[int, int, dict], None]  # (iteration done, iterations total, current losses)
 
@@ -46,7 +46,7 @@ class CondenseTask:
     generator: torch.Generator  # seeded, on `device`: the only source of randomness
     new_network: Callable[..., nn.Module]  # new_network(seed=None): a fresh network of the run's architecture
     # on `device`; without a seed it draws one from `generator`
-    augment: Any  # the condensation DSA (clbench.augment.DSA, the default strategy), independent of the
+    augment: Any  # the condensation DSA (clbench.nets.augment.DSA, the default strategy), independent of the
     # training recipe's `dsa` switch: condensers turn it off with their own options
     device: torch.device
     num_classes: int  # size of the dataset's label space (network heads span all of it)
@@ -72,7 +72,7 @@ class CondenseTask:
 
     def augmentation(self, enabled: bool, strategy: str = "") -> Any:
         """A condenser's DSA: the task's (`augment`), another `strategy`, or the identity when not `enabled`."""
-        from clbench.augment import make_augment
+        from clbench.nets.augment import make_augment
 
         if not enabled:
             return make_augment(None)

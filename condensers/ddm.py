@@ -1,6 +1,6 @@
 """Decomposed distribution matching (DDM, WACV 2025): DM plus style matching and intra-class diversity.
 
-Per class: `L = L_DM + lambda * (alpha * L_MM + L_CM) + beta * L_ICD` (see clbench.losses for each term).
+Per class: `L = L_DM + lambda * (alpha * L_MM + L_CM) + beta * L_ICD` (see clbench.condense.losses for each term).
 MM matches per-channel mean and std of the batch-averaged style taps, CM their Gram matrices, both averaged
 over the chosen blocks; ICD pushes each synthetic image's embedding away from its k nearest synthetic
 neighbours of the same class. The switches `mm`, `cm` and `icd` turn terms off, so the paper's ablation
@@ -15,7 +15,7 @@ Three choices make it the reference's DDM and keep it so away from the paper's s
   benchmarks/ddm_balance.py measures the gradients this rule is based on.
 - Each class's style loss counts once (`style_accumulation=per_class`); `reference` reproduces the
   reference scripts, whose style accumulator is reset once per iteration, not per class
-  (clbench.losses.reference_style_weights).
+  (clbench.condense.losses.reference_style_weights).
 
 The loop, sampling, augmentation and network handling are DM's (condensers/dm.py); this file only adds terms.
 """
@@ -26,13 +26,13 @@ from typing import Literal
 
 from torch import Tensor
 
-from clbench.errors import UsageError
-from clbench.losses import (correlation_loss_from_grams, diversity_loss_grouped, moments_loss_from_maps,
+from clbench.core.errors import UsageError
+from clbench.condense.losses import (correlation_loss_from_grams, diversity_loss_grouped, moments_loss_from_maps,
                             reference_style_weights)
-from clbench.networks import STYLE_TAPS
-from clbench.options import option
-from condensers.base import register
-from condensers.dm import DM, PAPER_EMBED_DIM, Batch, DMOptions, Features, StyleTaps
+from clbench.nets.networks import STYLE_TAPS
+from clbench.core.options import option
+from clbench.condensers.base import register
+from clbench.condensers.dm import DM, PAPER_EMBED_DIM, Batch, DMOptions, Features, StyleTaps
 
 
 @dataclass

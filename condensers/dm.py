@@ -27,13 +27,13 @@ from typing import Callable, Literal
 import torch
 from torch import Tensor, nn
 
-from clbench.augment import DSA, DSAParams
-from clbench.errors import NonFiniteError, UsageError
-from clbench.losses import dm_loss_from_means, gram
-from clbench.networks import build_network, samples_are_independent
-from clbench.options import option
-from clbench.speed import forward_chunk, use_bf16
-from condensers.base import Condenser, CondenseTask, SyntheticSet, register
+from clbench.nets.augment import DSA, DSAParams
+from clbench.core.errors import NonFiniteError, UsageError
+from clbench.condense.losses import dm_loss_from_means, gram
+from clbench.nets.networks import build_network, samples_are_independent
+from clbench.core.options import option
+from clbench.core.speed import forward_chunk, use_bf16
+from clbench.condensers.base import Condenser, CondenseTask, SyntheticSet, register
 
 SHRINK_RULES = {
     "mean": "keeps the images whose removal least moves the class's mean embedding "
@@ -54,7 +54,7 @@ class DMOptions:
     dsa: bool = option(True, "Siamese augmentation: one draw per class, shared by its real and synthetic images")
     dsa_strategy: str = option("", "DSA strategy (e.g. color_crop_cutout_flip_scale_rotate); empty = the default "
                                        "(all ops); independent of the training recipe's dsa")
-    network: str = option("", "embedding network (a clbench.networks name); empty = the run's architecture")
+    network: str = option("", "embedding network (a clbench.nets.networks name); empty = the run's architecture")
     shrink: Literal["mean", "random"] = option(
         "mean", "under a total memory budget, which images of a class stay: 'mean' keeps those that best "
                 "preserve the class's mean embedding, 'random' a seeded random subset")

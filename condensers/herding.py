@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from clbench.errors import UsageError
-from clbench.options import option
-from clbench.speed import forward_chunk
-from condensers.base import Condenser, CondenseTask, SyntheticSet, register, stack_by_class
+from clbench.core.errors import UsageError
+from clbench.core.options import option
+from clbench.core.speed import forward_chunk
+from clbench.condensers.base import Condenser, CondenseTask, SyntheticSet, register, stack_by_class
 
 
 def herding_order(features: Tensor, count: int) -> Tensor:
@@ -70,7 +70,7 @@ class Herding(Condenser):
     def _network(self, task: CondenseTask):
         if not self.options.network:
             return task.new_network(seed=self.options.embed_seed)
-        from clbench.networks import build_network
+        from clbench.nets.networks import build_network
 
         channels, size = task.images.shape[1], task.images.shape[-1]
         return build_network(self.options.network, channels, task.num_classes, size,

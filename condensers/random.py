@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 
 
-from condensers.base import Condenser, CondenseTask, SyntheticSet, register, stack_by_class
+from clbench.condensers.base import Condenser, CondenseTask, SyntheticSet, register, stack_by_class
 
 
 @register

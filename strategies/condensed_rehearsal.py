@@ -19,14 +19,14 @@ import torch
 from avalanche.training.templates.base import BaseTemplate
 from torch import Tensor, nn
 
-from clbench.augment import DSA
-from clbench.checks import condenser_name, run_condenser
-from clbench.errors import NonFiniteError
-from clbench.results import jsonable
-from clbench.memory import Memory, MemoryBudget
-from clbench.seeding import derive_seed, generator
-from clbench.training import TrainRecipe, evaluate, train_network
-from condensers.base import Condenser, CondenseTask, network_factory
+from clbench.nets.augment import DSA
+from clbench.condense.checks import condenser_name, run_condenser
+from clbench.core.errors import NonFiniteError
+from clbench.records.record import jsonable
+from clbench.memory.store import Memory, MemoryBudget
+from clbench.core.seeding import derive_seed, generator
+from clbench.training.recipe import TrainRecipe, evaluate, train_network
+from clbench.condensers.base import Condenser, CondenseTask, network_factory
 
 
 @dataclass

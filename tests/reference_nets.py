@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clbench.networks import ConvNet
+from clbench.nets.networks import ConvNet
 
 
 class ReferenceStyleConvNet(nn.Module):

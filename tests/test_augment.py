@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from clbench.augment import (
+from clbench.nets.augment import (
     DSA,
     TOKENS,
     NoAugment,
@@ -22,7 +22,7 @@ from clbench.augment import (
     saturation,
     scale,
 )
-from clbench.errors import UsageError
+from clbench.core.errors import UsageError
 
 
 def _t(*values: float) -> torch.Tensor:

@@ -79,12 +79,12 @@ def test_memory_snapshot_loads_with_weights_only(cli, tmp_path):
 
 
 def test_ctrl_c_before_the_run_starts_exits_130(cli, monkeypatch, tmp_path):
-    import clbench.runner
+    import clbench.protocol.continual
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(clbench.runner, "prepare", interrupted)
+    monkeypatch.setattr(clbench.protocol.continual, "prepare", interrupted)
     code, _, err = cli("run", "--dataset", "digits", "--out", str(tmp_path))
     assert code == 130 and "interrupted" in err and "Traceback" not in err
 

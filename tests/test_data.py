@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from clbench import data
-from clbench.data import DATASET_NAMES, ImageDataset, load_dataset
-from clbench.errors import DataNotFoundError, UsageError
+from clbench.data import datasets as data
+from clbench.data.datasets import DATASET_NAMES, ImageDataset, load_dataset
+from clbench.core.errors import DataNotFoundError, UsageError
 
 
 @pytest.fixture(autouse=True)

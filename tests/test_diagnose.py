@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from clbench import diagnose as dg
-from clbench.data import load_dataset
-from clbench.errors import UsageError
-from clbench.networks import ConvNet
-from clbench.results import atomic_torch_save, atomic_write_json
+from clbench.report import diagnose as dg
+from clbench.data.datasets import load_dataset
+from clbench.core.errors import UsageError
+from clbench.nets.networks import ConvNet
+from clbench.records.record import atomic_torch_save, atomic_write_json
 
 
 # ----------------------------------------------------------------------------------------------- the maths
@@ -109,7 +109,7 @@ def test_real_data_has_no_style_gap_and_a_constant_set_no_diversity(tmp_path) ->
     constant = torch.cat([x[y == c][:1].repeat(4, 1, 1, 1) for c in classes]), torch.tensor(classes).repeat_interleave(4)
     path = _write_record(tmp_path, "static", {"all-real": everything, "constant": constant})
     doc = dg.diagnose([path], dg.DiagnoseConfig(**FAST))
-    assert doc["schema"] == "clbench.diagnose" and len(doc["config"]["network_seeds"]) == 1
+    assert doc["schema"] == "clbench.report.diagnose" and len(doc["config"]["network_seeds"]) == 1
     (result,) = doc["records"]
     real_set, constant_set = result["sets"]
     assert real_set["label"] == "set 0" and set(real_set["classes"]) == {"0", "1", "2"}

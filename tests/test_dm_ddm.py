@@ -7,16 +7,16 @@ import itertools
 import pytest
 import torch
 
-from clbench.augment import DSA
-from clbench.data import load_dataset
-from clbench.errors import NonFiniteError, UsageError
-from clbench.losses import correlation_loss, diversity_loss, dm_loss, layer_mean, moments_loss
-from clbench.networks import build_network
-from clbench.options import build_options
+from clbench.nets.augment import DSA
+from clbench.data.datasets import load_dataset
+from clbench.core.errors import NonFiniteError, UsageError
+from clbench.condense.losses import correlation_loss, diversity_loss, dm_loss, layer_mean, moments_loss
+from clbench.nets.networks import build_network
+from clbench.core.options import build_options
 from tests.reference_nets import ReferenceStyleConvNet
-from condensers.base import CondenseTask
-from condensers.ddm import DDM
-from condensers.dm import (DM, PAPER_EMBED_DIM, Batch, ClassSampler, StyleTaps, embed_batch, frozen, mean_preserving_subset,
+from clbench.condensers.base import CondenseTask
+from clbench.condensers.ddm import DDM
+from clbench.condensers.dm import (DM, PAPER_EMBED_DIM, Batch, ClassSampler, StyleTaps, embed_batch, frozen, mean_preserving_subset,
                            siamese_augment)
 
 WIDTH = 8
@@ -367,7 +367,7 @@ def test_negative_chunk_is_refused(digits):
 
 
 def test_class_statistics_checks_the_class_counts():
-    from condensers.dm import class_statistics
+    from clbench.condensers.dm import class_statistics
 
     net = frozen(build_network("convnet", 1, 10, 8, seed=5, width=WIDTH))
     images, segment = torch.randn(5, 1, 8, 8), torch.tensor([0, 0, 1, 1, 1])

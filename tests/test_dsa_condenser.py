@@ -7,12 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from clbench.augment import DSA
-from clbench.errors import UsageError
-from clbench.networks import ConvNet
-from clbench.options import build_options
-from condensers.base import CondenseTask
-from condensers.dsa import (
+from clbench.nets.augment import DSA
+from clbench.core.errors import UsageError
+from clbench.nets.networks import ConvNet
+from clbench.core.options import build_options
+from clbench.condensers.base import CondenseTask
+from clbench.condensers.dsa import (
     DSACondenser,
     DSAOptions,
     default_loops,
@@ -92,7 +92,7 @@ def test_explicit_loops_parsing():
 
 
 def test_options_profiles_and_registry():
-    from condensers import get_condenser
+    from clbench.condensers import get_condenser
 
     assert get_condenser("dsa") is DSACondenser
     paper = build_options(DSAOptions, {}, "paper")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import torch
 
-from condensers.herding import herding_order
+from clbench.condensers.herding import herding_order
 
 
 def test_herding_on_hand_made_features():
@@ -31,13 +31,13 @@ def test_embedding_chunk_size_does_not_change_the_selection():
     """batch_size is speed only: 0 (automatic), a few images or all at once pick the same images; < 0 is refused."""
     import pytest
 
-    from clbench.augment import DSA
-    from clbench.data import load_dataset
-    from clbench.errors import UsageError
-    from clbench.networks import build_network
-    from clbench.options import build_options
-    from condensers.base import CondenseTask
-    from condensers.herding import Herding
+    from clbench.nets.augment import DSA
+    from clbench.data.datasets import load_dataset
+    from clbench.core.errors import UsageError
+    from clbench.nets.networks import build_network
+    from clbench.core.options import build_options
+    from clbench.condensers.base import CondenseTask
+    from clbench.condensers.herding import Herding
 
     images, labels = load_dataset("digits").normalised("train")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from clbench.config import RunConfig
-from clbench.results import load_record
+from clbench.protocol.config import RunConfig
+from clbench.records.record import load_record
 
 TINY_CONFIG = dict(condenser="herding", dataset="digits", steps=5, orders=2, memory="5ipc", networks_per_step=1,
                    train={"epochs": 2}, device="cpu", profile="quick")
@@ -18,7 +18,7 @@ def outcome(record: dict) -> list:
 
 @pytest.mark.slow
 def test_jobs_2_gives_the_sequential_record(tmp_path):
-    from clbench.runner import run
+    from clbench.protocol.continual import run
 
     # CPU numbers depend on the intra-op thread count: --jobs 2 gives each order half of the threads, so the
     # sequential reference runs with that many too.

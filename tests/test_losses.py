@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from clbench import losses
+from clbench.condense import losses
 
 
 def t(x) -> torch.Tensor:
@@ -236,9 +236,9 @@ def test_diversity_gradient_pushes_neighbours_apart():
 # ----------------------------------------------------------------------------------------------- batched == loop
 def test_batched_all_class_dm_loss_equals_the_per_class_loop():
     """One forward pass over all classes gives the reference's per-class loss (same network, same DSA draws)."""
-    from clbench.augment import DSA
-    from clbench.networks import build_network
-    from condensers.dm import DM, Batch, frozen, siamese_augment
+    from clbench.nets.augment import DSA
+    from clbench.nets.networks import build_network
+    from clbench.condensers.dm import DM, Batch, frozen, siamese_augment
 
     g = torch.Generator().manual_seed(7)
     counts, ipc, k = [6, 4, 5], 3, 3  # uneven real batches per class

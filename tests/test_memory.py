@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from clbench.errors import UsageError
-from clbench.memory import Memory, MemoryBudget
+from clbench.core.errors import UsageError
+from clbench.memory.store import Memory, MemoryBudget
 
 
 def test_parse_budget():

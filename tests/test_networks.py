@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from clbench.errors import UsageError
+from clbench.core.errors import UsageError
 from tests.reference_nets import ReferenceStyleConvNet
-from clbench.networks import (
+from clbench.nets.networks import (
     NETWORK_NAMES,
     ConvNet,
     build_network,
@@ -147,7 +147,7 @@ def test_independence_flag_matches_names() -> None:
 @pytest.mark.parametrize("shape", [(2, 3, 8, 8), (2, 3, 7, 9), (1, 1, 2, 2), (3, 2, 5, 4)])
 def test_matmul_pooling_equals_avg_pool2d_values_and_gradients(shape) -> None:
     """The CPU's matrix-product 2x2 average pooling is avg_pool2d, odd sizes floored, gradients included."""
-    from clbench.networks import avg_pool_2x2
+    from clbench.nets.networks import avg_pool_2x2
 
     x = torch.randn(*shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0), requires_grad=True)
     weights = torch.randn(shape[0], shape[1], shape[2] // 2, shape[3] // 2, dtype=torch.float64)

@@ -4,9 +4,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from clbench.errors import UsageError
-from clbench.options import build_options, option, parse_assignments
-from clbench.registry import Registry
+from clbench.core.errors import UsageError
+from clbench.core.options import build_options, option, parse_assignments
+from clbench.core.registry import Registry
 
 
 @dataclass
@@ -50,7 +50,7 @@ def test_registry_collision_suggestion_and_module_path():
 
 
 def test_builtin_condensers_registered():
-    from condensers import CONDENSERS, load_builtins
+    from clbench.condensers import CONDENSERS, load_builtins
 
     load_builtins()
     assert {"random", "herding"} <= set(CONDENSERS.names())

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from clbench.errors import UsageError
-from clbench.plots import curve_figure, memory_figure, memory_grid, save_figure
-from clbench.results import SCHEMA, SCHEMA_VERSION, atomic_torch_save, atomic_write_json
+from clbench.core.errors import UsageError
+from clbench.report.plots import curve_figure, memory_figure, memory_grid, save_figure
+from clbench.records.record import SCHEMA, SCHEMA_VERSION, atomic_torch_save, atomic_write_json
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -72,7 +72,7 @@ def test_curve_without_records_is_a_usage_error():
 
 
 def _record_with_memory(tmp_path, per_class: int = 3):
-    from clbench.data import load_dataset
+    from clbench.data.datasets import load_dataset
 
     ds = load_dataset("digits")
     images, labels = ds.normalised("train")

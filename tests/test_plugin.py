@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from clbench.options import option
+from clbench.core.options import option
 from clbench.testing import check_condenser, make_task
-from condensers.base import Condenser, SyntheticSet, stack_by_class
+from clbench.condensers.base import Condenser, SyntheticSet, stack_by_class
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "condenser-plugin"
 
@@ -171,7 +171,7 @@ def installed_plugin(tmp_path_factory):
     assert done.returncode == 0, done.stdout + done.stderr
     assert list(target.glob("clbench_kcenter-*.dist-info/entry_points.txt")), "pip installed no entry point"
 
-    from condensers import CONDENSERS, load_builtins
+    from clbench.condensers import CONDENSERS, load_builtins
 
     load_builtins()
     saved_entries, saved_scanned = dict(CONDENSERS._entries), CONDENSERS._scanned
@@ -217,7 +217,7 @@ def test_plugin_runs_in_clbench_run(installed_plugin, cli, tmp_path):
 
 
 def _builtin_names() -> list[str]:
-    from condensers import CONDENSERS, load_builtins
+    from clbench.condensers import CONDENSERS, load_builtins
 
     load_builtins()
     return [e.name for e in CONDENSERS.entries() if e.origin == "built-in"]
@@ -227,8 +227,8 @@ def _builtin_names() -> list[str]:
 @pytest.mark.parametrize("name", _builtin_names())
 def test_every_built_in_keeps_the_contract(name):
     """The registry drives the test: a new built-in gets the contract check without a new test."""
-    from clbench.options import describe
-    from condensers import get_condenser
+    from clbench.core.options import describe
+    from clbench.condensers import get_condenser
 
     small = {"iterations": 2, "loops": "1,1", "batch_real": 16}  # a few seconds each on a CPU
     fields = {r["name"] for r in describe(get_condenser(name).Options)}

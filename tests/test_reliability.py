@@ -20,8 +20,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from clbench.config import RunConfig
-from clbench.results import load_record
+from clbench.protocol.config import RunConfig
+from clbench.records.record import load_record
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "digits", "--steps", "5", "--orders", "2", "--memory", "5ipc", "--nets", "1",
@@ -61,7 +61,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """An uninterrupted run in this process: the numbers every other run of seed 0 must reproduce."""
-    from clbench.runner import run
+    from clbench.protocol.continual import run
 
     out = tmp_path_factory.mktemp("reference")
     return run(RunConfig(condenser="tests.faulty_condensers:Slow", opt={"delay": "0"}, out=str(out), **TINY_CONFIG))
@@ -143,7 +143,7 @@ def test_two_runs_into_one_folder_at_once_both_survive(processes):
 
 
 def test_same_seed_same_numbers_other_seed_other_memory(reference, tmp_path):
-    from clbench.runner import run
+    from clbench.protocol.continual import run
 
     config = {**TINY_CONFIG, "orders": 1}
     path, record = run(RunConfig(condenser="tests.faulty_condensers:Slow", opt={"delay": "0"}, out=str(tmp_path),
@@ -158,9 +158,9 @@ def test_same_seed_same_numbers_other_seed_other_memory(reference, tmp_path):
 def test_resume_after_a_stop_mid_order_with_a_shrinking_total_budget(condenser, tmp_path):
     """A total budget shrinks earlier classes with the condenser's rule at every step: the resumed memory must
     shrink exactly as the uninterrupted one did."""
-    from clbench.errors import Interrupted
-    from clbench.runner import Reporter, resume, run
-    from clbench.signals import StopRequested
+    from clbench.core.errors import Interrupted
+    from clbench.protocol.continual import Reporter, resume, run
+    from clbench.protocol.signals import StopRequested
 
     class StopAfterThreeSteps(Reporter):
         done = 0
@@ -189,8 +189,8 @@ def test_resume_after_a_stop_mid_order_with_a_shrinking_total_budget(condenser, 
 @pytest.fixture(scope="module")
 def diverged(tmp_path_factory):
     """A run stopped by a non-finite training loss at order 0, step 1: an incomplete record with a checkpoint."""
-    from clbench.errors import NonFiniteError
-    from clbench.runner import run
+    from clbench.core.errors import NonFiniteError
+    from clbench.protocol.continual import run
 
     out = tmp_path_factory.mktemp("diverged")
     with pytest.raises(NonFiniteError) as info:
@@ -287,9 +287,9 @@ def test_too_little_free_space_is_refused_before_the_run(cli, tmp_path, monkeypa
 
 
 def test_disk_full_mid_run_leaves_an_incomplete_resumable_record(cli, tmp_path, monkeypatch):
-    import clbench.checkpoint
+    import clbench.protocol.checkpoint
 
-    real, calls = clbench.checkpoint.atomic_torch_save, []
+    real, calls = clbench.protocol.checkpoint.atomic_torch_save, []
 
     def fill_up(path, obj):
         calls.append(path)
@@ -297,14 +297,14 @@ def test_disk_full_mid_run_leaves_an_incomplete_resumable_record(cli, tmp_path, 
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real(path, obj)
 
-    monkeypatch.setattr(clbench.checkpoint, "atomic_torch_save", fill_up)
+    monkeypatch.setattr(clbench.protocol.checkpoint, "atomic_torch_save", fill_up)
     code, _, err = cli("run", "--condenser", "random", *TINY, "--out", str(tmp_path))
     assert code == 1 and "No space left on device" in err and "clbench resume" in err
     path = records_in(tmp_path)[0]
     record = load_record(path)
     assert not record["complete"] and [len(o["steps"]) for o in record["orders"]] == [1]
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
-    monkeypatch.setattr(clbench.checkpoint, "atomic_torch_save", real)
+    monkeypatch.setattr(clbench.protocol.checkpoint, "atomic_torch_save", real)
     code, _, err = cli("resume", str(path), "--jobs", "1")
     assert code == 0, err
     assert load_record(path)["complete"]
@@ -312,7 +312,7 @@ def test_disk_full_mid_run_leaves_an_incomplete_resumable_record(cli, tmp_path, 
 
 # -- signals, unit level ----------------------------------------------------------------------------------------
 def test_first_signal_requests_a_stop_second_exits_at_once(monkeypatch):
-    from clbench.signals import StopRequested, StopSignals
+    from clbench.protocol.signals import StopRequested, StopSignals
 
     exits, killed, notes = [], [], []
     monkeypatch.setattr(os, "_exit", lambda code: exits.append(code))
@@ -328,7 +328,7 @@ def test_first_signal_requests_a_stop_second_exits_at_once(monkeypatch):
 
 
 def test_interrupted_exit_code_and_resume_command(tmp_path):
-    from clbench.errors import Interrupted
+    from clbench.core.errors import Interrupted
 
     exc = Interrupted(tmp_path / "r.json", "SIGTERM", 3, 10, jobs=2)
     assert exc.exit_code == 143 and exc.resume_command == f"clbench resume {tmp_path / 'r.json'} --jobs 2"
@@ -351,7 +351,7 @@ def test_a_record_being_written_by_a_live_process_is_not_resumed(diverged, cli, 
 
 
 def test_out_of_memory_in_training_is_a_clear_error_after_saving(cli, tmp_path, monkeypatch):
-    import strategies.condensed_rehearsal as strategy
+    import clbench.strategies.condensed_rehearsal as strategy
 
     real, calls = strategy.train_network, []
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from clbench.report import compress_ids, print_table, render, summary_rows
-from clbench.results import SCHEMA, SCHEMA_VERSION, atomic_write_json
-from clbench.stats import paired_difference
+from clbench.report.compare import compress_ids, print_table, render, summary_rows
+from clbench.records.record import SCHEMA, SCHEMA_VERSION, atomic_write_json
+from clbench.report.stats import paired_difference
 
 
 def make_record(condenser: str, finals: dict[int, list[float]], *, first: float = 50.0, memory: str = "10ipc",

@@ -8,13 +8,13 @@ import statistics
 import pytest
 import torch
 
-from clbench.augment import make_augment
-from clbench.data import load_dataset
-from clbench.errors import UsageError
-from clbench.networks import build_network
-from clbench.options import describe
-from clbench.speed import bf16_is_fast, fast_train_options, threads_per_job
-from clbench.training import TrainRecipe, evaluate, predict, train_network
+from clbench.nets.augment import make_augment
+from clbench.data.datasets import load_dataset
+from clbench.core.errors import UsageError
+from clbench.nets.networks import build_network
+from clbench.core.options import describe
+from clbench.core.speed import bf16_is_fast, fast_train_options, threads_per_job
+from clbench.training.recipe import TrainRecipe, evaluate, predict, train_network
 
 
 @pytest.fixture(scope="module")
@@ -124,8 +124,8 @@ def test_speed_helpers():
 
 def test_amp_is_true_false_or_auto_and_auto_follows_the_device(monkeypatch):
     """amp parses as a boolean or "auto"; auto means bf16 exactly where the device runs it natively."""
-    from clbench import speed
-    from clbench.options import build_options
+    from clbench.core import speed
+    from clbench.core.options import build_options
 
     assert build_options(TrainRecipe, {"amp": "auto"}).amp == "auto"
     assert build_options(TrainRecipe, {"amp": "on"}).amp is True

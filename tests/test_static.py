@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from clbench import static
-from clbench.augment import make_augment
-from clbench.results import load_record
-from clbench.training import TrainRecipe
+from clbench.protocol import static
+from clbench.nets.augment import make_augment
+from clbench.records.record import load_record
+from clbench.training.recipe import TrainRecipe
 
 EVAL_NETS = ("convnet", "alexnet", "vgg11", "resnet18")
 
@@ -67,7 +67,7 @@ def test_condense_writes_a_sound_record(cli, tmp_path) -> None:
     assert c["eval_nets"] == ["convnet", "alexnet"] and c["network"] == "convnet" and c["profile"] == "quick"
     assert c["train"]["epochs"] == 2 and c["seed"] == 0
 
-    from clbench.data import load_dataset
+    from clbench.data.datasets import load_dataset
 
     train_x, _ = load_dataset("digits").normalised("train")
     pictures = []

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from clbench.report import static_pivot
+from clbench.report.compare import static_pivot
 
 
 def test_static_pivot_puts_ipc_and_networks_in_columns():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from clbench.errors import UsageError
-from clbench.streams import class_order, experiences, split_classes
+from clbench.core.errors import UsageError
+from clbench.data.streams import class_order, experiences, split_classes
 
 
 @pytest.mark.parametrize("seed", [0, 1, 4])

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from clbench import sweep as sw
-from clbench.errors import UsageError
-from clbench.launchers import LocalLauncher, RayLauncher, make_launcher, parse_minutes, unmet_request
+from clbench.sweep import spec as sw
+from clbench.core.errors import UsageError
+from clbench.sweep.launchers import LocalLauncher, RayLauncher, make_launcher, parse_minutes, unmet_request
 
 FAKE_SPEC = """
 condenser = "random"
@@ -35,7 +35,7 @@ orders = 1
 # -- fakes -----------------------------------------------------------------------------------------------
 def write_fake_record(job: sw.Job, accuracy: float = 50.0) -> Path:
     """A complete one-order record shaped like runner.run's."""
-    from clbench.results import SCHEMA, SCHEMA_VERSION, atomic_write_json, summarise
+    from clbench.records.record import SCHEMA, SCHEMA_VERSION, atomic_write_json, summarise
 
     order = job.order
     steps = [
@@ -232,7 +232,7 @@ def test_bad_run_configuration_fails_before_anything_runs(tmp_path):
 def test_engines_are_not_imported_by_clbench_or_the_cli():
     import subprocess
 
-    code = ("import sys, clbench, clbench.cli, clbench.sweep, clbench.launchers, clbench.cli.sweep; "
+    code = ("import sys, clbench, clbench.cli, clbench.sweep.spec, clbench.sweep.launchers, clbench.cli.sweep; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ray', 'submitit')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -268,7 +268,7 @@ def test_local_pool_gpus_retries_failures_and_resume(tmp_path):
     assert len(result.records) == 3
     gathered = json.loads(result.records[0].read_text())
     assert gathered["complete"] and gathered["orders"][0]["order"] == 0
-    from clbench.results import load_record, summarise
+    from clbench.records.record import load_record, summarise
 
     assert load_record(result.records[0])["summary"] == summarise(gathered["orders"])
 
@@ -350,9 +350,9 @@ def test_end_to_end_local_sweep_on_digits_is_read_by_compare(cli, tmp_path):
 def test_cli_reports_failures_and_how_to_retry(cli, tmp_path, monkeypatch):
     spec = tmp_path / "spec.toml"
     spec.write_text(FAKE_SPEC.format(device="cpu", seeds="[0, 7]") + f'[sweep]\nfolder = "{tmp_path / "s"}"\n')
-    import clbench.sweep
+    import clbench.sweep.spec
 
-    monkeypatch.setattr(clbench.sweep, "execute_job", fake_execute(fail_always=(7,)))  # run_sweep's default
+    monkeypatch.setattr(clbench.sweep.spec, "execute_job", fake_execute(fail_always=(7,)))  # run_sweep's default
     code, out, err = cli("sweep", str(spec), "--dry-run")
     assert code == 0 and out.count("random") == 2
     code, out, err = cli("sweep", str(spec))
@@ -367,7 +367,7 @@ def test_cli_reports_failures_and_how_to_retry(cli, tmp_path, monkeypatch):
 def ray_instance(tmp_path_factory):
     """One local Ray instance for the module (starting one takes seconds): 3 CPUs, 2 fake GPUs."""
     ray = pytest.importorskip("ray")
-    from clbench.launchers import start_local_ray
+    from clbench.sweep.launchers import start_local_ray
 
     folder = tmp_path_factory.mktemp("ray-sweep")
     start_local_ray(folder, num_cpus=3, num_gpus=2)

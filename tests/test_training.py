@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import torch
 
-from clbench.augment import make_augment
-from clbench.data import load_dataset
-from clbench.networks import build_network
-from clbench.training import TrainRecipe, evaluate, per_class_accuracy, train_network
+from clbench.nets.augment import make_augment
+from clbench.data.datasets import load_dataset
+from clbench.nets.networks import build_network
+from clbench.training.recipe import TrainRecipe, evaluate, per_class_accuracy, train_network
 
 
 def test_per_class_accuracy_by_hand():

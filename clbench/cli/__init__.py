@@ -73,7 +73,7 @@ _register()
 
 def main() -> None:
     """Entry point: library errors become one line on stderr and an exit code, never a traceback."""
-    from clbench.errors import ClbenchError
+    from clbench.core.errors import ClbenchError
 
     try:
         app()  # standalone: typer reports its own usage errors with exit code 2

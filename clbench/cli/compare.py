@@ -19,9 +19,9 @@ def compare(
     """Put run records side by side: final accuracy, average incremental accuracy, forgetting, time."""
     from rich.console import Console
 
-    from clbench.errors import UsageError
-    from clbench.report import FORMATS, print_table, summary_rows
-    from clbench.results import find_records
+    from clbench.core.errors import UsageError
+    from clbench.report.compare import FORMATS, print_table, summary_rows
+    from clbench.records.record import find_records
 
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
@@ -42,12 +42,12 @@ def compare(
     if continual:
         print_table(summary_rows(continual, baseline=baseline), fmt, console)
     if static:
-        from clbench.report import render_static
-        from clbench.static import static_rows
+        from clbench.report.compare import render_static
+        from clbench.protocol.static import static_rows
 
         render_static(static_rows(static), fmt, console)
     if plot is not None and continual:
-        from clbench.plots import curve_figure, save_figure
+        from clbench.report.plots import curve_figure, save_figure
 
         save_figure(curve_figure(continual), plot)
         typer.echo(f"curve: {plot}", err=True)

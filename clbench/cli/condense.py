@@ -26,8 +26,8 @@ def condense(
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="dataset folder (else $CLBENCH_DATA, the system copy, download)"),
 ) -> None:
     """Static condensation: train networks from scratch on condensed sets and test them on the full test set."""
-    from clbench.options import parse_assignments
-    from clbench.static import StaticConfig, parse_eval_nets, run_static
+    from clbench.core.options import parse_assignments
+    from clbench.protocol.static import StaticConfig, parse_eval_nets, run_static
 
     config = StaticConfig(
         condenser=condenser, dataset=dataset, ipc=ipc, sets=sets, first_set=first_set, evals=evals,
@@ -64,7 +64,7 @@ def _rich_reporter():
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
-    from clbench.static import StaticReporter
+    from clbench.protocol.static import StaticReporter
 
     class RichStaticReporter(StaticReporter):
         def __init__(self) -> None:

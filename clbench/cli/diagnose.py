@@ -24,8 +24,8 @@ def diagnose(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from clbench.diagnose import DiagnoseConfig, diagnose as run_diagnosis
-    from clbench.results import atomic_write_json
+    from clbench.report.diagnose import DiagnoseConfig, diagnose as run_diagnosis
+    from clbench.records.record import atomic_write_json
 
     config = DiagnoseConfig(seeds=seeds, k=k, real_per_class=real, network=network, width=width, taps=taps, seed=seed,
                             device=device, data_dir=data_dir)
@@ -69,7 +69,7 @@ def _summary_table(doc: dict[str, Any], console) -> None:
     """Metrics as rows, records as columns: DM and DDM side by side."""
     from rich.table import Table
 
-    from clbench.diagnose import METRICS, summary_rows
+    from clbench.report.diagnose import METRICS, summary_rows
 
     c = doc["config"]
     table = Table(title=f"synthetic (random real of the same count), mean over sets, classes and {c['seeds']} "
@@ -89,7 +89,7 @@ def _summary_table(doc: dict[str, Any], console) -> None:
 def _class_table(result: dict[str, Any], console) -> None:
     from rich.table import Table
 
-    from clbench.diagnose import METRICS, class_rows
+    from clbench.report.diagnose import METRICS, class_rows
 
     table = Table(title=f"{result['condenser']} on {result['dataset']} ({result['ipc']}) per class: "
                         f"synthetic (random real of the same count)")

@@ -14,9 +14,9 @@ def curve(
     out: str = typer.Option(..., "--out", "-o", help="picture to write (.png, .pdf or .svg)"),
 ) -> None:
     """Accuracy against the number of classes seen, one line per condenser with a ± std band."""
-    from clbench.errors import UsageError
-    from clbench.plots import curve_figure, save_figure
-    from clbench.results import find_records
+    from clbench.core.errors import UsageError
+    from clbench.report.plots import curve_figure, save_figure
+    from clbench.records.record import find_records
 
     records, warnings = find_records(paths)
     for warning in warnings:
@@ -36,9 +36,9 @@ def memory(
     """The memory images of a record: one row per class, de-normalised to pixels."""
     from pathlib import Path
 
-    from clbench.errors import UsageError
-    from clbench.plots import memory_figure, save_figure
-    from clbench.results import load_record
+    from clbench.core.errors import UsageError
+    from clbench.report.plots import memory_figure, save_figure
+    from clbench.records.record import load_record
 
     if not Path(path).is_file():
         raise UsageError(f"{path}: give one record file (a .json written by clbench run)")

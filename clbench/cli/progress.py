@@ -7,7 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from clbench.runner import Reporter
+from clbench.protocol.continual import Reporter
 
 
 class RichReporter(Reporter):

@@ -29,8 +29,8 @@ def run(
     resume: Optional[str] = typer.Option(None, "--resume", help="continue this record (same options) from the last completed step of each order"),
 ) -> None:
     """Class-incremental learning with a condensed rehearsal memory, over several class orders."""
-    from clbench import config as cfg
-    from clbench.options import parse_assignments
+    from clbench.protocol import config as cfg
+    from clbench.core.options import parse_assignments
 
     # Options left out are None, so that a --config file's values are not overwritten by CLI defaults.
     cli_values = {
@@ -46,10 +46,10 @@ def run(
     base = cfg.merge(cfg.RunConfig(), cfg.load_toml(config)) if config else cfg.RunConfig()
     run_config = cfg.merge(base, overrides)
 
-    from clbench import runner
+    from clbench.protocol import continual as runner
 
     if resume is not None and jobs is None:  # the record's thread split, so that the numbers stay the same
-        from clbench.results import load_record
+        from clbench.records.record import load_record
 
         recorded = load_record(resume).get("run_config")
         if isinstance(recorded, dict) and isinstance(recorded.get("jobs"), int):
@@ -62,8 +62,8 @@ def execute(start: Callable[[Any], tuple[Path, dict]]) -> None:
     from rich.console import Console
 
     from clbench.cli.progress import RichReporter
-    from clbench.report import print_table, summary_rows
-    from clbench.errors import AlreadyComplete, Interrupted
+    from clbench.report.compare import print_table, summary_rows
+    from clbench.core.errors import AlreadyComplete, Interrupted
 
     class Reporter(RichReporter):
         def stop_requested(self, signal_name: str) -> None:

@@ -22,9 +22,9 @@ def sweep(
     dry_run: bool = typer.Option(False, "--dry-run", help="list the jobs and what is already done; run nothing"),
 ) -> None:
     """Run a grid of run configurations x class orders as independent jobs on a process pool, Ray or Slurm."""
-    from clbench import sweep as sw
-    from clbench.errors import UsageError
-    from clbench.launchers import make_launcher
+    from clbench.sweep import spec as sw
+    from clbench.core.errors import UsageError
+    from clbench.sweep.launchers import make_launcher
 
     slurm = {"partition": partition, "time": time_limit, "gpus": gpus}
     if attach is not None:
@@ -121,7 +121,7 @@ def _dry_run(spec, jobs) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from clbench.sweep import complete_record
+    from clbench.sweep.spec import complete_record
 
     table = Table(title=f"{len(jobs)} job(s) in {spec.folder}", title_justify="left")
     for column in ("job", "condenser", "dataset", "memory", "steps", "order", "done"):
@@ -137,9 +137,9 @@ def _summarise(result, retry: str) -> None:
     """Gathered records as a compare table; then each failure with its error and log, and how to retry."""
     from rich.console import Console
 
-    from clbench.report import print_table, summary_rows
-    from clbench.results import load_record
-    from clbench.sweep import SweepFailed
+    from clbench.report.compare import print_table, summary_rows
+    from clbench.records.record import load_record
+    from clbench.sweep.spec import SweepFailed
 
     console = Console(soft_wrap=True)
     counts = result.board.counts()

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from clbench.options import option
-from condensers.base import Condenser, CondenseTask, SyntheticSet, stack_by_class
+from clbench.core.options import option
+from clbench.condensers.base import Condenser, CondenseTask, SyntheticSet, stack_by_class
 
 __all__ = ["KCenter", "KCenterOptions", "kcenter_order"]
 

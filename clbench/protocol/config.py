@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
-from clbench.errors import UsageError
-from clbench.memory import MemoryBudget
-from clbench.options import build_options
-from clbench.training import TrainRecipe
+from clbench.core.errors import UsageError
+from clbench.memory.store import MemoryBudget
+from clbench.core.options import build_options
+from clbench.training.recipe import TrainRecipe
 
 PROFILES = ("auto", "paper", "quick")
 NETWORKS_PER_STEP = {"paper": 3, "quick": 1}
@@ -94,7 +94,7 @@ def networks_per_step(config: RunConfig, profile: str) -> int:
 
 def condenser_and_options(name: str, opt: dict[str, Any], profile: str) -> tuple[type, Any]:
     """The condenser class and its options for `profile` with the `--opt` overrides (None if it has none)."""
-    from condensers import get_condenser
+    from clbench.condensers import get_condenser
 
     condenser_cls = get_condenser(name)
     options_type = getattr(condenser_cls, "Options", None)

@@ -15,8 +15,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
-from clbench.errors import ClbenchError, UsageError
-from clbench.sweep import (STATUS_FILE, Job, JobBoard, SweepSpec, execute_job, read_plan, read_status,
+from clbench.core.errors import ClbenchError, UsageError
+from clbench.sweep.spec import (STATUS_FILE, Job, JobBoard, SweepSpec, execute_job, read_plan, read_status,
                            save_engine_state)
 
 Execute = Callable[[Job], Any]
@@ -418,7 +418,7 @@ class SlurmLauncher(Launcher):
         """Resubmitting jobs that are still queued would run them twice: point to --attach instead."""
         if not self.engine_state()["tasks"]:
             return
-        from clbench.sweep import JobBoard as _Board
+        from clbench.sweep.spec import JobBoard as _Board
 
         live = [jid for jid, handle in self.reload(jobs, _Board(jobs)).items()
                 if not _safe_done(handle) and _state(handle) in LIVE_STATES]

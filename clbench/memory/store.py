@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from clbench.errors import UsageError
+from clbench.core.errors import UsageError
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 several), while the parent alone writes the record from the workers' messages, so that it is the record of a
 sequential run.
 
-Each worker runs `clbench.runner.execute_order` for the orders it takes; the runner imports this module only
+Each worker runs `clbench.protocol.continual.execute_order` for the orders it takes; the runner imports this module only
 when a run has more than one job.
 """
 from __future__ import annotations
@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from clbench import config as cfg
-from clbench.checkpoint import OrderState, load_checkpoint
-from clbench.errors import ClbenchError
-from clbench.runner import Prepared, Reporter, execute_order, prepare, resident_data
-from clbench.signals import StopRequested, StopSignals, signals_ignored
+from clbench.protocol import config as cfg
+from clbench.protocol.checkpoint import OrderState, load_checkpoint
+from clbench.core.errors import ClbenchError
+from clbench.protocol.continual import Prepared, Reporter, execute_order, prepare, resident_data
+from clbench.protocol.signals import StopRequested, StopSignals, signals_ignored
 
 if TYPE_CHECKING:
-    from clbench.runner import _Session
+    from clbench.protocol.continual import _Session
 
 
 class ParallelOrders:

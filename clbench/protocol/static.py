@@ -24,14 +24,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from clbench import config as cfg
-from clbench.augment import DSA
-from clbench.errors import UsageError
-from clbench.options import build_options
-from clbench.results import (SCHEMA, jsonable, SCHEMA_VERSION, atomic_torch_save, atomic_write_bytes, atomic_write_json,
+from clbench.protocol import config as cfg
+from clbench.nets.augment import DSA
+from clbench.core.errors import UsageError
+from clbench.core.options import build_options
+from clbench.records.record import (SCHEMA, jsonable, SCHEMA_VERSION, atomic_torch_save, atomic_write_bytes, atomic_write_json,
                              environment, new_run_id)
-from clbench.seeding import derive_seed, generator
-from clbench.training import TrainRecipe, evaluate, train_network
+from clbench.core.seeding import derive_seed, generator
+from clbench.training.recipe import TrainRecipe, evaluate, train_network
 
 KIND = "static"
 DEFAULT_EVAL_NETS = ("convnet",)
@@ -78,7 +78,7 @@ class StaticConfig:
 
 def parse_eval_nets(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """`"convnet, alexnet"` -> ("convnet", "alexnet"): known names only, duplicates dropped, order kept."""
-    from clbench.networks import NETWORK_NAMES
+    from clbench.nets.networks import NETWORK_NAMES
 
     parts = text.split(",") if isinstance(text, str) else [p for item in text for p in item.split(",")]
     names = tuple(dict.fromkeys(p.strip().lower() for p in parts if p.strip()))
@@ -124,8 +124,8 @@ class PreparedStatic:
 
 
 def prepare(config: StaticConfig) -> PreparedStatic:
-    from clbench.data import load_dataset
-    from clbench.networks import NETWORK_NAMES, build_network
+    from clbench.data.datasets import load_dataset
+    from clbench.nets.networks import NETWORK_NAMES, build_network
 
     config.validate()
     eval_nets = parse_eval_nets(config.eval_nets)
@@ -177,7 +177,7 @@ def resolved_config(p: PreparedStatic) -> dict[str, Any]:
 
 def run_static(config: StaticConfig, reporter: StaticReporter | None = None) -> tuple[Path, dict[str, Any]]:
     """Condense, train and test every set; returns the record's path and the record."""
-    from clbench.snapshots import check_writable
+    from clbench.records.snapshots import check_writable
 
     reporter = reporter or StaticReporter()
     p = prepare(config)
@@ -218,7 +218,7 @@ def run_static(config: StaticConfig, reporter: StaticReporter | None = None) -> 
 def run_set(p: PreparedStatic, index: int, data: tuple[Tensor, Tensor, Tensor, Tensor], reporter: StaticReporter,
             record_path: Path) -> dict[str, Any]:
     """One synthetic set: condense all classes, save it, then every (network, evaluation) from scratch."""
-    from clbench.augment import make_augment
+    from clbench.nets.augment import make_augment
 
     train_x, train_y, test_x, test_y = data
     ds, c = p.dataset, p.config
@@ -265,9 +265,9 @@ def run_set(p: PreparedStatic, index: int, data: tuple[Tensor, Tensor, Tensor, T
 def condense_all(p: PreparedStatic, index: int, images: Tensor, labels: Tensor,
                  progress: Callable[[int, int, dict], None]):
     """One CondenseTask over every class of the training set; the result is checked like the runner's."""
-    from clbench.checks import run_condenser
-    from clbench.networks import build_network
-    from condensers.base import CondenseTask, network_factory
+    from clbench.condense.checks import run_condenser
+    from clbench.nets.networks import build_network
+    from clbench.condensers.base import CondenseTask, network_factory
 
     ds, c = p.dataset, p.config
     gen = generator(derive_seed(c.seed, index, 0, "condense"), p.device)
@@ -290,7 +290,7 @@ def train_and_test(name: str, images: Tensor, labels: Tensor, test_images: Tenso
                    width: int | None = None) -> tuple[float, dict[int, float]]:
     """A fresh `name` network trained from scratch on (images, labels); its accuracy (percent) on the test set,
     overall and per class."""
-    from clbench.networks import build_network
+    from clbench.nets.networks import build_network
 
     device = images.device
     net = build_network(name, images.shape[1], num_classes, images.shape[-1], seed=network_seed, device=device,
@@ -302,7 +302,7 @@ def train_and_test(name: str, images: Tensor, labels: Tensor, test_images: Tenso
 def save_synthetic(record_path: Path, index: int, images: Tensor, labels: Tensor, dataset) -> dict[str, str]:
     """Tensors (torch.load(..., weights_only=True): {"images", "labels"}, as a run's memory snapshot) and a PNG
     grid, one row per class, in the folder named after the record. Paths are relative to the record's folder."""
-    from clbench.snapshots import memory_grid_png
+    from clbench.records.snapshots import memory_grid_png
 
     folder = record_path.with_suffix("")
     state = {"images": images.detach().cpu(), "labels": labels.detach().cpu()}

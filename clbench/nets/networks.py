@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from clbench.errors import UsageError
+from clbench.core.errors import UsageError
 
 NORMS = ("instance", "batch", "layer", "group", "none")
 STYLE_TAPS = ("post_relu", "pre_relu")  # where ConvNet.embed_and_taps reads each block

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from clbench.errors import UsageError
+from clbench.core.errors import UsageError
 
 
 def class_order(seed: int, num_classes: int) -> list[int]:

@@ -10,7 +10,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable, Generic, Iterator, TypeVar
 
-from clbench.errors import UsageError
+from clbench.core.errors import UsageError
 
 T = TypeVar("T")
 

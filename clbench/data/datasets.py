@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from clbench.errors import DataNotFoundError, UsageError
+from clbench.core.errors import DataNotFoundError, UsageError
 
 DATASET_NAMES = ("fashion-mnist", "mnist", "cifar10", "cifar100", "tinyimagenet", "digits")
 

@@ -10,8 +10,8 @@ import io
 from pathlib import Path
 from typing import Any, Iterable
 
-from clbench.errors import UsageError
-from clbench.report import Group, _differing, _hardware, group_records
+from clbench.core.errors import UsageError
+from clbench.report.compare import Group, _differing, _hardware, group_records
 
 FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 
@@ -110,8 +110,8 @@ def _load_memory(record: dict[str, Any], record_path: str | Path, order: int | N
 def _pixels(images, dataset_name: str, dataset: Any = None):
     """Normalised images -> [0, 1] pixels with the dataset's mean/std; without the dataset, min-max per image."""
     if dataset is None:
-        from clbench.data import load_dataset
-        from clbench.errors import ClbenchError
+        from clbench.data.datasets import load_dataset
+        from clbench.core.errors import ClbenchError
 
         try:
             dataset = load_dataset(dataset_name, download=False)
@@ -170,7 +170,7 @@ def memory_figure(record: dict[str, Any], record_path: str | Path, order: int | 
 
 def save_figure(fig, path: str | Path) -> Path:
     """Write the figure atomically; the format follows the suffix (.png, .pdf, .svg)."""
-    from clbench.results import atomic_write_bytes
+    from clbench.records.record import atomic_write_bytes
 
     path = Path(path)
     fmt = FORMATS.get(path.suffix.lower())

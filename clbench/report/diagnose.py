@@ -31,10 +31,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from clbench.errors import UsageError
-from clbench.losses import SIGMA_EPS, gram
+from clbench.core.errors import UsageError
+from clbench.condense.losses import SIGMA_EPS, gram
 
-SCHEMA = "clbench.diagnose"
+SCHEMA = "clbench.report.diagnose"
 SCHEMA_VERSION = 1
 METRICS = ("mean_gap", "std_gap", "gram_gap", "pairwise", "knn")
 
@@ -268,7 +268,7 @@ def _class_generator(seed: int, c: int) -> torch.Generator:
 
 
 def network_seeds(seed: int, count: int) -> list[int]:
-    from clbench.seeding import derive_seed
+    from clbench.core.seeding import derive_seed
 
     return [derive_seed(seed, i, 0, "network") for i in range(count)]
 
@@ -350,10 +350,10 @@ def summarise_diagnosis(sets: list[dict[str, Any]]) -> dict[str, Any]:
 def diagnose(paths: list[str | Path], config: DiagnoseConfig, progress: ProgressFn | None = None) -> dict[str, Any]:
     """The diagnosis of every record in `paths` (the same networks and real draws for all, so that records
     of one dataset are compared on equal terms)."""
-    from clbench import config as cfg
-    from clbench.data import load_dataset
-    from clbench.networks import build_network
-    from clbench.results import environment, load_record
+    from clbench.protocol import config as cfg
+    from clbench.data.datasets import load_dataset
+    from clbench.nets.networks import build_network
+    from clbench.records.record import environment, load_record
 
     config.validate()
     if not paths:

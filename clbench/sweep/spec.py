@@ -4,7 +4,7 @@ One job is one (run configuration, class order): a `clbench run` with `orders=1,
 own record into its own folder. Its id is a hash of its resolved configuration, so the same job keeps the
 same folder across invocations: a job whose record is complete is skipped, which makes re-running a sweep
 resume it. The records of one run configuration are then gathered into one run record that `clbench compare`
-reads like any other. Scheduling belongs to the engine (clbench.launchers): this module only plans, runs one
+reads like any other. Scheduling belongs to the engine (clbench.sweep.launchers): this module only plans, runs one
 job, and gathers.
 
 A spec (TOML): top-level keys are RunConfig's, as in `clbench run --config`; a list is a grid axis; optional
@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from clbench.errors import ClbenchError, UsageError
+from clbench.core.errors import ClbenchError, UsageError
 
 ID_VERSION = "clbench.sweep.job/1"  # salt of every job id: bump it when the meaning of a field changes
 ID_LENGTH = 16  # hex digits of sha256 kept: 64 bits, no collision in any realistic sweep
@@ -86,7 +86,7 @@ class SweepSpec:
 
 def load_spec(path: str | Path, folder: str | Path | None = None) -> SweepSpec:
     """Read and check a spec file; `folder` overrides its [sweep] folder."""
-    from clbench.config import read_toml
+    from clbench.protocol.config import read_toml
 
     path = Path(path)
     data = read_toml(path, "sweep spec")
@@ -98,7 +98,7 @@ def parse_spec(data: dict[str, Any], source: str = "spec", folder: str | Path | 
                default_folder: str | Path = "sweeps/sweep") -> SweepSpec:
     """Top-level RunConfig keys (a list is a grid axis), [opt] / [train] tables, [[variants]], [sweep] and
     the engines' tables. Errors name the key, so a typo fails here and not hours later on a cluster."""
-    from clbench.config import RunConfig
+    from clbench.protocol.config import RunConfig
 
     fields = {f.name: f for f in dataclasses.fields(RunConfig)}
     known = set(fields) | {"variants", "sweep", *ENGINE_TABLES}
@@ -250,7 +250,7 @@ class Job:
         return None if device == "auto" else device.startswith("cuda")
 
     def run_config(self):
-        from clbench.config import RunConfig
+        from clbench.protocol.config import RunConfig
 
         return RunConfig(**self.config)
 
@@ -277,10 +277,10 @@ def expand(spec: SweepSpec) -> list[Job]:
 
 def check_runs(spec: SweepSpec) -> None:
     """What `prepare` would reject, without loading a dataset: fail on the driver, not in a queued job."""
-    from clbench import config as cfg
-    from clbench.networks import NETWORK_NAMES
-    from clbench.options import build_options
-    from condensers import get_condenser
+    from clbench.protocol import config as cfg
+    from clbench.nets.networks import NETWORK_NAMES
+    from clbench.core.options import build_options
+    from clbench.condensers import get_condenser
 
     for run in spec.runs:
         config = cfg.RunConfig(**{**run, "out": str(spec.folder)})
@@ -301,12 +301,12 @@ def check_runs(spec: SweepSpec) -> None:
 # -- the sweep folder ------------------------------------------------------------------------------------
 def write_plan(spec: SweepSpec, jobs: list[Job], launcher: str) -> None:
     """The spec and job list on disk: what a re-attached driver and a curious user read."""
-    from clbench.results import atomic_write_json
+    from clbench.records.record import atomic_write_json
 
     plan_path = spec.folder / SWEEP_FILE
     previous = _read_json(plan_path) or {}
     atomic_write_json(plan_path, {
-        "schema": "clbench.sweep", "spec": spec.to_dict(), "launcher": launcher,
+        "schema": "clbench.sweep.spec", "spec": spec.to_dict(), "launcher": launcher,
         "jobs": [j.to_dict() for j in jobs], "engine_state": previous.get("engine_state", {}),
     })
     for job in jobs:
@@ -317,14 +317,14 @@ def write_plan(spec: SweepSpec, jobs: list[Job], launcher: str) -> None:
 def read_plan(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / SWEEP_FILE
     plan = _read_json(path)
-    if plan is None or plan.get("schema") != "clbench.sweep":
+    if plan is None or plan.get("schema") != "clbench.sweep.spec":
         raise UsageError(f"{folder}: not a sweep folder (no readable {SWEEP_FILE})")
     return plan
 
 
 def save_engine_state(folder: Path, state: dict[str, Any]) -> None:
     """Launcher bookkeeping (e.g. Slurm job ids) kept in .sweep.json, so that a driver can re-attach."""
-    from clbench.results import atomic_write_json
+    from clbench.records.record import atomic_write_json
 
     plan = read_plan(folder)
     plan["engine_state"] = state
@@ -339,7 +339,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _records_in(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
-    from clbench.results import RecordError, load_record
+    from clbench.records.record import RecordError, load_record
 
     found = []
     for path in sorted(folder.glob("*.json")):
@@ -376,7 +376,7 @@ def read_status(folder: Path) -> dict[str, Any]:
 
 def mark(folder: Path, state: str, **info: Any) -> dict[str, Any]:
     """Replace the job's status atomically; the previous attempts are kept in `history`."""
-    from clbench.results import atomic_write_json
+    from clbench.records.record import atomic_write_json
 
     previous = read_status(folder)
     history = list(previous.pop("history", []))
@@ -416,7 +416,7 @@ def run_job(job: Job) -> Path:
     """One order through the ordinary runner; an unfinished record of an earlier attempt is cleared first."""
     import shutil
 
-    from clbench.runner import run
+    from clbench.protocol.continual import run
 
     for path, record in _records_in(job.folder):
         if not record.get("complete"):
@@ -440,7 +440,7 @@ def record_name(run: dict[str, Any], key: str) -> str:
 def gather(folder: Path, jobs: list[Job]) -> list[Path]:
     """One run record per run configuration in <folder>/records: its jobs' orders concatenated, the summary
     recomputed over them, complete only when every order is. Written atomically; re-gathering overwrites."""
-    from clbench.results import SCHEMA, SCHEMA_VERSION, atomic_write_json, summarise
+    from clbench.records.record import SCHEMA, SCHEMA_VERSION, atomic_write_json, summarise
 
     out = folder / "records"
     groups: dict[str, list[Job]] = {}

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from clbench.errors import UsageError
+from clbench.core.errors import UsageError
 
 DEFAULT_STRATEGY = "color_crop_cutout_flip_scale_rotate"
 TOKENS = ("color", "crop", "cutout", "flip", "scale", "rotate")

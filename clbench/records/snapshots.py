@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from clbench.checkpoint import run_folder
-from clbench.errors import UsageError
-from clbench.results import atomic_torch_save, atomic_write_bytes
+from clbench.records.record import run_folder
+from clbench.core.errors import UsageError
+from clbench.records.record import atomic_torch_save, atomic_write_bytes
 
 
 def save_memory(record_path: Path, order: int, memory, dataset) -> str:

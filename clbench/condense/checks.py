@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from clbench.errors import ClbenchError, CondenserError
+from clbench.core.errors import ClbenchError, CondenserError
 
 
 def condenser_name(condenser) -> str:

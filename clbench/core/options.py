@@ -10,7 +10,7 @@ import types
 import typing
 from typing import Any, Mapping
 
-from clbench.errors import UsageError
+from clbench.core.errors import UsageError
 
 _MISSING = object()
 

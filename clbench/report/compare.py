@@ -17,8 +17,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from clbench.results import mean_std, order_forgetting, order_incremental_accuracies
-from clbench.stats import TEST_NAME, paired_difference
+from clbench.records.record import mean_std, order_forgetting, order_incremental_accuracies
+from clbench.report.stats import TEST_NAME, paired_difference
 
 FORMATS = ("table", "markdown", "csv", "latex", "json")
 KEY_FIELDS = ("dataset", "steps", "memory", "condenser", "profile")

@@ -1,10 +1,10 @@
 """One `clbench run`: for each class order, stream the experiences through the condensed-rehearsal strategy,
 record every step, and write the record (atomically, after every step) with its memory snapshots.
 
-Reliability is kept here too: a checkpoint per order after every step (clbench.checkpoint), resuming from them,
+Reliability is kept here too: a checkpoint per order after every step (clbench.protocol.checkpoint), resuming from them,
 errors that name the order and step, and stopping cleanly at safe points. The pieces it uses live beside it:
-clbench.signals (SIGINT/SIGTERM), clbench.parallel (`jobs` processes that run orders side by side and give the
-record of a sequential run), clbench.snapshots (memory snapshots and pictures, the output-folder check).
+clbench.protocol.signals (SIGINT/SIGTERM), clbench.protocol.parallel (`jobs` processes that run orders side by side and give the
+record of a sequential run), clbench.records.snapshots (memory snapshots and pictures, the output-folder check).
 """
 from __future__ import annotations
 
@@ -17,15 +17,15 @@ from typing import Any, Callable, Iterator
 
 import torch
 
-from clbench import config as cfg
-from clbench.checkpoint import (OrderState, acquire_lock, config_differences, release_lock, remove_checkpoint,
+from clbench.protocol import config as cfg
+from clbench.protocol.checkpoint import (OrderState, acquire_lock, config_differences, release_lock, remove_checkpoint,
                                 resume_states, save_checkpoint)
-from clbench.errors import AlreadyComplete, ClbenchError, Interrupted, NonFiniteError, OutputError, UsageError
-from clbench.memory import MemoryBudget
-from clbench.results import (SCHEMA, SCHEMA_VERSION, RecordError, atomic_write_json, environment, load_record,
+from clbench.core.errors import AlreadyComplete, ClbenchError, Interrupted, NonFiniteError, OutputError, UsageError
+from clbench.memory.store import MemoryBudget
+from clbench.records.record import (SCHEMA, SCHEMA_VERSION, RecordError, atomic_write_json, environment, load_record,
                              new_run_id, summarise)
-from clbench.signals import StopRequested, StopSignals
-from clbench.snapshots import check_writable, save_memory
+from clbench.protocol.signals import StopRequested, StopSignals
+from clbench.records.snapshots import check_writable, save_memory
 
 # Re-exported: callers import these from the runner, whose run and resume raise or use them.
 __all__ = ["AlreadyComplete", "Interrupted", "OutputError", "Prepared", "Reporter", "StopRequested", "StopSignals",
@@ -67,7 +67,7 @@ class Prepared:
 
 
 def prepare(config: cfg.RunConfig) -> Prepared:
-    from clbench.data import load_dataset
+    from clbench.data.datasets import load_dataset
 
     config.validate()
     device = cfg.resolve_device(config.device)
@@ -76,7 +76,7 @@ def prepare(config: cfg.RunConfig) -> Prepared:
     recipe = cfg.train_recipe(config, profile)
     budget = MemoryBudget.parse(config.memory)
     dataset = load_dataset(config.dataset, config.data_dir)
-    from clbench.streams import split_classes
+    from clbench.data.streams import split_classes
 
     split_classes(list(range(dataset.num_classes)), config.steps)
     smallest = int(dataset.class_counts("train").min())
@@ -86,7 +86,7 @@ def prepare(config: cfg.RunConfig) -> Prepared:
             f"--memory {budget}: the first step's share ({budget.per_class(dataset.num_classes // config.steps)} "
             f"per class) exceeds the smallest class ({smallest} images); give a smaller total"
         )
-    from clbench.networks import NETWORK_NAMES
+    from clbench.nets.networks import NETWORK_NAMES
 
     if config.network not in NETWORK_NAMES:
         raise UsageError(f"--network {config.network!r}: choose one of {', '.join(NETWORK_NAMES)}")
@@ -173,7 +173,7 @@ class _Session:
 
     def __init__(self, p: Prepared, path: Path, record: dict[str, Any], states: dict[int, OrderState],
                  reporter: Reporter):
-        from clbench.streams import class_order
+        from clbench.data.streams import class_order
 
         self.p, self.path, self.record, self.states, self.reporter = p, path, record, states, reporter
         self.jobs = p.config.jobs
@@ -253,7 +253,7 @@ class _Session:
                               f"keeps the steps saved before. Free space, then: clbench resume {self.path}") from None
 
     def step_done(self, order: int, step: dict[str, Any]) -> None:
-        from clbench.streams import class_order
+        from clbench.data.streams import class_order
 
         entry = self.entries.setdefault(order, {
             "order": order, "class_order": class_order(order, self.p.dataset.num_classes), "complete": False,
@@ -289,7 +289,7 @@ class _Session:
             with self.signals:
                 try:
                     if workers > 1:
-                        from clbench.parallel import ParallelOrders
+                        from clbench.protocol.parallel import ParallelOrders
 
                         ParallelOrders(self, todo, workers).run()
                     elif todo:
@@ -324,11 +324,11 @@ class _Session:
 def execute_order(p: Prepared, state: OrderState, data, record_path: Path, run_id: str, reporter: Reporter,
                   check_stop: Callable[[], None], on_step: Callable[[int, dict[str, Any]], None]) -> dict[str, Any]:
     """Run the steps of one order after those `state` holds; a checkpoint after each. Returns the order's entry."""
-    from clbench.augment import make_augment
-    from clbench.memory import Memory
-    from clbench.networks import build_network
-    from clbench.streams import class_incremental_stream, class_order
-    from strategies.condensed_rehearsal import CondensedRehearsal
+    from clbench.nets.augment import make_augment
+    from clbench.memory.store import Memory
+    from clbench.nets.networks import build_network
+    from clbench.data.streams import class_incremental_stream, class_order
+    from clbench.strategies.condensed_rehearsal import CondensedRehearsal
 
     ds, order = p.dataset, state.order
     classes = class_order(order, ds.num_classes)
@@ -421,7 +421,7 @@ def _step_record(result) -> dict[str, Any]:
 
 def resident_data(p: Prepared):
     """The dataset, normalised, on the run's device: loaded once per process, shared by the orders it runs."""
-    from strategies.condensed_rehearsal import RealData
+    from clbench.strategies.condensed_rehearsal import RealData
 
     train_x, train_y = p.dataset.normalised("train", p.device)
     test_x, test_y = p.dataset.normalised("test", p.device)

@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from clbench.errors import NonFiniteError, UsageError
-from clbench.networks import samples_are_independent
-from clbench.options import option
-from clbench.speed import use_bf16
+from clbench.core.errors import NonFiniteError, UsageError
+from clbench.nets.networks import samples_are_independent
+from clbench.core.options import option
+from clbench.core.speed import use_bf16
 
 
 @dataclass

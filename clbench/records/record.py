@@ -20,11 +20,16 @@ from typing import Any
 
 import numpy as np
 
-from clbench.errors import UsageError
+from clbench.core.errors import UsageError
 
 SCHEMA = "clbench.run"
 SCHEMA_VERSION = 1
 RECORD_SUFFIX = ".json"
+
+
+def run_folder(record_path: Path) -> Path:
+    """The folder beside a record for its snapshots and checkpoints (`<record-stem>/`)."""
+    return record_path.with_suffix("")
 
 
 def _current_umask() -> int:
@@ -94,7 +99,7 @@ def environment(device: str) -> dict[str, Any]:
         info["avalanche"] = version("avalanche-lib")
     except Exception:  # not installed as a distribution: still a valid record
         pass
-    from clbench.speed import bf16_is_fast
+    from clbench.core.speed import bf16_is_fast
 
     info["bf16_native"] = bf16_is_fast(torch.device(device))  # what amp=auto resolves to
     if device.startswith("cuda") and torch.cuda.is_available():
@@ -106,7 +111,7 @@ def environment(device: str) -> dict[str, Any]:
 
 def _cpu_name() -> str:
     """The CPU's model name and core count (what a reader needs to compare timings)."""
-    from clbench.speed import cpu_name
+    from clbench.core.speed import cpu_name
 
     return f"{cpu_name()}, {os.cpu_count()} cores"
 

@@ -1,6 +1,6 @@
 """Per-order checkpoints beside a run record, and what a resumed run needs from them.
 
-Every step's randomness is derived from (seed, order, step) (clbench.seeding), so continuing an order needs
+Every step's randomness is derived from (seed, order, step) (clbench.core.seeding), so continuing an order needs
 only the memory after its last completed step and the records of the steps done: no RNG state. A checkpoint
 holds exactly that, written atomically after every step and loaded with `torch.load(weights_only=True)`.
 For an order that is not complete, the checkpoint is the authority (the record is a view written beside it);
@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from clbench.errors import UsageError
-from clbench.results import RecordError, atomic_torch_save, atomic_write_json
+from clbench.core.errors import UsageError
+from clbench.records.record import RecordError, atomic_torch_save, atomic_write_json, run_folder
 
 CHECKPOINT_FORMAT = 1
 # Keys of the resolved configuration that do not change what is computed: a resume may differ in them.
@@ -38,11 +38,6 @@ class OrderState:
     @property
     def steps_done(self) -> int:
         return len(self.steps)
-
-
-def run_folder(record_path: Path) -> Path:
-    """The folder beside a record for its snapshots and checkpoints (`<record-stem>/`)."""
-    return record_path.with_suffix("")
 
 
 def checkpoint_path(record_path: Path, order: int) -> Path:

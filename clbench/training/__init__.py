@@ -1,0 +1,4 @@
+"""The evaluation recipe: train a fresh network from scratch on a (condensed) set, then test it.
+
+May import: clbench.core, clbench.nets.
+"""
