@@ -109,7 +109,7 @@ def test_real_data_has_no_style_gap_and_a_constant_set_no_diversity(tmp_path) ->
     constant = torch.cat([x[y == c][:1].repeat(4, 1, 1, 1) for c in classes]), torch.tensor(classes).repeat_interleave(4)
     path = _write_record(tmp_path, "static", {"all-real": everything, "constant": constant})
     doc = dg.diagnose([path], dg.DiagnoseConfig(**FAST))
-    assert doc["schema"] == "clbench.report.diagnose" and len(doc["config"]["network_seeds"]) == 1
+    assert doc["schema"] == "clbench.diagnose" and len(doc["config"]["network_seeds"]) == 1
     (result,) = doc["records"]
     real_set, constant_set = result["sets"]
     assert real_set["label"] == "set 0" and set(real_set["classes"]) == {"0", "1", "2"}

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from clbench.core.errors import UsageError
 from clbench.condense.losses import SIGMA_EPS, gram
 
-SCHEMA = "clbench.report.diagnose"
+SCHEMA = "clbench.diagnose"
 SCHEMA_VERSION = 1
 METRICS = ("mean_gap", "std_gap", "gram_gap", "pairwise", "knn")
 

@@ -306,7 +306,7 @@ def write_plan(spec: SweepSpec, jobs: list[Job], launcher: str) -> None:
     plan_path = spec.folder / SWEEP_FILE
     previous = _read_json(plan_path) or {}
     atomic_write_json(plan_path, {
-        "schema": "clbench.sweep.spec", "spec": spec.to_dict(), "launcher": launcher,
+        "schema": "clbench.sweep", "spec": spec.to_dict(), "launcher": launcher,
         "jobs": [j.to_dict() for j in jobs], "engine_state": previous.get("engine_state", {}),
     })
     for job in jobs:
@@ -317,7 +317,7 @@ def write_plan(spec: SweepSpec, jobs: list[Job], launcher: str) -> None:
 def read_plan(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / SWEEP_FILE
     plan = _read_json(path)
-    if plan is None or plan.get("schema") != "clbench.sweep.spec":
+    if plan is None or plan.get("schema") != "clbench.sweep":
         raise UsageError(f"{folder}: not a sweep folder (no readable {SWEEP_FILE})")
     return plan
 
