@@ -1,6 +1,6 @@
 """What one paper-profile step costs: time a few iterations and epochs, extrapolate to the paper's counts.
 
-The paper's continual protocol on CIFAR-100 in 5 steps (METHODS.md): per step, condense 20 new classes with
+The paper's continual protocol on CIFAR-100 in 5 steps (docs/methods.md): per step, condense 20 new classes with
 20000 DM/DDM iterations (ConvNet width 128, 256 real images per class, ipc 20), then train 3 fresh networks
 for 1000 epochs on the whole memory (400 images after step 1, 2000 after step 5) and test them on the
 classes seen so far. This times `--iterations` condensation iterations and `--epochs` training epochs on

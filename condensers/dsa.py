@@ -3,7 +3,7 @@
 The bi-level baseline of the paper's continual-learning figure. Synthetic images are moved so that the
 gradient of the cross-entropy w.r.t. a network's parameters on them matches the gradient on real images of the
 same class, while the network itself is trained on the synthetic set between image steps. The exact algorithm
-is METHODS.md "DSA gradient matching"; the distances follow the reference definitions.
+is docs/methods.md "DSA gradient matching"; the distances follow the reference definitions.
 
 Pure tensor maths (`layer_distance`, `match_distance`) and small loop pieces (`matching_loss`,
 `train_on_synthetic`, `freeze_batchnorm`) are separate functions so that each can be tested on tiny inputs.
@@ -24,7 +24,7 @@ from clbench.nets.networks import samples_are_independent
 from clbench.core.options import option
 from clbench.condensers.base import Condenser, CondenseTask, SyntheticSet, register
 
-# (outer, inner) loop counts by images per class, from the reference code (METHODS.md).
+# (outer, inner) loop counts by images per class, from the reference code (docs/methods.md).
 LOOPS_BY_IPC: dict[int, tuple[int, int]] = {
     1: (1, 1),
     10: (10, 50),

@@ -1,6 +1,6 @@
 """The networks condensers embed with and evaluation trains: ConvNet and the cross-architecture nets.
 
-ConvNet follows METHODS.md; AlexNet, VGG-11 and ResNet-18 are the small-image variants of the
+ConvNet follows docs/methods.md; AlexNet, VGG-11 and ResNet-18 are the small-image variants of the
 dataset-condensation papers (Zhao & Bilen), made to work at 28, 32 and 64 px with 1 or 3 channels.
 Every network has `embed(x)`, the flattened features the classifier reads; ConvNet also exposes the
 style taps (each block's normalised activations, after or before the ReLU) that DDM matches.
@@ -142,7 +142,7 @@ class ConvNet(nn.Module):
 class AlexNet(nn.Module):
     """Five convs (128, 192, 256, 192, 192), three 2x2 max-pools, one linear classifier.
 
-    Instance norm after each conv by default, as METHODS.md asks of the cross-architecture nets; `alexnet_bn`
+    Instance norm after each conv by default, as docs/methods.md asks of the cross-architecture nets; `alexnet_bn`
     has BatchNorm, and `alexnet_nonorm` none, like the reference code's AlexNet (which barely trains in a
     short recipe: 13% on Fashion-MNIST in 50 epochs).
     """

@@ -26,7 +26,7 @@ from clbench.core.speed import use_bf16
 
 @dataclass
 class TrainRecipe:
-    """METHODS.md "Evaluation": SGD 0.01 / 0.9 / 5e-4, batch 256, lr x0.1 at half, DSA on every batch."""
+    """docs/methods.md "Evaluation": SGD 0.01 / 0.9 / 5e-4, batch 256, lr x0.1 at half, DSA on every batch."""
 
     # quick: 60 epochs of batch 64. A memory holds at most a few hundred images there, so batch 256 would make one
     # step per epoch; four smaller steps train better at equal cost (benchmarks/README.md: 76.4% against 74.3%).
