@@ -5,9 +5,11 @@ them (shrinking older classes under a total budget); `networks_per_step` FRESH n
 classes of the dataset, original labels) are trained from scratch on the whole memory.
 `eval(test experiences so far)`: each of those networks is tested on the union of the given experiences.
 
-Behaviour around it (checkpoints, progress) lives in Avalanche plugins: the usual hooks fire
-(`before_training_exp`, `after_training_exp`, `after_eval`, ...), and `strategy.last_step` holds the result of
-the latest step for them to read.
+Behaviour around a step lives in Avalanche plugins on the usual hooks (`before_training_exp`,
+`after_training_exp`, `after_eval`, ...): `strategy.last_step` holds the latest step's result for them to read,
+and `strategy.memory` the memory (clbench.protocol.plugins reports and checkpoints each step that way).
+Progress inside a step (condensation iterations, training epochs) is not an Avalanche event: it is reported
+through the `condense_progress` and `train_progress` callbacks.
 """
 from __future__ import annotations
 

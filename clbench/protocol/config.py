@@ -2,7 +2,8 @@
 
 Profiles fix the protocol's cost. `paper` is the published protocol (20000 condensation iterations for DM/DDM,
 1000 training epochs, 3 networks per step); `quick` is sized for a 2-core CPU: the condensers' and the training
-recipe's `quick` option values, and fewer networks; `auto` is paper on CUDA and quick otherwise.
+recipe's `quick` option values, and fewer networks; `auto` is paper on CUDA and quick otherwise. Turning a
+configuration into the objects a run uses is clbench.protocol.resolve's.
 """
 from __future__ import annotations
 
@@ -12,12 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from clbench.core.errors import UsageError
 from clbench.memory.store import MemoryBudget
-from clbench.core.options import build_options
-from clbench.training.recipe import TrainRecipe
 
 PROFILES = ("auto", "paper", "quick")
 NETWORKS_PER_STEP = {"paper": 3, "quick": 1}
@@ -66,50 +63,8 @@ class RunConfig:
         MemoryBudget.parse(self.memory)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: CUDA is not available here; use --device cpu")
-    return device
-
-
-def resolve_profile(profile: str, device: torch.device) -> str:
-    if profile == "auto":
-        return "paper" if device.type == "cuda" else "quick"
-    return profile
-
-
-def train_recipe(config: RunConfig, profile: str) -> TrainRecipe:
-    return build_options(TrainRecipe, config.train, profile, owner="the training recipe (--train)")
-
-
 def networks_per_step(config: RunConfig, profile: str) -> int:
     return config.networks_per_step or NETWORKS_PER_STEP[profile]
-
-
-def condenser_and_options(name: str, opt: dict[str, Any], profile: str) -> tuple[type, Any]:
-    """The condenser class and its options for `profile` with the `--opt` overrides (None if it has none)."""
-    from clbench.condensers import get_condenser
-
-    condenser_cls = get_condenser(name)
-    options_type = getattr(condenser_cls, "Options", None)
-    if options_type is None:
-        if opt:
-            raise UsageError(f"condenser {name!r} has no options; remove --opt")
-        return condenser_cls, None
-    return condenser_cls, build_options(options_type, opt, profile, owner=f"condenser {name!r}")
-
-
-def network_width(config: RunConfig, profile: str) -> int | None:
-    """The width of the run's ConvNet, or None for architectures without a width (AlexNet, VGG, ResNet)."""
-    if not config.network.startswith("convnet"):
-        return None
-    return config.width or CONVNET_WIDTH[profile]
 
 
 def read_toml(path: str | Path, what: str) -> dict[str, Any]:

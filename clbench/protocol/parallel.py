@@ -2,8 +2,9 @@
 several), while the parent alone writes the record from the workers' messages, so that it is the record of a
 sequential run.
 
-Each worker runs `clbench.protocol.continual.execute_order` for the orders it takes; the runner imports this module only
-when a run has more than one job.
+Each worker runs `clbench.protocol.orders.execute_order` for the orders it takes; `clbench run` uses this module
+only when a run has more than one job. What the parent does with the workers' messages (record, checkpoint,
+report) is the session's: `Session` below says what this module needs of it.
 """
 from __future__ import annotations
 
@@ -13,24 +14,36 @@ import queue
 import sys
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
+from clbench.core.errors import ClbenchError
 from clbench.protocol import config as cfg
 from clbench.protocol.checkpoint import OrderState, load_checkpoint
-from clbench.core.errors import ClbenchError
-from clbench.protocol.continual import Prepared, Reporter, execute_order, prepare, resident_data
+from clbench.protocol.orders import Prepared, Reporter, execute_order, prepare, resident_data
 from clbench.protocol.signals import StopRequested, StopSignals, signals_ignored
 
-if TYPE_CHECKING:
-    from clbench.protocol.continual import _Session
+
+class Session(Protocol):
+    """What the parent's run session (clbench.protocol.continual.RunSession) offers the workers' messages."""
+
+    p: Prepared
+    path: Path
+    record: dict[str, Any]
+    states: dict[int, OrderState]
+    threads: int
+    reporter: Reporter
+    signals: StopSignals
+
+    def step_done(self, order: int, step: dict[str, Any]) -> None: ...
+    def order_done(self, entry: dict[str, Any]) -> None: ...
 
 
 class ParallelOrders:
     """`jobs` spawned workers take orders from a queue; the parent writes the record from their messages."""
 
-    def __init__(self, session: _Session, todo: list[int], workers: int):
+    def __init__(self, session: Session, todo: list[int], workers: int):
         import multiprocessing
 
         self.session, self.todo, self.workers = session, todo, workers

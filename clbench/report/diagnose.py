@@ -350,15 +350,16 @@ def summarise_diagnosis(sets: list[dict[str, Any]]) -> dict[str, Any]:
 def diagnose(paths: list[str | Path], config: DiagnoseConfig, progress: ProgressFn | None = None) -> dict[str, Any]:
     """The diagnosis of every record in `paths` (the same networks and real draws for all, so that records
     of one dataset are compared on equal terms)."""
-    from clbench.protocol import config as cfg
     from clbench.data.datasets import load_dataset
+    from clbench.protocol.resolve import resolve_device
     from clbench.nets.networks import build_network
-    from clbench.records.record import environment, load_record
+    from clbench.records.record import load_record
+    from clbench.records.writer import document_header
 
     config.validate()
     if not paths:
         raise UsageError("give at least one record")
-    device = cfg.resolve_device(config.device)
+    device = resolve_device(config.device)
     seeds = network_seeds(config.seed, config.seeds)
     loaded = []
     for path in paths:
@@ -392,14 +393,9 @@ def diagnose(paths: list[str | Path], config: DiagnoseConfig, progress: Progress
                                 report)
         results.append({"record": str(path), **record_label(record), "sets": per_set,
                         "summary": summarise_diagnosis(per_set), "seconds": time.perf_counter() - start})
-    return {
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "config": {**dataclasses.asdict(config), "device": str(device), "network_seeds": seeds},
-        "environment": environment(str(device)),
-        "records": results,
-    }
+    header = document_header(SCHEMA, SCHEMA_VERSION,
+                             {**dataclasses.asdict(config), "device": str(device), "network_seeds": seeds}, str(device))
+    return {**header, "records": results}
 
 
 def summary_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:

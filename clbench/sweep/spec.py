@@ -277,25 +277,17 @@ def expand(spec: SweepSpec) -> list[Job]:
 
 def check_runs(spec: SweepSpec) -> None:
     """What `prepare` would reject, without loading a dataset: fail on the driver, not in a queued job."""
+    from clbench.nets.networks import NETWORKS
     from clbench.protocol import config as cfg
-    from clbench.nets.networks import NETWORK_NAMES
-    from clbench.core.options import build_options
-    from clbench.condensers import get_condenser
+    from clbench.protocol.resolve import condenser_and_options, train_recipe
 
     for run in spec.runs:
         config = cfg.RunConfig(**{**run, "out": str(spec.folder)})
         config.validate()
-        profiles = ["paper", "quick"] if config.profile == "auto" else [config.profile]
-        condenser = get_condenser(config.condenser)
-        options_type = getattr(condenser, "Options", None)
-        if options_type is None and config.opt:
-            raise UsageError(f"condenser {config.condenser!r} has no options; remove its [opt] keys from the spec")
-        for profile in profiles:
-            if options_type is not None:
-                build_options(options_type, config.opt, profile, owner=f"condenser {config.condenser!r}")
-            cfg.train_recipe(config, profile)
-        if config.network not in NETWORK_NAMES:
-            raise UsageError(f"network {config.network!r}: choose one of {', '.join(NETWORK_NAMES)}")
+        for profile in ["paper", "quick"] if config.profile == "auto" else [config.profile]:
+            condenser_and_options(config.condenser, config.opt, profile)
+            train_recipe(config.train, profile)
+        NETWORKS.check(config.network, where="network")
 
 
 # -- the sweep folder ------------------------------------------------------------------------------------
@@ -440,7 +432,8 @@ def record_name(run: dict[str, Any], key: str) -> str:
 def gather(folder: Path, jobs: list[Job]) -> list[Path]:
     """One run record per run configuration in <folder>/records: its jobs' orders concatenated, the summary
     recomputed over them, complete only when every order is. Written atomically; re-gathering overwrites."""
-    from clbench.records.record import SCHEMA, SCHEMA_VERSION, atomic_write_json, summarise
+    from clbench.records.record import summarise
+    from clbench.records.writer import RecordWriter, new_record
 
     out = folder / "records"
     groups: dict[str, list[Job]] = {}
@@ -466,22 +459,17 @@ def gather(folder: Path, jobs: list[Job]) -> list[Path]:
             continue
         name = record_name(group[0].config, key)
         complete = len(entries) == len(group) and all(e.get("complete") for e in entries)
-        gathered = {
-            "schema": SCHEMA,
-            "schema_version": SCHEMA_VERSION,
-            "kind": first.get("kind", "continual"),
-            "run_id": name,
-            "complete": complete,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "config": {**first["config"], "orders": [j.order for j in group]},
-            "environment": first.get("environment", {}),
-            "orders": entries,
-            "summary": summarise(entries),
-            "sweep": {"folder": str(folder), "run_key": key, "jobs": sources,
-                      "missing_orders": [j.order for j in group if j.order not in {s["order"] for s in sources}]},
-        }
+        gathered = new_record(first.get("kind", "continual"), name,
+                              {**first["config"], "orders": [j.order for j in group]},
+                              str(first["config"].get("device", "cpu")),
+                              env=first.get("environment", {}),  # where the orders ran, not where they were gathered
+                              orders=entries, summary=summarise(entries),
+                              sweep={"folder": str(folder), "run_key": key, "jobs": sources,
+                                     "missing_orders": [j.order for j in group
+                                                        if j.order not in {s["order"] for s in sources}]})
+        gathered["complete"] = complete
         path = out / f"{name}.json"
-        atomic_write_json(path, gathered)
+        RecordWriter(path).write(gathered)
         written.append(path)
     return written
 

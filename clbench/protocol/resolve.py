@@ -1,0 +1,117 @@
+"""The one resolve step every command goes through: names and `key=value` options -> the objects a run uses.
+
+`resolve` turns what the user gave (device, profile, condenser and its options, training recipe, dataset,
+networks) into a `Resolved`: the device, the profile (`auto` -> paper on CUDA, quick otherwise), the condenser
+class with its checked options, the training recipe, the loaded dataset, and the networks, each built once on
+the CPU so that a network that cannot take the dataset's image size fails here, before any work. Bad input
+raises one UsageError naming the option and the fix.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from clbench.core.errors import UsageError
+from clbench.core.options import build_options
+from clbench.protocol.config import CONVNET_WIDTH, PROFILES
+from clbench.training.recipe import TrainRecipe
+
+
+@dataclass
+class Resolved:
+    """What every command needs, resolved and checked."""
+
+    device: torch.device
+    profile: str  # paper or quick
+    condenser_cls: type
+    condenser_options: Any  # the options dataclass, or None for a condenser without options
+    recipe: TrainRecipe
+    dataset: Any  # clbench.data.datasets.ImageDataset
+    network: str  # the architecture condensers embed with (and the continual protocol retrains)
+    convnet_width: int  # the width of every ConvNet of the run
+
+    def width_for(self, network: str) -> int | None:
+        """The width to build `network` with: the run's for ConvNets, None (their own) for the others."""
+        return self.convnet_width if network.startswith("convnet") else None
+
+    def new_condenser(self) -> Any:
+        cls = self.condenser_cls
+        return cls(self.condenser_options) if self.condenser_options is not None else cls()
+
+    def condenser_options_dict(self) -> dict[str, Any]:
+        options = self.condenser_options
+        return dataclasses.asdict(options) if dataclasses.is_dataclass(options) else {}
+
+
+def resolve(*, condenser: str, opt: dict[str, Any], train: dict[str, Any], dataset: str, data_dir: str | None,
+            device: str, profile: str, network: str, width: int | None,
+            eval_networks: tuple[str, ...] = ()) -> Resolved:
+    """Resolve and check everything a run of any kind needs (see the module docstring)."""
+    from clbench.data.datasets import load_dataset
+
+    if profile not in PROFILES:
+        raise UsageError(f"--profile {profile!r}: choose one of {', '.join(PROFILES)}")
+    if width is not None and width < 1:
+        raise UsageError(f"--width {width}: give a positive number of channels")
+    torch_device = resolve_device(device)
+    resolved_profile = resolve_profile(profile, torch_device)
+    condenser_cls, options = condenser_and_options(condenser, opt, resolved_profile)
+    recipe = train_recipe(train, resolved_profile)
+    data = load_dataset(dataset, data_dir)
+    resolved = Resolved(torch_device, resolved_profile, condenser_cls, options, recipe, data, network,
+                        width or CONVNET_WIDTH[resolved_profile])
+    check_networks(resolved, (network, *eval_networks), {network: "--network"})
+    return resolved
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available here; use --device cpu")
+    return device
+
+
+def resolve_profile(profile: str, device: torch.device) -> str:
+    if profile == "auto":
+        return "paper" if device.type == "cuda" else "quick"
+    return profile
+
+
+def train_recipe(train: dict[str, Any], profile: str) -> TrainRecipe:
+    """The evaluation recipe for `profile` with the `--train` overrides."""
+    return build_options(TrainRecipe, train, profile, owner="the training recipe (--train)")
+
+
+def condenser_and_options(name: str, opt: dict[str, Any], profile: str) -> tuple[type, Any]:
+    """The condenser class and its options for `profile` with the `--opt` overrides (None if it has none)."""
+    from clbench.condensers import get_condenser
+
+    condenser_cls = get_condenser(name)
+    options_type = getattr(condenser_cls, "Options", None)
+    if options_type is None:
+        if opt:
+            raise UsageError(f"condenser {name!r} has no options; remove --opt")
+        return condenser_cls, None
+    return condenser_cls, build_options(options_type, opt, profile, owner=f"condenser {name!r}")
+
+
+def check_networks(resolved: Resolved, names: tuple[str, ...], flags: dict[str, str]) -> None:
+    """Build each network once on the CPU: an unknown name, or a net that cannot take the dataset's image
+    size, fails now. `flags` names the option each network came from, for the message."""
+    from clbench.nets.networks import build_network
+
+    ds = resolved.dataset
+    for name in dict.fromkeys(names):
+        try:
+            build_network(name, ds.channels, ds.num_classes, ds.image_size, seed=0, width=resolved.width_for(name))
+        except UsageError as exc:
+            flag = flags.get(name, "--eval-nets")
+            raise UsageError(f"{flag} {name!r}: {ds.name} ({ds.image_size}x{ds.image_size} px): {exc}") from None
