@@ -134,7 +134,7 @@ def condenser_for(method: str, args, iterations: int, amp: bool = False):
 def loss_difference(method: str, case: str, args, device: torch.device) -> tuple[float, float, float]:
     """The condenser's loss in fp32 and with amp, and the reference loop's, on the same network, real batch,
     images and draws."""
-    from clbench.condensers.dm import Batch, ClassSampler, frozen, siamese_augment
+    from clbench.condense.statistics import Batch, ClassSampler, frozen, siamese_augment
 
     task = make_task(case, args, device, seed=7)
     cond = condenser_for(method, args, 1)

@@ -32,7 +32,8 @@ from clbench.condense.losses import (correlation_loss_from_grams, diversity_loss
 from clbench.nets.networks import STYLE_TAPS
 from clbench.core.options import option
 from clbench.condensers.base import register
-from clbench.condensers.dm import DM, PAPER_EMBED_DIM, Batch, DMOptions, Features, StyleTaps
+from clbench.condense.statistics import Batch, Features, StyleTaps
+from clbench.condensers.dm import DM, PAPER_EMBED_DIM, DMOptions
 
 
 @dataclass

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from clbench.data import datasets as data
+from clbench.data import readers
 from clbench.data.datasets import DATASET_NAMES, ImageDataset, load_dataset
 from clbench.core.errors import DataNotFoundError, UsageError
 
@@ -235,7 +236,7 @@ def test_tinyimagenet_layout_and_tensor_cache(tmp_path, monkeypatch):
     assert ds.train_labels.tolist() == [0, 0, 1, 1] and ds.test_labels.tolist() == [1, 0]
     np.testing.assert_array_equal(ds.train_images[2].numpy(), pil_pixels(folder / "train/n02/images/n02_0.JPEG"))
     np.testing.assert_array_equal(ds.test_images[0].numpy(), pil_pixels(folder / "val/images/val_0.JPEG"))
-    cache = folder / data._TINY_CACHE
+    cache = folder / readers.TINY_CACHE
     assert cache.is_file()
     assert not list(folder.glob("*.tmp"))  # the atomic write left no temporary behind
 
@@ -255,7 +256,7 @@ def test_tinyimagenet_layout_and_tensor_cache(tmp_path, monkeypatch):
 def test_same_dataset_is_read_once(tmp_path, monkeypatch):
     write_idx_dataset(tmp_path / "MNIST" / "raw", gz=True)
     first = load_dataset("mnist", data_dir=tmp_path)
-    monkeypatch.setattr(data, "read_idx", lambda path: pytest.fail("files read twice"))
+    monkeypatch.setattr(readers, "read_idx", lambda path: pytest.fail("files read twice"))
     assert load_dataset("MNIST", data_dir=str(tmp_path)) is first
 
 
@@ -279,7 +280,7 @@ def test_unknown_name_suggests_and_lists():
     with pytest.raises(UsageError) as info:
         load_dataset("fashion-mnst")
     message = str(info.value)
-    assert "'fashion-mnist'" in message and "did you mean" in message
+    assert "unknown dataset 'fashion-mnst'. Did you mean fashion-mnist?" in message
     assert all(name in message for name in DATASET_NAMES)
 
 
@@ -342,7 +343,7 @@ def test_read_idx_by_hand(tmp_path):
     arr = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
     path = write_idx(tmp_path / "x-idx3-ubyte", arr, gz=False)
     assert path.read_bytes()[:16] == bytes([0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4])
-    np.testing.assert_array_equal(data.read_idx(path), arr)
+    np.testing.assert_array_equal(readers.read_idx(path), arr)
 
 
 def test_damaged_cifar_pickle_names_the_file(tmp_path):

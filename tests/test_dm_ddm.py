@@ -16,8 +16,8 @@ from clbench.core.options import build_options
 from tests.reference_nets import ReferenceStyleConvNet
 from clbench.condensers.base import CondenseTask
 from clbench.condensers.ddm import DDM
-from clbench.condensers.dm import (DM, PAPER_EMBED_DIM, Batch, ClassSampler, StyleTaps, embed_batch, frozen, mean_preserving_subset,
-                           siamese_augment)
+from clbench.condense.statistics import Batch, ClassSampler, StyleTaps, embed_batch, frozen, siamese_augment
+from clbench.condensers.dm import DM, PAPER_EMBED_DIM, mean_preserving_subset
 
 WIDTH = 8
 
@@ -367,7 +367,7 @@ def test_negative_chunk_is_refused(digits):
 
 
 def test_class_statistics_checks_the_class_counts():
-    from clbench.condensers.dm import class_statistics
+    from clbench.condense.statistics import class_statistics
 
     net = frozen(build_network("convnet", 1, 10, 8, seed=5, width=WIDTH))
     images, segment = torch.randn(5, 1, 8, 8), torch.tensor([0, 0, 1, 1, 1])

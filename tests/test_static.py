@@ -43,7 +43,7 @@ def test_each_eval_net_trains_a_step_and_tests(monkeypatch, name: str, channels:
 def test_parse_eval_nets() -> None:
     assert static.parse_eval_nets(" convnet, alexnet ,convnet") == ("convnet", "alexnet")
     assert static.parse_eval_nets(["vgg11,resnet18", "alexnet_bn"]) == ("vgg11", "resnet18", "alexnet_bn")
-    with pytest.raises(static.UsageError, match="did you mean 'alexnet'"):
+    with pytest.raises(static.UsageError, match="--eval-nets: unknown network 'alexnett'. Did you mean alexnet"):
         static.parse_eval_nets("convnet,alexnett")
     with pytest.raises(static.UsageError, match="at least one"):
         static.parse_eval_nets(" , ")

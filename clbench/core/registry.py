@@ -1,7 +1,9 @@
 """One generic registry: names to objects, with lazy `module:attr` entries and entry-point discovery.
 
-Collisions raise (a silently replaced condenser would make two records with one name mean different
-things); an unknown name answers with the closest known names.
+Every named thing of clbench is looked up here (condensers, networks, datasets, sweep launchers), so an unknown
+name gets one kind of answer, computed in one place (`Registry.unknown`): the closest known names and the
+whole list, on one line. Collisions raise (a silently replaced condenser would make two records with one name
+mean different things).
 """
 from __future__ import annotations
 
@@ -45,9 +47,19 @@ def load_object(path: str):
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str, entry_point_group: str | None = None):
+    """Names of one `kind` to objects.
+
+    `paths`: whether a `module.path:Attr` not registered anywhere is accepted as a name (condensers: yes;
+    networks, datasets and launchers: no, their callers need a registered entry). `normalise`: how a name given
+    by a user is turned into a key before the lookup (datasets accept `Fashion_MNIST` for `fashion-mnist`).
+    """
+
+    def __init__(self, kind: str, entry_point_group: str | None = None, *, paths: bool = True,
+                 normalise: Callable[[str], str] | None = None):
         self.kind = kind
         self.entry_point_group = entry_point_group
+        self.paths = paths
+        self.normalise = normalise or (lambda name: name)
         self._entries: dict[str, Entry[T]] = {}
         self._scanned = entry_point_group is None
 
@@ -90,26 +102,40 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return [e.name for e in self.entries()]
 
-    def entry(self, name: str) -> Entry[T]:
-        """Look a name up; `module:Class` is accepted as a name not registered anywhere."""
-        self._scan_entry_points()
-        if name in self._entries:
-            return self._entries[name]
-        if ":" in name:
-            return Entry(name, "command line", name)
-        close = difflib.get_close_matches(name, list(self._entries), n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise UsageError(
-            f"unknown {self.kind} {name!r}.{hint} Known: {', '.join(sorted(self._entries))} "
-            f"(or give module.path:ClassName)"
-        )
+    def entry(self, name: str, where: str | None = None) -> Entry[T]:
+        """Look a name up; `module:Class` is accepted as a name not registered anywhere (where `paths`).
 
-    def get(self, name: str) -> T:
-        return self.entry(name).load()
+        `where` (e.g. "--network") starts the error message of an unknown name, to say which input was wrong.
+        """
+        self._scan_entry_points()
+        key = self.normalise(name)
+        if key in self._entries:
+            return self._entries[key]
+        if self.paths and ":" in name:
+            return Entry(name, "command line", name)
+        raise self.unknown(name, where)
+
+    def unknown(self, name: str, where: str | None = None) -> UsageError:
+        """The one-line error for a name not registered: the closest known names (the only place clbench
+        computes such suggestions), then all of them."""
+        self._scan_entry_points()
+        close = difflib.get_close_matches(self.normalise(name), list(self._entries), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        also = " (or give module.path:ClassName)" if self.paths else ""
+        start = f"{where}: " if where else ""
+        known = ", ".join(sorted(self._entries))
+        return UsageError(f"{start}unknown {self.kind} {name!r}.{hint} Known: {known}{also}")
+
+    def get(self, name: str, where: str | None = None) -> T:
+        return self.entry(name, where).load()
+
+    def check(self, name: str, where: str | None = None) -> str:
+        """The registered key for `name` (normalised), or the unknown-name error."""
+        return self.entry(name, where).name
 
     def __contains__(self, name: str) -> bool:
         self._scan_entry_points()
-        return name in self._entries
+        return self.normalise(name) in self._entries
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

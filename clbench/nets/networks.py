@@ -3,11 +3,11 @@
 ConvNet follows docs/methods.md; AlexNet, VGG-11 and ResNet-18 are the small-image variants of the
 dataset-condensation papers (Zhao & Bilen), made to work at 28, 32 and 64 px with 1 or 3 channels.
 Every network has `embed(x)`, the flattened features the classifier reads; ConvNet also exposes the
-style taps (each block's normalised activations, after or before the ReLU) that DDM matches.
+style taps (each block's normalised activations, after or before the ReLU) that DDM matches. `NETWORKS`
+names them all (a builder per name); `build_network` is the one way to make one.
 """
 from __future__ import annotations
 
-import difflib
 import math
 from typing import Callable
 
@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from clbench.core.errors import UsageError
+from clbench.core.registry import Registry
 
 NORMS = ("instance", "batch", "layer", "group", "none")
 STYLE_TAPS = ("post_relu", "pre_relu")  # where ConvNet.embed_and_taps reads each block
@@ -267,21 +268,21 @@ def _fixed(cls: type[nn.Module], norm: str) -> _Builder:
     return build
 
 
-_BUILDERS: dict[str, _Builder] = {
-    "convnet": _convnet("instance"),
-    "convnet_bn": _convnet("batch"),
-    "convnet_ln": _convnet("layer"),
-    "convnet_gn": _convnet("group"),
-    "convnet_nonorm": _convnet("none"),
-    "alexnet": _fixed(AlexNet, "instance"),
-    "alexnet_bn": _fixed(AlexNet, "batch"),
-    "alexnet_nonorm": _fixed(AlexNet, "none"),
-    "vgg11": _fixed(VGG11, "instance"),
-    "vgg11_bn": _fixed(VGG11, "batch"),
-    "resnet18": _fixed(ResNet18, "instance"),
-    "resnet18_bn": _fixed(ResNet18, "batch"),
-}
-NETWORK_NAMES: tuple[str, ...] = tuple(_BUILDERS)
+# name -> builder(in_channels, num_classes, image_size, width); the names records and the command line use.
+NETWORKS: Registry[_Builder] = Registry("network", paths=False)
+NETWORKS.add("convnet", _convnet("instance"))
+NETWORKS.add("convnet_bn", _convnet("batch"))
+NETWORKS.add("convnet_ln", _convnet("layer"))
+NETWORKS.add("convnet_gn", _convnet("group"))
+NETWORKS.add("convnet_nonorm", _convnet("none"))
+NETWORKS.add("alexnet", _fixed(AlexNet, "instance"))
+NETWORKS.add("alexnet_bn", _fixed(AlexNet, "batch"))
+NETWORKS.add("alexnet_nonorm", _fixed(AlexNet, "none"))
+NETWORKS.add("vgg11", _fixed(VGG11, "instance"))
+NETWORKS.add("vgg11_bn", _fixed(VGG11, "batch"))
+NETWORKS.add("resnet18", _fixed(ResNet18, "instance"))
+NETWORKS.add("resnet18_bn", _fixed(ResNet18, "batch"))
+NETWORK_NAMES: tuple[str, ...] = tuple(NETWORKS.names())
 
 
 def build_network(
@@ -298,11 +299,7 @@ def build_network(
 
     `width` overrides the ConvNet width (the CPU-sized profiles use narrow nets); other nets refuse it.
     """
-    builder = _BUILDERS.get(name)
-    if builder is None:
-        close = difflib.get_close_matches(name, NETWORK_NAMES, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise UsageError(f"unknown network {name!r}{hint}; known: {', '.join(NETWORK_NAMES)}")
+    builder = NETWORKS.get(name)
     if seed is None:
         net = builder(in_channels, num_classes, image_size, width)
     else:
