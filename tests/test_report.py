@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from clbench.report.compare import compress_ids, print_table, render, summary_rows
+from clbench.core.errors import UsageError
+from clbench.report.compare import print_table, render, summary_rows
+from clbench.report.rows import compress_ids
 from clbench.records.record import SCHEMA, SCHEMA_VERSION, atomic_write_json
 from clbench.report.stats import paired_difference
 
@@ -194,8 +196,10 @@ def test_latex_is_a_tabular():
 
 
 def test_unknown_format_raises():
-    with pytest.raises(ValueError):
+    with pytest.raises(UsageError, match="unknown output format 'xml'"):
         render(_rows(), "xml")
+    with pytest.raises(ValueError, match="console"):
+        render(_rows(), "table")  # drawn by rich on a console, not text
 
 
 def test_rich_table_is_whole_in_an_80_column_log():

@@ -14,6 +14,7 @@ evaluation network: common random numbers across architectures).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from clbench.core.errors import UsageError
 from clbench.core.options import build_options
 from clbench.records.record import (SCHEMA, jsonable, SCHEMA_VERSION, atomic_torch_save, atomic_write_bytes, atomic_write_json,
                              environment, new_run_id)
+from clbench.records.summary import summarise_static
 from clbench.core.seeding import derive_seed, generator
 from clbench.training.recipe import TrainRecipe, evaluate, train_network
 
@@ -77,12 +79,15 @@ class StaticConfig:
 
 def parse_eval_nets(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """`"convnet, alexnet"` -> ("convnet", "alexnet"): known names only, duplicates dropped, order kept."""
-    from clbench.nets.networks import NETWORKS
+    from clbench.nets.networks import NETWORK_NAMES
 
     parts = text.split(",") if isinstance(text, str) else [p for item in text for p in item.split(",")]
     names = tuple(dict.fromkeys(p.strip().lower() for p in parts if p.strip()))
     for name in names:
-        NETWORKS.check(name, where="--eval-nets")
+        if name not in NETWORK_NAMES:
+            close = difflib.get_close_matches(name, NETWORK_NAMES, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UsageError(f"--eval-nets: unknown network {name!r}{hint}; known: {', '.join(NETWORK_NAMES)}")
     if not names:
         raise UsageError("--eval-nets: name at least one evaluation network")
     return names
@@ -308,25 +313,6 @@ def save_synthetic(record_path: Path, index: int, images: Tensor, labels: Tensor
     atomic_write_bytes(picture_file, memory_grid_png(state, dataset))
     return {"synthetic_file": str(tensor_file.relative_to(record_path.parent)),
             "picture_file": str(picture_file.relative_to(record_path.parent))}
-
-
-def summarise_static(sets: list[dict[str, Any]], eval_nets: list[str]) -> dict[str, Any]:
-    """Mean and population std of test accuracy per evaluation network over sets x evaluations."""
-    done = [s for s in sets if s.get("complete")]
-    networks = {}
-    for name in eval_nets:
-        values = [a for s in done for a in s["accuracies"].get(name, [])]
-        networks[name] = {
-            "mean": float(np.mean(values)) if values else None,
-            "std": float(np.std(values)) if values else None,
-            "n": len(values),
-        }
-    return {
-        "accuracy": networks,
-        "sets_complete": len(done),
-        "condense_seconds": float(sum(s["condense_seconds"] for s in sets)),
-        "train_seconds": float(sum(sum(s["train_seconds"].values()) for s in sets)),
-    }
 
 
 # -- for `compare` ------------------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
-"""Run records: one JSON file per run, its typed schema, atomic writes, and the summaries derived from it.
+"""Run records: one JSON file per run, its typed schema, atomic writes, and reading them back.
 
 A record holds the resolved configuration, the environment, per order and step the classes, the accuracy of
-each network, the per-class accuracy, the condensation and training seconds; and summaries: final accuracy
-(mean/std over orders x networks), average incremental accuracy, forgetting, and the accuracy curve.
-Accuracies are percentages. Standard deviations are population std (numpy's default), as in the DM/DDM code.
+each network, the per-class accuracy, the condensation and training seconds; and its summary (final accuracy,
+average incremental accuracy, forgetting, the accuracy curve), computed by clbench.records.summary.
+Accuracies are percentages.
 """
 from __future__ import annotations
 
@@ -18,9 +18,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from clbench.core.errors import UsageError
+from clbench.records.summary import summarise  # re-exported: the runners import it from here
 
 SCHEMA = "clbench.run"
 SCHEMA_VERSION = 1
@@ -138,64 +137,6 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, (int, float, str, bool)) or value is None:
         return value
     return str(value)
-
-
-# -- summaries -------------------------------------------------------------------------------------------
-def mean_std(values: list[float]) -> tuple[float | None, float | None]:
-    """Mean and population std, or (None, None) for no values."""
-    if not values:
-        return None, None
-    return float(np.mean(values)), float(np.std(values))
-
-
-def summarise(orders: list[dict[str, Any]]) -> dict[str, Any]:
-    """Summaries over the orders whose every step is done (an incomplete order counts for the curve only)."""
-    complete = [o for o in orders if o.get("complete")]
-    final = [acc for o in complete for acc in o["steps"][-1]["accuracies"]]
-    incremental = [a for o in complete for a in order_incremental_accuracies(o)]
-    forgetting = [f for o in complete if (f := order_forgetting(o)) is not None]
-    curve = []
-    max_steps = max((len(o["steps"]) for o in orders), default=0)
-    for t in range(max_steps):
-        accs = [a for o in orders if len(o["steps"]) > t for a in o["steps"][t]["accuracies"]]
-        classes = next(len(o["steps"][t]["seen_classes"]) for o in orders if len(o["steps"]) > t)
-        mean, std = mean_std(accs)
-        curve.append({"classes": classes, "mean": mean, "std": std, "n": len(accs)})
-    fm, fs = mean_std(final)
-    im, is_ = mean_std(incremental)
-    gm, gs = mean_std(forgetting)
-    return {
-        "final_accuracy_mean": fm,
-        "final_accuracy_std": fs,
-        "average_incremental_accuracy_mean": im,
-        "average_incremental_accuracy_std": is_,
-        "forgetting_mean": gm,
-        "forgetting_std": gs,
-        "orders_complete": len(complete),
-        "condense_seconds": float(sum(s["condense_seconds"] for o in orders for s in o["steps"])),
-        "train_seconds": float(sum(s["train_seconds"] for o in orders for s in o["steps"])),
-        "curve": curve,
-    }
-
-
-def order_incremental_accuracies(order: dict[str, Any]) -> list[float]:
-    """Average incremental accuracy of each network index of an order: its mean over the steps."""
-    per_net = np.array([s["accuracies"] for s in order["steps"]], dtype=float)  # steps x networks
-    return per_net.mean(axis=0).tolist()
-
-
-def order_forgetting(order: dict[str, Any]) -> float | None:
-    """Mean over classes learnt before the last step of (best earlier accuracy - final accuracy)."""
-    steps = order["steps"]
-    if len(steps) < 2:
-        return None
-    final = {int(c): a for c, a in steps[-1]["class_accuracy"].items()}
-    drops = []
-    for c in final:
-        earlier = [float(s["class_accuracy"][str(c)]) for s in steps[:-1] if str(c) in s["class_accuracy"]]
-        if earlier:
-            drops.append(max(earlier) - final[c])
-    return float(np.mean(drops)) if drops else None
 
 
 # -- reading ---------------------------------------------------------------------------------------------

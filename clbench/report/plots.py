@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from clbench.core.errors import UsageError
-from clbench.report.compare import Group, _differing, _hardware, group_records
+from clbench.report.rows import Group, _differing, _hardware, group_records
 
 FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 

@@ -1,0 +1,278 @@
+"""Records -> rows for `clbench compare`: one row per protocol, with the paired difference to a baseline.
+
+Rows are keyed by protocol: (dataset, steps, memory, condenser, profile), and within that by every other
+setting that changes the numbers (network, networks per step, training recipe, condenser options). Records
+of one protocol pool their orders; records of different protocols are never averaged together: they get
+their own rows, and what differs is written beside them. With a baseline, each row gains the paired
+difference of final accuracy to the baseline's row of the same protocol, over the (seed, order, network)
+that both ran. The metrics themselves come from clbench.records.summary, as a record's own summary does.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from clbench.records.summary import (accuracy_curve, mean_std, metrics, order_final_accuracies, order_seconds,
+                                     total_seconds)
+from clbench.report.stats import TEST_NAME, paired_difference
+
+KEY_FIELDS = ("dataset", "steps", "memory", "condenser", "profile")
+CONFIDENCE = 0.95
+
+
+# -- grouping ----------------------------------------------------------------------------------------------
+def protocol_key(record: dict[str, Any]) -> tuple:
+    c = record["config"]
+    return tuple(c.get(k) for k in KEY_FIELDS)
+
+
+def protocol_variant(record: dict[str, Any]) -> dict[str, Any]:
+    """The settings beyond the key that change results: network, networks per step, recipe, options.
+
+    Flat `name -> value`, so that two variants can be told apart by naming only the fields that differ.
+    """
+    c = record["config"]
+    flat: dict[str, Any] = {"network": c.get("network"), "networks_per_step": c.get("networks_per_step")}
+    for k, v in sorted((c.get("train") or {}).items()):
+        flat[f"train.{k}"] = v
+    for k, v in sorted((c.get("condenser_options") or {}).items()):
+        flat[f"opt.{k}"] = v
+    return flat
+
+
+def _frozen(d: dict[str, Any]) -> tuple:
+    return tuple((k, json.dumps(v, sort_keys=True)) for k, v in sorted(d.items()))
+
+
+def _shared(variant: dict[str, Any]) -> dict[str, Any]:
+    """The part of a variant two condensers must share to be compared (their options naturally differ)."""
+    return {k: v for k, v in variant.items() if not k.startswith("opt.")}
+
+
+@dataclass
+class Group:
+    """The records of one protocol, with each (seed, order) kept once (the latest record's entry wins)."""
+
+    key: tuple
+    variant: dict[str, Any]
+    records: list[dict[str, Any]] = field(default_factory=list)
+    orders: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)  # (seed, order) -> order entry
+    duplicates: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def condenser(self) -> str:
+        return self.key[KEY_FIELDS.index("condenser")]
+
+    def comparable_key(self) -> tuple:
+        """What must be equal for two groups to sit in one comparison: the key without the condenser."""
+        return tuple(v for k, v in zip(KEY_FIELDS, self.key) if k != "condenser") + _frozen(_shared(self.variant))
+
+    def complete_orders(self) -> dict[tuple[int, int], dict[str, Any]]:
+        return {k: o for k, o in sorted(self.orders.items()) if o.get("complete")}
+
+    def final_by_pair(self) -> dict[tuple[int, int, int], float]:
+        """Final accuracy of each (seed, order, network index) of the complete orders."""
+        return {(s, o, k): a for (s, o), entry in self.complete_orders().items()
+                for k, a in enumerate(order_final_accuracies(entry))}
+
+    def hardware(self) -> list[str]:
+        return sorted({_hardware(r) for r in self.records})
+
+    def curve(self) -> list[dict[str, float]]:
+        """Accuracy after each step, pooled over every order that reached it: classes seen, mean, std, n."""
+        return [p for p in accuracy_curve(list(self.orders.values())) if p["n"]]
+
+
+def _hardware(record: dict[str, Any]) -> str:
+    env = record.get("environment") or {}
+    name = env.get("device_name") or "unknown hardware"
+    device = env.get("device") or record["config"].get("device") or ""
+    kind = device.split(":")[0]
+    return f"{name} ({kind})" if kind and kind not in name.lower() else name
+
+
+def group_records(records: Iterable[dict[str, Any]]) -> list[Group]:
+    """Records split by protocol (key and variant); sorted so rows of one protocol sit together."""
+    groups: dict[tuple, Group] = {}
+    for record in sorted(records, key=lambda r: (str(r.get("created", "")), str(r.get("run_id", "")))):
+        variant = protocol_variant(record)
+        gkey = (protocol_key(record), _frozen(variant))
+        group = groups.setdefault(gkey, Group(protocol_key(record), variant))
+        group.records.append(record)
+        seed = int(record["config"].get("seed", 0) or 0)
+        for entry in record["orders"]:
+            slot = (seed, int(entry["order"]))
+            previous = group.orders.get(slot)
+            if previous is not None:
+                group.duplicates.append(slot)
+                if previous.get("complete") and not entry.get("complete"):
+                    continue  # a finished order beats a later unfinished one
+            group.orders[slot] = entry
+    return sorted(groups.values(), key=lambda g: ([str(x) for x in g.comparable_key()], str(g.condenser),
+                                                  _frozen(g.variant)))
+
+
+# -- rows ------------------------------------------------------------------------------------------------
+def compress_ids(ids: Iterable[int]) -> str:
+    """[0, 1, 2, 4] -> "0-2,4": which orders a row holds, short enough for a table cell."""
+    values = sorted(set(int(i) for i in ids))
+    if not values:
+        return "-"
+    parts, start, prev = [], values[0], values[0]
+    for v in values[1:] + [None]:  # type: ignore[list-item]
+        if v is not None and v == prev + 1:
+            prev = v
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if v is not None:
+            start = prev = v
+    return ",".join(parts)
+
+
+def _differing(variants: list[dict[str, Any]], mine: dict[str, Any]) -> str:
+    keys = sorted({k for v in variants for k in v if any(v.get(k) != w.get(k) for w in variants)})
+    return " ".join(f"{k}={mine.get(k)}" for k in keys)
+
+
+def _row(group: Group) -> dict[str, Any]:
+    complete = group.complete_orders()
+    m = metrics(complete.values())
+    per_order_condense = [order_seconds(e, "condense") for e in complete.values()]
+    per_order_train = [order_seconds(e, "train") for e in complete.values()]
+    row: dict[str, Any] = dict(zip(KEY_FIELDS, group.key))
+    row.update(
+        {
+            "network": group.variant.get("network"),
+            "networks_per_step": group.variant.get("networks_per_step"),
+            "epochs": group.variant.get("train.epochs"),
+            "variant": "",
+            "orders": len({o for _, o in complete}),
+            "order_ids": compress_ids(o for _, o in complete),
+            "seeds": compress_ids(s for s, _ in complete),
+            "n": m.n,
+            "final_mean": m.final[0],
+            "final_std": m.final[1],
+            "aia_mean": m.incremental[0],
+            "aia_std": m.incremental[1],
+            "forgetting_mean": m.forgetting[0],
+            "forgetting_std": m.forgetting[1],
+            "condense_seconds": total_seconds(group.orders.values(), "condense"),
+            "train_seconds": total_seconds(group.orders.values(), "train"),
+            "condense_seconds_per_order": mean_std(per_order_condense)[0],
+            "train_seconds_per_order": mean_std(per_order_train)[0],
+            "hardware": ", ".join(group.hardware()),
+            "records": len(group.records),
+            "complete": all(r.get("complete") for r in group.records),
+            "notes": [],
+        }
+    )
+    pending = len(group.orders) - len(complete)
+    if pending:
+        row["notes"].append(f"{pending} unfinished order(s) left out of the summaries (kept in the curve)")
+    if group.duplicates:
+        dup = compress_ids(o for _, o in group.duplicates)
+        row["notes"].append(f"order(s) {dup} appear in more than one record; the latest record's result is used")
+    return row
+
+
+def _protocol_words(group: Group) -> str:
+    d, steps, memory, _, profile = group.key
+    return f"{d}, {steps} steps, memory {memory}, profile {profile}"
+
+
+def summary_rows(records: list[dict[str, Any]], baseline: str | None = None) -> list[dict[str, Any]]:
+    """One row per protocol, mean and std over (seed, order, network); mismatches written into `notes`.
+
+    With `baseline` (a condenser name), each row also gets the paired difference of its final accuracy to the
+    baseline's row of the same protocol: `diff_mean`, `diff_ci_low`, `diff_ci_high`, `p_value`, `diff_n`.
+    """
+    groups = group_records(records)
+    rows = [_row(g) for g in groups]
+
+    # Same key, different settings: separate rows (never pooled), labelled with what differs.
+    by_key: dict[tuple, list[int]] = {}
+    for i, g in enumerate(groups):
+        by_key.setdefault(g.key, []).append(i)
+    for indices in by_key.values():
+        if len(indices) > 1:
+            variants = [groups[i].variant for i in indices]
+            for i in indices:
+                rows[i]["variant"] = _differing(variants, groups[i].variant)
+                rows[i]["notes"].append(
+                    f"{groups[i].condenser} on {_protocol_words(groups[i])} was run with different settings; "
+                    f"each setting has its own row (not pooled)")
+
+    # One protocol, different condensers: different class orders are pointed out.
+    by_protocol: dict[tuple, list[int]] = {}
+    for i, g in enumerate(groups):
+        by_protocol.setdefault(g.comparable_key(), []).append(i)
+    for indices in by_protocol.values():
+        sets = {rows[i]["condenser"] + (f" [{rows[i]['variant']}]" if rows[i]["variant"] else ""):
+                (rows[i]["seeds"], rows[i]["order_ids"]) for i in indices}
+        if len(set(sets.values())) > 1:
+            listing = "; ".join(f"{name}: orders {o}" + (f" seed {s}" if s != "0" else "")
+                                for name, (s, o) in sets.items())
+            for i in indices:
+                rows[i]["notes"].append(f"rows of {_protocol_words(groups[i])} ran different class orders "
+                                        f"({listing})")
+
+    hardware = {r["hardware"] for r in rows}
+    if len(hardware) > 1:
+        for r in rows:
+            r["notes"].append(f"times were measured on different hardware ({'; '.join(sorted(hardware))})")
+
+    if baseline is not None:
+        _add_baseline(groups, rows, baseline)
+    return rows
+
+
+def _add_baseline(groups: list[Group], rows: list[dict[str, Any]], baseline: str) -> None:
+    test = f"{TEST_NAME} over (seed, order, network) pairs of final accuracy, {CONFIDENCE:.0%} t interval"
+    base_groups = [g for g in groups if g.condenser == baseline]
+    for g, row in zip(groups, rows):
+        row.update({"baseline": baseline, "test": test, "diff_n": 0, "diff_mean": None, "diff_ci_low": None,
+                    "diff_ci_high": None, "p_value": None})
+        if g.condenser == baseline:
+            continue
+        matches = [b for b in base_groups if b.comparable_key() == g.comparable_key()]
+        if not matches:
+            row["notes"].append(_no_baseline(g, base_groups, baseline))
+            continue
+        if len(matches) > 1:
+            row["notes"].append(
+                f"{baseline} has {len(matches)} settings for {_protocol_words(g)} "
+                f"({' | '.join(_differing([m.variant for m in matches], m.variant) for m in matches)}); "
+                f"no single baseline to pair with")
+            continue
+        base = matches[0]
+        mine, theirs = g.final_by_pair(), base.final_by_pair()
+        common = sorted(set(mine) & set(theirs))
+        if not common:
+            row["notes"].append(f"no (seed, order, network) in common with {baseline}: nothing to pair")
+            continue
+        if set(mine) != set(theirs):
+            row["notes"].append(
+                f"paired with {baseline} over orders {compress_ids(o for _, o, _ in common)} only "
+                f"({g.condenser}: {compress_ids(o for _, o, _ in mine)}, "
+                f"{baseline}: {compress_ids(o for _, o, _ in theirs)})")
+        result = paired_difference([mine[p] for p in common], [theirs[p] for p in common], CONFIDENCE)
+        row.update({"diff_n": result.n, "diff_mean": result.mean, "diff_ci_low": result.ci_low,
+                    "diff_ci_high": result.ci_high, "p_value": result.p_value})
+    if not base_groups:
+        for row in rows:
+            row["notes"].append(f"no record of the baseline {baseline!r} among the records compared")
+
+
+def _no_baseline(g: Group, base_groups: list[Group], baseline: str) -> str:
+    """Why a row has no baseline: name what the baseline's closest runs differ in."""
+    if not base_groups:
+        return f"no record of the baseline {baseline!r}"
+    mine = {**dict(zip(KEY_FIELDS, g.key)), **_shared(g.variant)}
+    offers = []
+    for b in base_groups:
+        theirs = {**dict(zip(KEY_FIELDS, b.key)), **_shared(b.variant)}
+        diff = [f"{k}={theirs.get(k)}" for k in mine if k != "condenser" and mine.get(k) != theirs.get(k)]
+        offers.append(" ".join(diff))
+    return (f"protocol mismatch: no {baseline} run with this row's protocol; {baseline} was run with "
+            + " | ".join(sorted(set(offers))) + " (not compared)")
