@@ -14,7 +14,6 @@ evaluation network: common random numbers across architectures).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,15 +78,12 @@ class StaticConfig:
 
 def parse_eval_nets(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """`"convnet, alexnet"` -> ("convnet", "alexnet"): known names only, duplicates dropped, order kept."""
-    from clbench.nets.networks import NETWORK_NAMES
+    from clbench.nets.networks import NETWORKS
 
     parts = text.split(",") if isinstance(text, str) else [p for item in text for p in item.split(",")]
     names = tuple(dict.fromkeys(p.strip().lower() for p in parts if p.strip()))
     for name in names:
-        if name not in NETWORK_NAMES:
-            close = difflib.get_close_matches(name, NETWORK_NAMES, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise UsageError(f"--eval-nets: unknown network {name!r}{hint}; known: {', '.join(NETWORK_NAMES)}")
+        NETWORKS.check(name, where="--eval-nets")
     if not names:
         raise UsageError("--eval-nets: name at least one evaluation network")
     return names
