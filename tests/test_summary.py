@@ -78,14 +78,6 @@ def test_summarise_static_against_a_hand_computation():
     assert s["sets_complete"] == 2 and s["condense_seconds"] == 7.0 and s["train_seconds"] == 7.0
 
 
-def test_the_old_import_paths_are_the_same_functions():
-    from clbench.protocol import static
-    from clbench.records import record
-
-    assert record.summarise is summary.summarise
-    assert static.summarise_static is summary.summarise_static
-
-
 def test_compare_rows_and_the_record_summary_are_one_computation():
     from clbench.report.rows import group_records, summary_rows
 

@@ -35,7 +35,9 @@ orders = 1
 # -- fakes -----------------------------------------------------------------------------------------------
 def write_fake_record(job: sw.Job, accuracy: float = 50.0) -> Path:
     """A complete one-order record shaped like runner.run's."""
-    from clbench.records.record import SCHEMA, SCHEMA_VERSION, atomic_write_json, summarise
+    from clbench.records.record import atomic_write_json
+    from clbench.records.schema import SCHEMA, SCHEMA_VERSION
+    from clbench.records.summary import summarise
 
     order = job.order
     steps = [
@@ -268,7 +270,8 @@ def test_local_pool_gpus_retries_failures_and_resume(tmp_path):
     assert len(result.records) == 3
     gathered = json.loads(result.records[0].read_text())
     assert gathered["complete"] and gathered["orders"][0]["order"] == 0
-    from clbench.records.record import load_record, summarise
+    from clbench.records.record import load_record
+    from clbench.records.summary import summarise
 
     assert load_record(result.records[0])["summary"] == summarise(gathered["orders"])
 

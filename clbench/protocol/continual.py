@@ -23,7 +23,8 @@ from clbench.protocol.checkpoint import (OrderState, acquire_lock, config_differ
 from clbench.protocol.orders import (Prepared, Reporter, bytes_needed, execute_order, prepare, resident_data,
                                      resolved_config, saving, torch_threads)
 from clbench.protocol.signals import StopRequested, StopSignals
-from clbench.records.record import RecordError, environment, load_record, new_run_id, summarise
+from clbench.records.record import RecordError, environment, load_record, new_run_id
+from clbench.records.summary import summarise
 from clbench.records.snapshots import check_writable
 from clbench.records.writer import RecordWriter, new_record, now
 

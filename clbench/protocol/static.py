@@ -26,9 +26,9 @@ from torch import Tensor, nn
 from clbench.protocol import config as cfg
 from clbench.nets.augment import DSA
 from clbench.core.errors import UsageError
-from clbench.core.options import build_options
-from clbench.records.record import (SCHEMA, jsonable, SCHEMA_VERSION, atomic_torch_save, atomic_write_bytes, atomic_write_json,
-                             environment, new_run_id)
+from clbench.protocol.resolve import Resolved, resolve
+from clbench.records.record import atomic_torch_save, atomic_write_bytes, jsonable, new_run_id
+from clbench.records.writer import RecordWriter, new_record
 from clbench.records.summary import summarise_static
 from clbench.core.seeding import derive_seed, generator
 from clbench.training.recipe import TrainRecipe, evaluate, train_network
@@ -103,60 +103,59 @@ class StaticReporter:
 
 @dataclass
 class PreparedStatic:
-    """Everything resolved before the first condensation, so bad input fails at once."""
+    """A static run, resolved before the first condensation, so bad input fails at once."""
 
     config: StaticConfig
-    device: torch.device
-    profile: str
-    condenser_cls: type
-    condenser_options: Any
-    recipe: TrainRecipe
-    dataset: Any
+    resolved: Resolved
     sets: list[int]
     evals: int
-    width: int | None = None  # ConvNet width (None: the networks' own default)
+
+    @property
+    def device(self) -> torch.device:
+        return self.resolved.device
+
+    @property
+    def profile(self) -> str:
+        return self.resolved.profile
+
+    @property
+    def recipe(self) -> TrainRecipe:
+        return self.resolved.recipe
+
+    @property
+    def dataset(self) -> Any:
+        return self.resolved.dataset
+
+    @property
+    def width(self) -> int:
+        return self.resolved.convnet_width
 
     def width_for(self, name: str) -> int | None:
-        return self.width if name.startswith("convnet") else None
+        return self.resolved.width_for(name)
 
 
 def prepare(config: StaticConfig) -> PreparedStatic:
-    from clbench.data.datasets import load_dataset
-    from clbench.nets.networks import NETWORK_NAMES, build_network
-
     config.validate()
-    eval_nets = parse_eval_nets(config.eval_nets)
-    config = dataclasses.replace(config, eval_nets=eval_nets)
-    if config.network not in NETWORK_NAMES:
-        raise UsageError(f"--network {config.network!r}: choose one of {', '.join(NETWORK_NAMES)}")
-    device = cfg.resolve_device(config.device)
-    profile = cfg.resolve_profile(config.profile, device)
-    condenser_cls, options = cfg.condenser_and_options(config.condenser, config.opt, profile)
-    recipe = build_options(TrainRecipe, config.train, profile, owner="the training recipe (--train)")
-    dataset = load_dataset(config.dataset, config.data_dir)
+    config = dataclasses.replace(config, eval_nets=parse_eval_nets(config.eval_nets))
+    resolved = resolve(condenser=config.condenser, opt=config.opt, train=config.train, dataset=config.dataset,
+                       data_dir=config.data_dir, device=config.device, profile=config.profile,
+                       network=config.network, width=config.width, eval_networks=config.eval_nets)
+    dataset = resolved.dataset
     smallest = int(dataset.class_counts("train").min())
     if config.ipc > smallest:
         raise UsageError(f"--ipc {config.ipc}: the smallest class of {dataset.name} has only {smallest} training "
                          f"images; use at most {smallest}")
-    # Build each network once on the CPU now: a net that cannot take this image size fails before any work.
-    for name in (config.network, *eval_nets):
-        try:
-            build_network(name, dataset.channels, dataset.num_classes, dataset.image_size, seed=0)
-        except UsageError as exc:
-            raise UsageError(f"{dataset.name} ({dataset.image_size}x{dataset.image_size} px): {exc}") from None
-    sets = config.sets or SETS[profile]
-    evals = config.evals or EVALS[profile]
-    width = config.width or cfg.CONVNET_WIDTH[profile]
-    return PreparedStatic(config, device, profile, condenser_cls, options, recipe, dataset,
-                          list(range(config.first_set, config.first_set + sets)), evals, width)
+    sets = config.sets or SETS[resolved.profile]
+    evals = config.evals or EVALS[resolved.profile]
+    return PreparedStatic(config, resolved, list(range(config.first_set, config.first_set + sets)), evals)
 
 
 def resolved_config(p: PreparedStatic) -> dict[str, Any]:
+    """The record's `config`: every value the run uses, defaults included."""
     c = p.config
-    options = dataclasses.asdict(p.condenser_options) if dataclasses.is_dataclass(p.condenser_options) else {}
     return {
         "condenser": c.condenser,
-        "condenser_options": options,
+        "condenser_options": p.resolved.condenser_options_dict(),
         "dataset": c.dataset,
         "ipc": c.ipc,
         "sets": p.sets,
@@ -181,21 +180,12 @@ def run_static(config: StaticConfig, reporter: StaticReporter | None = None) -> 
     out = Path(p.config.out)
     check_writable(out)
     run_id = new_run_id(p.config.condenser, p.config.dataset)
-    record: dict[str, Any] = {
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        "kind": KIND,
-        "run_id": run_id,
-        "complete": False,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "config": resolved_config(p),
-        "environment": environment(str(p.device)),
-        "orders": [],  # a static record has no class orders; kept so that readers of run records accept it
-        "sets": [],
-        "summary": summarise_static([], list(p.config.eval_nets)),
-    }
+    # a static record has no class orders; `orders` is kept so that readers of run records accept it
+    record = new_record(KIND, run_id, resolved_config(p), str(p.device), orders=[], sets=[],
+                        summary=summarise_static([], list(p.config.eval_nets)))
     path = out / f"{run_id}.json"
-    atomic_write_json(path, record)  # there from the start, marked incomplete
+    writer = RecordWriter(path)
+    writer.write(record)  # there from the start, marked incomplete
     reporter.run_started({"record": str(path), **record["config"]})
     train_x, train_y = p.dataset.normalised("train", p.device)
     test_x, test_y = p.dataset.normalised("test", p.device)
@@ -204,10 +194,10 @@ def run_static(config: StaticConfig, reporter: StaticReporter | None = None) -> 
         entry = run_set(p, index, (train_x, train_y, test_x, test_y), reporter, path)
         record["sets"].append(entry)
         record["summary"] = summarise_static(record["sets"], record["config"]["eval_nets"])
-        atomic_write_json(path, record)
+        writer.write(record)
         reporter.set_finished(entry)
     record["complete"] = True
-    atomic_write_json(path, record)
+    writer.write(record)
     reporter.run_finished(record, path)
     return path, record
 
@@ -277,7 +267,7 @@ def condense_all(p: PreparedStatic, index: int, images: Tensor, labels: Tensor,
     task = CondenseTask(images=images, labels=labels, classes=classes, ipc=c.ipc, generator=gen,
                         new_network=network_factory(build, gen), augment=DSA(), device=p.device, num_classes=ds.num_classes,
                         progress=progress, extras={"dataset": c.dataset, "profile": p.profile, "static": True})
-    condenser = p.condenser_cls(p.condenser_options) if p.condenser_options is not None else p.condenser_cls()
+    condenser = p.resolved.new_condenser()
     return run_condenser(condenser, task)
 
 

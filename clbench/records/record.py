@@ -19,10 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from clbench.core.errors import UsageError
-from clbench.records.summary import summarise  # re-exported: the runners import it from here
+from clbench.records.schema import SCHEMA, SCHEMA_VERSION  # re-exported: readers import them from here
 
-SCHEMA = "clbench.run"
-SCHEMA_VERSION = 1
 RECORD_SUFFIX = ".json"
 
 

@@ -432,7 +432,7 @@ def record_name(run: dict[str, Any], key: str) -> str:
 def gather(folder: Path, jobs: list[Job]) -> list[Path]:
     """One run record per run configuration in <folder>/records: its jobs' orders concatenated, the summary
     recomputed over them, complete only when every order is. Written atomically; re-gathering overwrites."""
-    from clbench.records.record import summarise
+    from clbench.records.summary import summarise
     from clbench.records.writer import RecordWriter, new_record
 
     out = folder / "records"
