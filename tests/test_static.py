@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from clbench.protocol import static
+from clbench.report.rows import static_rows
 from clbench.nets.augment import make_augment
 from clbench.records.record import load_record
 from clbench.training.recipe import TrainRecipe
@@ -98,7 +99,7 @@ def test_condense_writes_a_sound_record(cli, tmp_path) -> None:
         assert summary["accuracy"][name] == {"mean": pytest.approx(np.mean(values)),
                                              "std": pytest.approx(np.std(values)), "n": 2}
 
-    rows = static.static_rows([record, {"kind": "continual", "config": {}}])
+    rows = static_rows([record, {"kind": "continual", "config": {}}])
     assert [r["network"] for r in rows] == ["alexnet", "convnet"]
     assert all(r["n"] == 2 and r["sets"] == 2 and r["ipc"] == 2 and r["condenser"] == "random" for r in rows)
     assert rows[1]["mean"] == pytest.approx(summary["accuracy"]["convnet"]["mean"])
@@ -142,3 +143,23 @@ def test_condense_bad_input_is_one_line_exit_2(cli, tmp_path, args, message) -> 
     assert message in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not list(tmp_path.glob("*.json"))
+
+
+def test_static_rows_never_pool_records_whose_options_differ():
+    def record(run_id, options, accuracies):
+        return {"kind": "static", "run_id": run_id, "complete": True,
+                "config": {"dataset": "d", "condenser": "ddm", "ipc": 1, "profile": "quick", "eval_nets": ["convnet"],
+                           "network": "convnet", "width": 32, "train": {"epochs": 5},
+                           "condenser_options": options},
+                "sets": [{"set": i, "complete": True, "accuracies": {"convnet": [a]}, "condense_seconds": 1.0,
+                          "train_seconds": {"convnet": 1.0}} for i, a in enumerate(accuracies)]}
+
+    full = {"mm": True, "cm": True, "icd": True}
+    rows = static_rows([record("a", full, [60.0, 62.0]), record("b", {**full, "cm": False}, [50.0]),
+                        record("c", full, [64.0])])
+    by_name = {r["condenser"]: r for r in rows}
+    assert set(by_name) == {"ddm [opt.cm=True]", "ddm [opt.cm=False]"}
+    assert by_name["ddm [opt.cm=True]"]["mean"] == pytest.approx(62.0) and by_name["ddm [opt.cm=True]"]["n"] == 3
+    assert by_name["ddm [opt.cm=False]"]["mean"] == 50.0 and by_name["ddm [opt.cm=False]"]["records"] == 1
+    # one variant only: the plain name
+    assert [r["condenser"] for r in static_rows([record("a", full, [60.0])])] == ["ddm"]

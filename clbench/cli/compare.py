@@ -43,7 +43,7 @@ def compare(
         print_table(summary_rows(continual, baseline=baseline), fmt, console)
     if static:
         from clbench.report.compare import render_static
-        from clbench.protocol.static import static_rows
+        from clbench.report.rows import static_rows
 
         render_static(static_rows(static), fmt, console)
     if plot is not None and continual:

@@ -276,3 +276,74 @@ def _no_baseline(g: Group, base_groups: list[Group], baseline: str) -> str:
         offers.append(" ".join(diff))
     return (f"protocol mismatch: no {baseline} run with this row's protocol; {baseline} was run with "
             + " | ".join(sorted(set(offers))) + " (not compared)")
+
+
+# -- static condensation records -> rows -------------------------------------------------------------------
+STATIC_KEY_FIELDS = ("dataset", "condenser", "ipc", "profile", "network")
+
+
+def static_variant(record: dict[str, Any]) -> dict[str, Any]:
+    """The settings of a static record beyond its key that change results: condensation network and width,
+    training recipe, condenser options (flat `name -> value`, as `protocol_variant`)."""
+    c = record["config"]
+    flat: dict[str, Any] = {"network": c.get("network"), "width": c.get("width")}
+    for k, v in sorted((c.get("train") or {}).items()):
+        flat[f"train.{k}"] = v
+    for k, v in sorted((c.get("condenser_options") or {}).items()):
+        flat[f"opt.{k}"] = v
+    return flat
+
+
+def static_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (dataset, condenser, ipc, profile, evaluation network) and variant, pooling the complete
+    sets of all records of that key. Records whose settings differ (e.g. an ablation's condenser options)
+    are never averaged together: each variant is its own row, its condenser named with what differs.
+
+    Row fields: dataset, condenser, ipc, profile, network (the evaluation network), condensed_with (the
+    condensation network), sets (distinct set indices), n (trainings pooled), mean, std (percent, population
+    std), condense_seconds, train_seconds (this network's training), complete, records. Non-static records are
+    ignored, so `compare` may pass every record it found.
+    """
+    groups: dict[tuple, list[tuple[dict, str]]] = {}
+    variants: dict[tuple, dict[str, Any]] = {}
+    for record in records:
+        if record.get("kind") != "static":
+            continue
+        config, variant = record["config"], static_variant(record)
+        for name in config.get("eval_nets", []):
+            key = (config["dataset"], config["condenser"], config["ipc"], config["profile"], name)
+            groups.setdefault(key + _frozen(variant), []).append((record, name))
+            variants[key + _frozen(variant)] = variant
+    by_key: dict[tuple, list[dict[str, Any]]] = {}
+    for full in groups:
+        by_key.setdefault(full[: len(STATIC_KEY_FIELDS)], []).append(variants[full])
+    rows = []
+    for full, members in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+        key = full[: len(STATIC_KEY_FIELDS)]
+        values, set_ids, condense, train = [], set(), 0.0, 0.0
+        for record, name in members:
+            for s in record.get("sets", []):
+                if not s.get("complete"):
+                    continue
+                values.extend(s["accuracies"].get(name, []))
+                set_ids.add(s["set"])
+                condense += float(s["condense_seconds"])
+                train += float(s["train_seconds"].get(name, 0.0))
+        row = dict(zip(STATIC_KEY_FIELDS, key))
+        differs = _differing(by_key[key], variants[full]) if len(by_key[key]) > 1 else ""
+        if differs:
+            row["condenser"] = f"{row['condenser']} [{differs}]"
+        mean, std = mean_std(values)
+        row.update({
+            "condensed_with": variants[full]["network"] or "convnet",
+            "sets": len(set_ids),
+            "n": len(values),
+            "mean": mean,
+            "std": std,
+            "condense_seconds": condense,
+            "train_seconds": train,
+            "complete": all(r.get("complete") for r, _ in members),
+            "records": len({r["run_id"] for r, _ in members}),
+        })
+        rows.append(row)
+    return rows
