@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from clbench.sweep import driver
+from clbench.sweep import jobs as jobfiles
 from clbench.sweep import spec as sw
 from clbench.core.errors import UsageError
 from clbench.sweep.launchers import LocalLauncher, RayLauncher, make_launcher, parse_minutes, unmet_request
@@ -82,7 +84,7 @@ def fake_work(job: sw.Job, sleep: float = 0.0, fail_once: tuple = (), fail_alway
 
 
 def run_fake(job: sw.Job, **behaviour) -> str:
-    return sw.execute_job(job, work=functools.partial(fake_work, **behaviour))
+    return jobfiles.execute_job(job, work=functools.partial(fake_work, **behaviour))
 
 
 def fake_execute(**behaviour):
@@ -97,7 +99,7 @@ def fake_spec(tmp_path: Path, seeds: list[int], device: str = "cpu", extra: str 
     return sw.load_spec(path, folder=tmp_path / "sweep")
 
 
-def by_seed(result: sw.SweepResult) -> dict[int, sw.JobState]:
+def by_seed(result: driver.SweepResult) -> dict[int, jobfiles.JobState]:
     return {result.board.jobs[j].config["seed"]: s for j, s in result.board.states.items()}
 
 
@@ -105,7 +107,7 @@ def attempts_intervals(jobs: list[sw.Job]) -> list[tuple[float, float, str | Non
     """(start, end, CUDA_VISIBLE_DEVICES) of every attempt of every job, from the workers' status files."""
     out = []
     for job in jobs:
-        status = sw.read_status(job.folder)
+        status = jobfiles.read_status(job.folder)
         for attempt in [*status.get("history", []), status]:
             if attempt.get("started") and attempt.get("ended"):
                 out.append((attempt["started"], attempt["ended"], attempt.get("cuda_visible_devices")))
@@ -225,7 +227,7 @@ def test_bad_run_configuration_fails_before_anything_runs(tmp_path):
     spec = sw.parse_spec({"dataset": "digits", "condenser": ["random", "herding"],
                           "opt": {"herding": {"nope": 1}}}, folder=tmp_path / "s")
     with pytest.raises(UsageError, match="unknown option 'nope'"):
-        sw.plan(spec, "local")
+        driver.plan(spec, "local")
     assert not (tmp_path / "s" / "jobs").exists()
     with pytest.raises(UsageError, match="unknown keys in \\[ray\\]: gpu"):
         make_launcher("ray", sw.parse_spec({"ray": {"gpu": 1}}, folder=tmp_path))
@@ -254,7 +256,7 @@ def test_local_pool_gpus_retries_failures_and_resume(tmp_path):
     spec = fake_spec(tmp_path, [0, 1, 2, 3], device="auto", extra='[local]\ngpus = ["0", "1"]\n')
     launcher = make_launcher("local", spec, retries=1)
     assert isinstance(launcher, LocalLauncher)
-    result = sw.run_sweep(spec, launcher, execute=fake_execute(sleep=0.3, fail_once=(2,), fail_always=(3,)))
+    result = driver.run_sweep(spec, launcher, execute=fake_execute(sleep=0.3, fail_once=(2,), fail_always=(3,)))
     states = by_seed(result)
     assert [states[s].state for s in range(4)] == ["done", "done", "done", "failed"]
     assert [states[s].attempts for s in range(4)] == [1, 1, 2, 2]  # flaky: retried once; broken: 1 + 1 retry
@@ -276,22 +278,22 @@ def test_local_pool_gpus_retries_failures_and_resume(tmp_path):
     assert load_record(result.records[0])["summary"] == summarise(gathered["orders"])
 
     # Fixed: a re-run runs the failed job only; the others are skipped.
-    again = sw.run_sweep(spec, make_launcher("local", spec), execute=fake_execute())
+    again = driver.run_sweep(spec, make_launcher("local", spec), execute=fake_execute())
     states = by_seed(again)
     assert [states[s].skipped for s in range(4)] == [True, True, True, False]
     assert all(s.state == "done" for s in states.values()) and len(again.records) == 4
 
     # One record deleted: that job alone runs again.
     victim = next(j for j in spec_jobs(spec) if j.config["seed"] == 1)
-    sw.complete_record(victim.folder).unlink()
-    third = sw.run_sweep(spec, make_launcher("local", spec), execute=fake_execute())
+    jobfiles.complete_record(victim.folder).unlink()
+    third = driver.run_sweep(spec, make_launcher("local", spec), execute=fake_execute())
     ran = [seed for seed, s in by_seed(third).items() if not s.skipped]
     assert ran == [1] and by_seed(third)[1].state == "done"
 
 
 def test_local_job_whose_process_dies_is_reported(tmp_path):
     spec = fake_spec(tmp_path, [0, 1])
-    result = sw.run_sweep(spec, make_launcher("local", spec, max_parallel=2), execute=fake_execute(crash=(1,)))
+    result = driver.run_sweep(spec, make_launcher("local", spec, max_parallel=2), execute=fake_execute(crash=(1,)))
     states = by_seed(result)
     assert states[0].state == "done" and states[1].state == "failed"
     assert states[1].error == "the job's process ended with exit code 3"
@@ -303,10 +305,10 @@ def spec_jobs(spec: sw.SweepSpec) -> list[sw.Job]:
 
 def test_gathered_record_is_incomplete_while_an_order_is_missing(tmp_path):
     spec = sw.parse_spec({"dataset": "digits", "orders": 3, "device": "cpu"}, folder=tmp_path / "s")
-    jobs = sw.plan(spec, "local")
+    jobs = driver.plan(spec, "local")
     for job in jobs[:2]:
         write_fake_record(job)
-    (path,) = sw.gather(spec.folder, jobs)
+    (path,) = jobfiles.gather(spec.folder, jobs)
     record = json.loads(path.read_text())
     assert not record["complete"] and record["sweep"]["missing_orders"] == [2]
     assert [o["order"] for o in record["orders"]] == [0, 1] and record["config"]["orders"] == [0, 1, 2]
@@ -314,9 +316,9 @@ def test_gathered_record_is_incomplete_while_an_order_is_missing(tmp_path):
 
 
 def test_second_driver_of_the_same_folder_is_refused(tmp_path):
-    with sw.driver_lock(tmp_path):
+    with driver.driver_lock(tmp_path):
         with pytest.raises(UsageError, match="another clbench sweep drives this folder"):
-            with sw.driver_lock(tmp_path):
+            with driver.driver_lock(tmp_path):
                 pass
 
 
@@ -353,9 +355,7 @@ def test_end_to_end_local_sweep_on_digits_is_read_by_compare(cli, tmp_path):
 def test_cli_reports_failures_and_how_to_retry(cli, tmp_path, monkeypatch):
     spec = tmp_path / "spec.toml"
     spec.write_text(FAKE_SPEC.format(device="cpu", seeds="[0, 7]") + f'[sweep]\nfolder = "{tmp_path / "s"}"\n')
-    import clbench.sweep.spec
-
-    monkeypatch.setattr(clbench.sweep.spec, "execute_job", fake_execute(fail_always=(7,)))  # run_sweep's default
+    monkeypatch.setattr(driver, "execute_job", fake_execute(fail_always=(7,)))  # run_sweep's default
     code, out, err = cli("sweep", str(spec), "--dry-run")
     assert code == 0 and out.count("random") == 2
     code, out, err = cli("sweep", str(spec))
@@ -383,7 +383,7 @@ def test_ray_runs_jobs_two_at_a_time_on_fake_gpus(ray_instance, tmp_path):
     spec = fake_spec(tmp_path, [0, 1, 2, 3, 4], extra="[ray]\ngpus_per_job = 1\n")
     launcher = make_launcher("ray", spec, retries=1)
     assert isinstance(launcher, RayLauncher)
-    result = sw.run_sweep(spec, launcher, execute=fake_execute(sleep=1.0, fail_once=(3,), fail_always=(4,)))
+    result = driver.run_sweep(spec, launcher, execute=fake_execute(sleep=1.0, fail_once=(3,), fail_always=(4,)))
     states = by_seed(result)
     assert [states[s].state for s in range(5)] == ["done"] * 4 + ["failed"]
     assert states[3].attempts == 2 and states[4].attempts == 2
@@ -401,19 +401,19 @@ def test_ray_refuses_at_once_a_job_the_cluster_cannot_hold(ray_instance, tmp_pat
     spec = fake_spec(tmp_path, [0], extra="[ray]\ngpus_per_job = 3\n")
     start = time.monotonic()
     with pytest.raises(UsageError, match="asks for 3 GPU\\(s\\).*largest: 2 GPU"):
-        sw.run_sweep(spec, make_launcher("ray", spec), execute=fake_execute())
+        driver.run_sweep(spec, make_launcher("ray", spec), execute=fake_execute())
     assert time.monotonic() - start < 10
-    assert not sw.read_status(sw.expand(spec)[0].folder)  # nothing was submitted
+    assert not jobfiles.read_status(sw.expand(spec)[0].folder)  # nothing was submitted
 
 
 def test_ray_crashed_worker_is_retried_by_ray_then_reported(ray_instance, tmp_path):
     spec = fake_spec(tmp_path, [0], extra="[ray]\nmax_retries = 1\n")
-    result = sw.run_sweep(spec, make_launcher("ray", spec, retries=3), execute=fake_execute(crash=(0,)))
+    result = driver.run_sweep(spec, make_launcher("ray", spec, retries=3), execute=fake_execute(crash=(0,)))
     (state,) = result.board.states.values()
     assert state.state == "failed" and state.error.startswith("worker crashed")
     assert str(ray_instance / "ray") in state.log and "python-core-worker" in state.log  # where to look
     assert state.attempts == 1  # a crash is Ray's to retry (max_retries), not resubmitted by --retries
-    status = sw.read_status(result.jobs[0].folder)
+    status = jobfiles.read_status(result.jobs[0].folder)
     assert status["state"] == "running" and len(status["history"]) == 1  # Ray ran it twice
 
 
@@ -476,7 +476,7 @@ def test_slurm_array_script_retries_and_failure_report(mocked_slurm, tmp_path):
         return handles
 
     launcher.submit = submit_and_run
-    result = sw.run_sweep(spec, launcher, execute=fake_execute(fail_once=(1,), fail_always=(3,)))
+    result = driver.run_sweep(spec, launcher, execute=fake_execute(fail_once=(1,), fail_always=(3,)))
     first, second = arrays[0][0], arrays[1][0]
     assert array_line(first, "array") == "0-3%2"  # 4 jobs, at most 2 at once
     assert array_line(first, "partition") == "gpu"
@@ -489,7 +489,7 @@ def test_slurm_array_script_retries_and_failure_report(mocked_slurm, tmp_path):
     assert states[3].attempts == 2 and states[3].error == "ValueError: boom 3"
     assert states[3].log.startswith(str(arrays[1][1].paths.stderr))  # its last attempt's log
     assert len(result.records) == 3
-    plan = sw.read_plan(spec.folder)
+    plan = jobfiles.read_plan(spec.folder)
     assert set(plan["engine_state"]["tasks"]) == {j.id for j in result.jobs}
 
 
@@ -497,18 +497,18 @@ def test_slurm_detach_refuse_resubmit_and_attach(mocked_slurm, tmp_path):
     spec = fake_spec(tmp_path, [0, 1], device="cpu", extra=SLURM)
     execute = fake_execute()
     detached = make_launcher("slurm", spec, detach=True)
-    result = sw.run_sweep(spec, detached, execute=execute)
+    result = driver.run_sweep(spec, detached, execute=execute)
     assert result.board.counts()["pending"] == 2 and not result.records
     assert array_line(next(iter(_handles(spec))), "gpus-per-node") == "0"  # device = cpu: no GPU asked
     with pytest.raises(UsageError, match="still queued or running.*--attach"):
-        sw.run_sweep(spec, make_launcher("slurm", spec), execute=execute)
+        driver.run_sweep(spec, make_launcher("slurm", spec), execute=execute)
     run_on_mock(mocked_slurm, _handles(spec))  # the cluster runs them while no driver watches
-    attached = sw.attach_sweep(spec.folder, make_launcher("slurm", spec), execute=execute)
+    attached = driver.attach_sweep(spec.folder, make_launcher("slurm", spec), execute=execute)
     assert all(s.state == "done" for s in attached.board.states.values()) and len(attached.records) == 2
 
 
 def _handles(spec: sw.SweepSpec) -> list:
     import submitit
 
-    tasks = sw.read_plan(spec.folder)["engine_state"]["tasks"]
+    tasks = jobfiles.read_plan(spec.folder)["engine_state"]["tasks"]
     return [submitit.SlurmJob(spec.folder / "slurm", t["engine_id"]) for t in tasks.values()]

@@ -22,7 +22,8 @@ def sweep(
     dry_run: bool = typer.Option(False, "--dry-run", help="list the jobs and what is already done; run nothing"),
 ) -> None:
     """Run a grid of run configurations x class orders as independent jobs on a process pool, Ray or Slurm."""
-    from clbench.sweep import spec as sw
+    from clbench.sweep import driver
+    from clbench.sweep.spec import load_spec
     from clbench.core.errors import UsageError
     from clbench.sweep.launchers import make_launcher
 
@@ -30,25 +31,25 @@ def sweep(
     if attach is not None:
         if spec is not None:
             raise UsageError("give either a spec or --attach FOLDER, not both")
-        loaded, _, planned = sw.attached_spec(attach)
+        loaded, _, planned = driver.attached_spec(attach)
         if planned != "slurm" or (launcher not in (None, "slurm")):
             raise UsageError(f"--attach follows Slurm sweeps; {attach} was run with --launcher {planned}: "
                              f"run its spec again instead (finished jobs are skipped)")
         engine = make_launcher("slurm", loaded, max_parallel=max_parallel, retries=retries, slurm=slurm)
-        result = _with_live_table(lambda listener: sw.attach_sweep(loaded.folder, engine, listener), engine.name)
+        result = _with_live_table(lambda listener: driver.attach_sweep(loaded.folder, engine, listener), engine.name)
         _summarise(result, f"clbench sweep --attach {loaded.folder}")
         return
     if spec is None:
         raise UsageError("give a sweep spec (TOML), or --attach FOLDER")
-    loaded = sw.load_spec(spec, folder)
+    loaded = load_spec(spec, folder)
     name = launcher or loaded.launcher
     engine = make_launcher(name, loaded, max_parallel=max_parallel, retries=retries, ray_address=ray_address,
                            slurm=slurm, detach=detach)
     if dry_run:
-        _dry_run(loaded, sw.plan(loaded, name, write=False))
+        _dry_run(loaded, driver.plan(loaded, name, write=False))
         return
     try:
-        result = _with_live_table(lambda listener: sw.run_sweep(loaded, engine, listener), engine.name)
+        result = _with_live_table(lambda listener: driver.run_sweep(loaded, engine, listener), engine.name)
     except KeyboardInterrupt:
         if engine.name == "slurm":
             typer.echo(f"the jobs keep running on Slurm; follow them with: clbench sweep --attach {loaded.folder}",
@@ -121,7 +122,7 @@ def _dry_run(spec, jobs) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from clbench.sweep.spec import complete_record
+    from clbench.sweep.jobs import complete_record
 
     table = Table(title=f"{len(jobs)} job(s) in {spec.folder}", title_justify="left")
     for column in ("job", "condenser", "dataset", "memory", "steps", "order", "done"):
@@ -139,7 +140,7 @@ def _summarise(result, retry: str) -> None:
 
     from clbench.report.compare import print_table, summary_rows
     from clbench.records.record import load_record
-    from clbench.sweep.spec import SweepFailed
+    from clbench.sweep.driver import SweepFailed
 
     console = Console(soft_wrap=True)
     counts = result.board.counts()

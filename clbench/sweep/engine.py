@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
-from clbench.sweep.spec import Job, JobBoard, execute_job, read_status
+from clbench.sweep.jobs import JobBoard, execute_job, read_status
+from clbench.sweep.spec import Job
 
 Execute = Callable[[Job], Any]
 

@@ -10,7 +10,8 @@ from typing import Any
 
 from clbench.core.options import option
 from clbench.sweep.engine import Execute, LaunchSettings, Launcher
-from clbench.sweep.spec import Job, JobBoard, execute_job
+from clbench.sweep.jobs import JobBoard, execute_job
+from clbench.sweep.spec import Job
 
 
 @dataclass(frozen=True)

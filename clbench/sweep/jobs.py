@@ -1,0 +1,288 @@
+"""A sweep's folder and its jobs: the plan and status files, one job run on a worker, the board of job states,
+and the gathering of the jobs' records into one run record per configuration (the folder's layout is in
+clbench.sweep.spec's docstring).
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from clbench.core.errors import UsageError
+from clbench.sweep.spec import JOB_FILE, STATES, STATUS_FILE, SWEEP_FILE, Job, SweepSpec
+
+# -- the sweep folder ------------------------------------------------------------------------------------
+def write_plan(spec: SweepSpec, jobs: list[Job], launcher: str) -> None:
+    """The spec and job list on disk: what a re-attached driver and a curious user read."""
+    from clbench.records.record import atomic_write_json
+
+    plan_path = spec.folder / SWEEP_FILE
+    previous = _read_json(plan_path) or {}
+    atomic_write_json(plan_path, {
+        "schema": "clbench.sweep", "spec": spec.to_dict(), "launcher": launcher,
+        "jobs": [j.to_dict() for j in jobs], "engine_state": previous.get("engine_state", {}),
+    })
+    for job in jobs:
+        if not (job.folder / JOB_FILE).is_file():
+            atomic_write_json(job.folder / JOB_FILE, job.to_dict())
+
+
+def read_plan(folder: str | Path) -> dict[str, Any]:
+    path = Path(folder) / SWEEP_FILE
+    plan = _read_json(path)
+    if plan is None or plan.get("schema") != "clbench.sweep":
+        raise UsageError(f"{folder}: not a sweep folder (no readable {SWEEP_FILE})")
+    return plan
+
+
+def save_engine_state(folder: Path, state: dict[str, Any]) -> None:
+    """Launcher bookkeeping (e.g. Slurm job ids) kept in .sweep.json, so that a driver can re-attach."""
+    from clbench.records.record import atomic_write_json
+
+    plan = read_plan(folder)
+    plan["engine_state"] = state
+    atomic_write_json(folder / SWEEP_FILE, plan)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _records_in(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
+    from clbench.records.record import RecordError, load_record
+
+    found = []
+    for path in sorted(folder.glob("*.json")):
+        if path.name.startswith("."):
+            continue
+        try:
+            found.append((path, load_record(path)))
+        except RecordError:
+            continue
+    return found
+
+
+def complete_record(folder: Path) -> Path | None:
+    """The job's finished record, if it has one: the test that makes a re-run skip the job."""
+    for path, record in _records_in(folder):
+        if record.get("complete"):
+            return path
+    return None
+
+
+def best_record(folder: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The complete record, else the one that got furthest (its partial order still feeds the curve)."""
+    records = _records_in(folder)
+    done = [(p, r) for p, r in records if r.get("complete")]
+    if done:
+        return done[0]
+    partial = [(p, r) for p, r in records if r.get("orders")]
+    return max(partial, key=lambda pr: len(pr[1]["orders"][0].get("steps", []))) if partial else None
+
+
+def read_status(folder: Path) -> dict[str, Any]:
+    return _read_json(folder / STATUS_FILE) or {}
+
+
+def mark(folder: Path, state: str, **info: Any) -> dict[str, Any]:
+    """Replace the job's status atomically; the previous attempts are kept in `history`."""
+    from clbench.records.record import atomic_write_json
+
+    previous = read_status(folder)
+    history = list(previous.pop("history", []))
+    before = previous.pop("state", None)
+    starts_attempt = {"queued": ("running", "done", "failed"), "running": ("running", "done", "failed")}
+    if before in starts_attempt.get(state, ()):  # a new attempt: the last one goes to the history
+        history.append({"state": before, **previous})
+        previous = {}
+    elif state == "queued":
+        previous = {}
+    status = {**previous, "state": state, **info, "history": history}
+    atomic_write_json(folder / STATUS_FILE, status)
+    return status
+
+
+# -- one job, on a worker --------------------------------------------------------------------------------
+def execute_job(job: Job, work: Callable[[Job], Any] | None = None) -> str:
+    """The entry point every engine calls on a worker. Idempotent: a job already done returns at once, so a
+    requeued or duplicated job costs nothing. Marks its status, runs, and re-raises any error for the engine."""
+    folder = job.folder
+    done = complete_record(folder)
+    if done is not None:
+        mark(folder, "done", record=str(done), note="already complete")
+        return str(done)
+    mark(folder, "running", started=time.time(), host=socket.gethostname(), pid=os.getpid(),
+         cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))
+    try:
+        result = (work or run_job)(job)
+    except BaseException as exc:
+        mark(folder, "failed", ended=time.time(), error=_one_line(exc), traceback=traceback.format_exc())
+        raise
+    mark(folder, "done", ended=time.time(), record=str(result))
+    return str(result)
+
+
+def run_job(job: Job) -> Path:
+    """One order through the ordinary runner; an unfinished record of an earlier attempt is cleared first."""
+    import shutil
+
+    from clbench.protocol.continual import run
+
+    for path, record in _records_in(job.folder):
+        if not record.get("complete"):
+            path.unlink(missing_ok=True)
+            shutil.rmtree(path.with_suffix(""), ignore_errors=True)
+    path, _ = run(job.run_config())
+    return path
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+# -- gathering -------------------------------------------------------------------------------------------
+def record_name(run: dict[str, Any], key: str) -> str:
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in str(run["condenser"]))
+    return f"{run['dataset']}-{safe}-{run['memory']}-{run['steps']}steps-{key[:8]}"
+
+
+def gather(folder: Path, jobs: list[Job]) -> list[Path]:
+    """One run record per run configuration in <folder>/records: its jobs' orders concatenated, the summary
+    recomputed over them, complete only when every order is. Written atomically; re-gathering overwrites."""
+    from clbench.records.summary import summarise
+    from clbench.records.writer import RecordWriter, new_record
+
+    out = folder / "records"
+    groups: dict[str, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(job.run_key, []).append(job)
+    written = []
+    for key, group in groups.items():
+        group = sorted(group, key=lambda j: j.order)
+        entries, sources, first = [], [], None
+        for job in group:
+            found = best_record(job.folder)
+            if found is None or not found[1]["orders"]:
+                continue
+            path, record = found
+            first = first or record
+            entry = dict(record["orders"][0])
+            if entry.get("memory_file"):
+                entry["memory_file"] = os.path.relpath(path.parent / entry["memory_file"], out)
+            entries.append(entry)
+            sources.append({"order": job.order, "job": job.id, "record": os.path.relpath(path, out),
+                            "host": record.get("environment", {}).get("host")})
+        if first is None:
+            continue
+        name = record_name(group[0].config, key)
+        complete = len(entries) == len(group) and all(e.get("complete") for e in entries)
+        gathered = new_record(first.get("kind", "continual"), name,
+                              {**first["config"], "orders": [j.order for j in group]},
+                              str(first["config"].get("device", "cpu")),
+                              env=first.get("environment", {}),  # where the orders ran, not where they were gathered
+                              orders=entries, summary=summarise(entries),
+                              sweep={"folder": str(folder), "run_key": key, "jobs": sources,
+                                     "missing_orders": [j.order for j in group
+                                                        if j.order not in {s["order"] for s in sources}]})
+        gathered["complete"] = complete
+        path = out / f"{name}.json"
+        RecordWriter(path).write(gathered)
+        written.append(path)
+    return written
+
+
+# -- progress --------------------------------------------------------------------------------------------
+@dataclass
+class JobState:
+    state: str = "pending"
+    attempts: int = 0
+    detail: str = ""
+    error: str | None = None
+    log: str | None = None
+    started: float | None = None
+    ended: float | None = None
+    skipped: bool = False
+
+
+class JobBoard:
+    """Where each job stands, for the live table and the closing summary. Launchers set what they know
+    (submitted, finished, failed); `refresh` adds what only the workers know (started, host, GPU)."""
+
+    def __init__(self, jobs: Iterable[Job], listener: Callable[["JobBoard"], None] | None = None):
+        self.jobs = {j.id: j for j in jobs}
+        self.states = {j: JobState() for j in self.jobs}
+        self.listener = listener
+        self.started = time.time()
+        self._last_refresh = float("-inf")
+
+    def set(self, job_id: str, state: str, **info: Any) -> None:
+        if state not in STATES:
+            raise ValueError(f"unknown job state {state!r}")
+        entry = self.states[job_id]
+        entry.state = state
+        for key, value in info.items():
+            setattr(entry, key, value)
+        if state == "running" and entry.started is None:
+            entry.started = time.time()
+        if state in ("done", "failed") and entry.ended is None:
+            entry.ended = time.time()
+        self.tick()
+
+    def submitted(self, job_id: str) -> int:
+        """A new attempt handed to the engine: pending until a worker says it started."""
+        entry = self.states[job_id]
+        entry.attempts += 1
+        entry.started = entry.ended = None
+        entry.error = entry.log = None
+        entry.state, entry.detail = "pending", "queued" if entry.attempts == 1 else f"retry {entry.attempts - 1}"
+        mark(self.jobs[job_id].folder, "queued", queued=time.time(), attempt=entry.attempts)
+        self.tick()
+        return entry.attempts
+
+    def refresh(self) -> None:
+        """Pick up workers that started since the last look (their status file says running). At most once a
+        second (less often for big sweeps): the files may sit on a shared file system."""
+        now = time.monotonic()
+        if now - self._last_refresh < max(1.0, len(self.states) / 500):
+            return
+        self._last_refresh = now
+        changed = False
+        for job_id, entry in self.states.items():
+            if entry.state != "pending" or entry.attempts == 0:
+                continue
+            status = read_status(self.jobs[job_id].folder)
+            if status.get("state") == "running":
+                entry.state = "running"
+                entry.started = status.get("started") or time.time()
+                gpu = status.get("cuda_visible_devices")
+                entry.detail = f"{status.get('host', '')}" + (f" GPU {gpu}" if gpu else "")
+                changed = True
+        if changed:
+            self.tick()
+
+    def failed_detail(self, job_id: str, fallback: str) -> str:
+        """The worker's own one-line error when it wrote one, else what the engine said."""
+        status = read_status(self.jobs[job_id].folder)
+        return status.get("error") if status.get("state") == "failed" and status.get("error") else fallback
+
+    def tick(self) -> None:
+        if self.listener is not None:
+            self.listener(self)
+
+    def counts(self) -> dict[str, int]:
+        counts = {s: 0 for s in STATES}
+        for entry in self.states.values():
+            counts[entry.state] += 1
+        return counts
+
+    def failures(self) -> list[tuple[Job, JobState]]:
+        return [(self.jobs[j], s) for j, s in self.states.items() if s.state == "failed"]
