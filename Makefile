@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: run test setup data clean
+.PHONY: run test test-fast lint setup data clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,8 +32,16 @@ run: setup
 	done
 	$(VENV)/bin/clbench compare $(DEMO_OUT)
 
-test: setup
+# The whole suite (what CI runs), after the linter: a lint error fails the build.
+test: setup lint
 	$(VENV)/bin/python -m pytest
+
+# Everyday work: the suite without the end-to-end CLI runs (`slow`), after the linter.
+test-fast: setup lint
+	$(VENV)/bin/python -m pytest -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
 
 clean:
 	rm -rf $(VENV) build *.egg-info

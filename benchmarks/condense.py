@@ -28,12 +28,13 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from reference_layers import reference_layers  # noqa: E402
+
 from clbench.condense import losses  # noqa: E402
-from clbench.nets.augment import DSA  # noqa: E402
-from clbench.nets.networks import build_network  # noqa: E402
 from clbench.core.options import build_options  # noqa: E402
 from clbench.core.speed import device_name, synchronize  # noqa: E402
-from reference_layers import reference_layers  # noqa: E402
+from clbench.nets.augment import DSA  # noqa: E402
+from clbench.nets.networks import build_network  # noqa: E402
 
 # name: (channels, size, classes per step, classes in the dataset); the paper's CL protocol
 CASES = {"fmnist": (1, 28, 2, 10), "cifar": (3, 32, 20, 100)}
@@ -215,7 +216,7 @@ def main() -> None:
             try:
                 ours, ours_amp, ref = loss_difference(method, case, args, device)
 
-                def rel(x: float) -> str:
+                def rel(x: float, ref: float = ref) -> str:
                     return f"{abs(x - ref) / max(abs(ref), 1e-30):.1e}"
 
                 check = (f"loss: reference fp32 {ref:.6g}, clbench fp32 {ours:.6g} (rel. diff {rel(ours)}), "

@@ -22,13 +22,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from clbench.nets.augment import DSA  # noqa: E402
-from clbench.nets.networks import build_network  # noqa: E402
-from clbench.core.options import build_options  # noqa: E402
-from clbench.core.speed import device_name, synchronize  # noqa: E402
-from clbench.training.recipe import TrainRecipe, evaluate, train_network  # noqa: E402
 from clbench.condensers import get_condenser  # noqa: E402
 from clbench.condensers.base import CondenseTask, network_factory  # noqa: E402
+from clbench.core.options import build_options  # noqa: E402
+from clbench.core.speed import device_name, synchronize  # noqa: E402
+from clbench.nets.augment import DSA  # noqa: E402
+from clbench.nets.networks import build_network  # noqa: E402
+from clbench.training.recipe import TrainRecipe, evaluate, train_network  # noqa: E402
 
 CLASSES, STEPS, IPC, REAL_PER_CLASS, WIDTH = 100, 5, 20, 500, 128
 PAPER_ITERATIONS, PAPER_EPOCHS, NETS, TEST_PER_CLASS = 20000, 1000, 3, 100

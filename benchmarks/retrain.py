@@ -25,11 +25,12 @@ from torch.utils.data import DataLoader, TensorDataset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from reference_layers import reference_layers  # noqa: E402
+
+from clbench.core.speed import device_name, fast_train_options, synchronize  # noqa: E402
 from clbench.nets.augment import make_augment  # noqa: E402
 from clbench.nets.networks import build_network  # noqa: E402
-from clbench.core.speed import device_name, fast_train_options, synchronize  # noqa: E402
 from clbench.training.recipe import TrainRecipe, train_network  # noqa: E402
-from reference_layers import reference_layers  # noqa: E402
 
 SHAPES = {"fmnist": (1, 28, 10), "cifar": (3, 32, 10)}  # channels, size, classes
 

@@ -35,10 +35,10 @@ def make_task(
 ) -> Any:
     """A CondenseTask like the harness builds: `per_class` real training images of each class (shuffled
     together), a seeded generator, fresh seeded networks of `network`, and DSA with the default strategy."""
-    from clbench.nets.augment import DSA
-    from clbench.data.datasets import load_dataset
-    from clbench.nets.networks import build_network
     from clbench.condensers.base import CondenseTask, network_factory
+    from clbench.data.datasets import load_dataset
+    from clbench.nets.augment import DSA
+    from clbench.nets.networks import build_network
 
     device = torch.device(device)
     ds = load_dataset(dataset)

@@ -26,14 +26,18 @@ from typing import Literal
 
 from torch import Tensor
 
-from clbench.core.errors import UsageError
-from clbench.condense.losses import (correlation_loss_from_grams, diversity_loss_grouped, moments_loss_from_maps,
-                            reference_style_weights)
-from clbench.nets.networks import STYLE_TAPS
-from clbench.core.options import option
-from clbench.condensers.base import register
+from clbench.condense.losses import (
+    correlation_loss_from_grams,
+    diversity_loss_grouped,
+    moments_loss_from_maps,
+    reference_style_weights,
+)
 from clbench.condense.statistics import Batch, Features, StyleTaps
+from clbench.condensers.base import register
 from clbench.condensers.dm import DM, PAPER_EMBED_DIM, DMOptions
+from clbench.core.errors import UsageError
+from clbench.core.options import option
+from clbench.nets.networks import STYLE_TAPS
 
 
 @dataclass

@@ -7,8 +7,8 @@ mean embeddings, summed over classes; one SGD step moves the synthetic images.
 Where the reference loops over classes, this runs every class of the step through the network together:
 with instance norm each sample is independent, so that is the same loss. Every term depends on a class's
 images only through per-class means (embeddings; for DDM, feature maps and Gram matrices), so the images go
-through in cache-sized chunks whose per-class sums are added up (`clbench.condense.statistics.class_statistics`); the real images under
-`no_grad`, the synthetic ones with autograd, so the backward pass covers only the few synthetic images. A
+through in cache-sized chunks whose per-class sums are added up (`clbench.condense.statistics`); the real images
+under `no_grad`, the synthetic ones with autograd, so the backward pass covers only the few synthetic images. A
 network with BatchNorm mixes the samples of a batch, so there each class's real batch and synthetic batch go
 through whole and on their own, as in the reference. `amp` runs the network passes in bf16 (a speed switch;
 fp32 is the reference); the class statistics and the losses stay fp32.
@@ -25,14 +25,13 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from clbench.core.errors import NonFiniteError, UsageError
 from clbench.condense.losses import dm_loss_from_means
-from clbench.condense.statistics import (Batch, ClassSampler, Features, StyleTaps, embed_batch, frozen,
-                                         siamese_augment)
-from clbench.nets.networks import build_network, samples_are_independent
+from clbench.condense.statistics import Batch, ClassSampler, Features, StyleTaps, embed_batch, frozen, siamese_augment
+from clbench.condensers.base import Condenser, CondenseTask, SyntheticSet, register
+from clbench.core.errors import NonFiniteError, UsageError
 from clbench.core.options import option
 from clbench.core.speed import forward_chunk, use_bf16
-from clbench.condensers.base import Condenser, CondenseTask, SyntheticSet, register
+from clbench.nets.networks import build_network, samples_are_independent
 
 SHRINK_RULES = {
     "mean": "keeps the images whose removal least moves the class's mean embedding "

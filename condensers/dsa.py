@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from clbench.core.errors import NonFiniteError, UsageError
-from clbench.nets.networks import samples_are_independent
-from clbench.core.options import option
 from clbench.condensers.base import Condenser, CondenseTask, SyntheticSet, register
+from clbench.core.errors import NonFiniteError, UsageError
+from clbench.core.options import option
+from clbench.nets.networks import samples_are_independent
 
 # (outer, inner) loop counts by images per class, from the reference code (docs/methods.md).
 LOOPS_BY_IPC: dict[int, tuple[int, int]] = {

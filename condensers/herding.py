@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from clbench.condensers.base import Condenser, CondenseTask, SyntheticSet, register, stack_by_class
 from clbench.core.errors import UsageError
 from clbench.core.options import option
 from clbench.core.speed import forward_chunk
-from clbench.condensers.base import Condenser, CondenseTask, SyntheticSet, register, stack_by_class
 
 
 def herding_order(features: Tensor, count: int) -> Tensor:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import time
 
-
 from clbench.condensers.base import Condenser, CondenseTask, SyntheticSet, register, stack_by_class
 
 

@@ -21,14 +21,14 @@ import torch
 from avalanche.training.templates.base import BaseTemplate
 from torch import Tensor, nn
 
-from clbench.nets.augment import DSA
 from clbench.condense.checks import condenser_name, run_condenser
-from clbench.core.errors import NonFiniteError
-from clbench.records.record import jsonable
-from clbench.memory.store import Memory, MemoryBudget
-from clbench.core.seeding import derive_seed, generator
-from clbench.training.recipe import TrainRecipe, evaluate, train_network
 from clbench.condensers.base import Condenser, CondenseTask, network_factory
+from clbench.core.errors import NonFiniteError
+from clbench.core.seeding import derive_seed, generator
+from clbench.memory.store import Memory, MemoryBudget
+from clbench.nets.augment import DSA
+from clbench.records.record import jsonable
+from clbench.training.recipe import TrainRecipe, evaluate, train_network
 
 
 @dataclass
@@ -122,7 +122,8 @@ class CondensedRehearsal(BaseTemplate):
         synthetic = self._condense(indices, new_classes, ipc)
         result.condense_seconds = time.perf_counter() - start
         result.condenser_facts = jsonable(getattr(synthetic, "facts", {}) or {})
-        self.memory.shrink(ipc, self.condenser.shrink, generator(derive_seed(self.seed, self.order_index, self.step, "shrink")))
+        shrink_generator = generator(derive_seed(self.seed, self.order_index, self.step, "shrink"))
+        self.memory.shrink(ipc, self.condenser.shrink, shrink_generator)
         self.memory.add(synthetic.images.detach().to(self.device), synthetic.labels.to(self.device))
         result.memory_sizes = self.memory.sizes()
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import torch
 
+from clbench.condensers.base import Condenser, CondenseTask, SyntheticSet, stack_by_class
 from clbench.core.errors import NonFiniteError
 from clbench.core.options import option
-from clbench.condensers.base import Condenser, CondenseTask, SyntheticSet, stack_by_class
 
 
 def _first_images(task: CondenseTask, ipc: int) -> SyntheticSet:

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from clbench.core.errors import UsageError
 from clbench.nets.augment import (
     DSA,
     TOKENS,
@@ -22,7 +23,6 @@ from clbench.nets.augment import (
     saturation,
     scale,
 )
-from clbench.core.errors import UsageError
 
 
 def _t(*values: float) -> torch.Tensor:

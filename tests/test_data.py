@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
+from clbench.core.errors import DataNotFoundError, UsageError
 from clbench.data import datasets as data
 from clbench.data import readers
 from clbench.data.datasets import DATASET_NAMES, ImageDataset, load_dataset
-from clbench.core.errors import DataNotFoundError, UsageError
 
 
 @pytest.fixture(autouse=True)

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from clbench.report import diagnose as dg
-from clbench.data.datasets import load_dataset
 from clbench.core.errors import UsageError
+from clbench.data.datasets import load_dataset
 from clbench.nets.networks import ConvNet
 from clbench.records.record import atomic_torch_save, atomic_write_json
+from clbench.report import diagnose as dg
 
 
 # ----------------------------------------------------------------------------------------------- the maths
@@ -106,7 +106,8 @@ def test_real_data_has_no_style_gap_and_a_constant_set_no_diversity(tmp_path) ->
     x, y = load_dataset("digits").normalised("train")
     classes = [0, 1, 2]
     everything = torch.cat([x[y == c] for c in classes]), torch.cat([y[y == c] for c in classes])
-    constant = torch.cat([x[y == c][:1].repeat(4, 1, 1, 1) for c in classes]), torch.tensor(classes).repeat_interleave(4)
+    constant = (torch.cat([x[y == c][:1].repeat(4, 1, 1, 1) for c in classes]),
+                torch.tensor(classes).repeat_interleave(4))
     path = _write_record(tmp_path, "static", {"all-real": everything, "constant": constant})
     doc = dg.diagnose([path], dg.DiagnoseConfig(**FAST))
     assert doc["schema"] == "clbench.diagnose" and len(doc["config"]["network_seeds"]) == 1

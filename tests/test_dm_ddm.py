@@ -7,17 +7,17 @@ import itertools
 import pytest
 import torch
 
-from clbench.nets.augment import DSA
-from clbench.data.datasets import load_dataset
-from clbench.core.errors import NonFiniteError, UsageError
 from clbench.condense.losses import correlation_loss, diversity_loss, dm_loss, layer_mean, moments_loss
-from clbench.nets.networks import build_network
-from clbench.core.options import build_options
-from tests.reference_nets import ReferenceStyleConvNet
+from clbench.condense.statistics import Batch, ClassSampler, StyleTaps, embed_batch, frozen, siamese_augment
 from clbench.condensers.base import CondenseTask
 from clbench.condensers.ddm import DDM
-from clbench.condense.statistics import Batch, ClassSampler, StyleTaps, embed_batch, frozen, siamese_augment
 from clbench.condensers.dm import DM, PAPER_EMBED_DIM, mean_preserving_subset
+from clbench.core.errors import NonFiniteError, UsageError
+from clbench.core.options import build_options
+from clbench.data.datasets import load_dataset
+from clbench.nets.augment import DSA
+from clbench.nets.networks import build_network
+from tests.reference_nets import ReferenceStyleConvNet
 
 WIDTH = 8
 
@@ -95,7 +95,7 @@ def test_ddm_lowers_its_objective_and_its_style_terms(digits):
     assert after["cm"] < before["cm"]
 
 
-# ----------------------------------------------------------------------------------------------- reproducibility, shapes
+# ------------------------------------------------------------------------------------------ reproducibility, shapes
 @pytest.mark.parametrize("cls", [DM, DDM])
 def test_same_seed_same_set_other_seed_other_set(digits, cls):
     a = run(cls, digits, seed=1, iterations=3)

@@ -7,10 +7,6 @@ import pytest
 import torch
 from torch import nn
 
-from clbench.nets.augment import DSA
-from clbench.core.errors import UsageError
-from clbench.nets.networks import ConvNet
-from clbench.core.options import build_options
 from clbench.condensers.base import CondenseTask
 from clbench.condensers.dsa import (
     DSACondenser,
@@ -22,6 +18,10 @@ from clbench.condensers.dsa import (
     matching_loss,
     resolve_loops,
 )
+from clbench.core.errors import UsageError
+from clbench.core.options import build_options
+from clbench.nets.augment import DSA
+from clbench.nets.networks import ConvNet
 
 EPS = 1e-6
 
@@ -96,7 +96,8 @@ def test_options_profiles_and_registry():
 
     assert get_condenser("dsa") is DSACondenser
     paper = build_options(DSAOptions, {}, "paper")
-    assert (paper.iterations, paper.lr_img, paper.momentum, paper.lr_net, paper.batch_real) == (1000, 0.1, 0.5, 0.01, 256)
+    got = (paper.iterations, paper.lr_img, paper.momentum, paper.lr_net, paper.batch_real)
+    assert got == (1000, 0.1, 0.5, 0.01, 256)
     assert paper.loops == "" and paper.distance == "ours" and paper.init == "real"
     quick = build_options(DSAOptions, {"distance": "mse"}, "quick")
     assert quick.iterations < paper.iterations and quick.distance == "mse"
@@ -238,7 +239,7 @@ def test_bad_options_raise(digits):
 
 
 def test_augmentation_choice(digits):
-    """The dsa and dsa_strategy options pick the condenser's augmentation (CondenseTask.augmentation, shared with DM)."""
+    """The dsa and dsa_strategy options pick the condenser's augmentation (CondenseTask.augmentation, as DM)."""
     task = make_task(digits)
 
     def chosen(o: DSAOptions):

@@ -31,13 +31,13 @@ def test_embedding_chunk_size_does_not_change_the_selection():
     """batch_size is speed only: 0 (automatic), a few images or all at once pick the same images; < 0 is refused."""
     import pytest
 
-    from clbench.nets.augment import DSA
-    from clbench.data.datasets import load_dataset
-    from clbench.core.errors import UsageError
-    from clbench.nets.networks import build_network
-    from clbench.core.options import build_options
     from clbench.condensers.base import CondenseTask
     from clbench.condensers.herding import Herding
+    from clbench.core.errors import UsageError
+    from clbench.core.options import build_options
+    from clbench.data.datasets import load_dataset
+    from clbench.nets.augment import DSA
+    from clbench.nets.networks import build_network
 
     images, labels = load_dataset("digits").normalised("train")
 

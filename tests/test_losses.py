@@ -236,10 +236,10 @@ def test_diversity_gradient_pushes_neighbours_apart():
 # ----------------------------------------------------------------------------------------------- batched == loop
 def test_batched_all_class_dm_loss_equals_the_per_class_loop():
     """One forward pass over all classes gives the reference's per-class loss (same network, same DSA draws)."""
-    from clbench.nets.augment import DSA
-    from clbench.nets.networks import build_network
     from clbench.condense.statistics import Batch, frozen, siamese_augment
     from clbench.condensers.dm import DM
+    from clbench.nets.augment import DSA
+    from clbench.nets.networks import build_network
 
     g = torch.Generator().manual_seed(7)
     counts, ipc, k = [6, 4, 5], 3, 3  # uneven real batches per class

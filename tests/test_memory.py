@@ -30,7 +30,7 @@ def test_total_budget_shrinks_per_class_shares():
     budget = MemoryBudget.parse("12")
     gen = torch.Generator().manual_seed(0)
     keep_prefix = lambda images, keep, g: torch.arange(keep)  # noqa: E731
-    for step, classes in enumerate([[3, 1], [0, 2]]):
+    for classes in [[3, 1], [0, 2]]:
         ipc = budget.per_class(len(memory.classes) + len(classes))
         memory.shrink(ipc, keep_prefix, gen)
         images = torch.arange(len(classes) * ipc, dtype=torch.float).view(-1, 1, 1, 1)

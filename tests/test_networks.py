@@ -6,7 +6,6 @@ import torch
 from torch import nn
 
 from clbench.core.errors import UsageError
-from tests.reference_nets import ReferenceStyleConvNet
 from clbench.nets.networks import (
     NETWORK_NAMES,
     ConvNet,
@@ -14,6 +13,7 @@ from clbench.nets.networks import (
     default_convnet_depth,
     samples_are_independent,
 )
+from tests.reference_nets import ReferenceStyleConvNet
 
 
 @pytest.mark.parametrize("channels", [1, 3])

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from clbench.condensers.base import Condenser, SyntheticSet, stack_by_class
 from clbench.core.options import option
 from clbench.testing import check_condenser, make_task
-from clbench.condensers.base import Condenser, SyntheticSet, stack_by_class
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "condenser-plugin"
 
@@ -227,8 +227,8 @@ def _builtin_names() -> list[str]:
 @pytest.mark.parametrize("name", _builtin_names())
 def test_every_built_in_keeps_the_contract(name):
     """The registry drives the test: a new built-in gets the contract check without a new test."""
-    from clbench.core.options import describe
     from clbench.condensers import get_condenser
+    from clbench.core.options import describe
 
     small = {"iterations": 2, "loops": "1,1", "batch_real": 16}  # a few seconds each on a CPU
     fields = {r["name"] for r in describe(get_condenser(name).Options)}

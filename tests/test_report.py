@@ -12,9 +12,9 @@ import pytest
 from scipy import stats
 
 from clbench.core.errors import UsageError
+from clbench.records.record import SCHEMA, SCHEMA_VERSION, atomic_write_json
 from clbench.report.compare import print_table, render, summary_rows
 from clbench.report.rows import compress_ids
-from clbench.records.record import SCHEMA, SCHEMA_VERSION, atomic_write_json
 from clbench.report.stats import paired_difference
 
 

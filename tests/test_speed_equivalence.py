@@ -8,12 +8,12 @@ import statistics
 import pytest
 import torch
 
-from clbench.nets.augment import make_augment
-from clbench.data.datasets import load_dataset
 from clbench.core.errors import UsageError
-from clbench.nets.networks import build_network
 from clbench.core.options import describe
 from clbench.core.speed import bf16_is_fast, fast_train_options, threads_per_job
+from clbench.data.datasets import load_dataset
+from clbench.nets.augment import make_augment
+from clbench.nets.networks import build_network
 from clbench.training.recipe import TrainRecipe, evaluate, predict, train_network
 
 

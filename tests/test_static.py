@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from clbench.protocol import static
-from clbench.report.rows import static_rows
 from clbench.nets.augment import make_augment
+from clbench.protocol import static
 from clbench.records.record import load_record
+from clbench.report.rows import static_rows
 from clbench.training.recipe import TrainRecipe
 
 EVAL_NETS = ("convnet", "alexnet", "vgg11", "resnet18")
@@ -130,7 +130,7 @@ def test_condense_writes_a_sound_record(cli, tmp_path) -> None:
         (["--evals", "0"], "--evals 0"),
         (["--first-set", "-1"], "--first-set -1"),
         (["--eval-nets", "vgg11"], "digits (8x8 px)"),
-        (["--network", "nonet"], "--network 'nonet'"),
+        (["--network", "nonet"], "--network: unknown network 'nonet'"),
         (["--condenser", "hearding"], "Did you mean herding"),
         (["--opt", "nope=1", "--condenser", "herding"], "unknown option 'nope'"),
         (["--train", "epochs=many"], "expected int"),

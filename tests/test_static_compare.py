@@ -15,7 +15,8 @@ ROWS = [
 def test_static_table_puts_ipc_and_networks_in_columns():
     table = static_table(ROWS)
     assert table.headers() == ["dataset", "condenser", "profile", "ipc 1 convnet", "ipc 10 convnet"]
-    assert table.cells == [["d", "ddm", "quick", "-", "55.50 ± 0.50"], ["d", "dm", "quick", "20.00 ± 2.00", "50.00 ± 1.00"]]
+    assert table.cells == [["d", "ddm", "quick", "-", "55.50 ± 0.50"],
+                           ["d", "dm", "quick", "20.00 ± 2.00", "50.00 ± 1.00"]]
     assert table.data[1]["ipc 10 convnet mean"] == 50.0 and table.data[0]["ipc 1 convnet mean"] is None
     assert table.fields == ["dataset", "condenser", "profile", "ipc 1 convnet mean", "ipc 1 convnet std",
                             "ipc 10 convnet mean", "ipc 10 convnet std"]

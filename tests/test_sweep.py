@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from clbench.core.errors import UsageError
 from clbench.sweep import driver
 from clbench.sweep import jobs as jobfiles
 from clbench.sweep import spec as sw
-from clbench.core.errors import UsageError
 from clbench.sweep.launchers import LocalLauncher, RayLauncher, make_launcher, parse_minutes, unmet_request
 
 FAKE_SPEC = """
@@ -456,7 +456,7 @@ def array_line(handle, option: str) -> str:
     import submitit
 
     script = submitit.SlurmJob(handle.paths.folder, handle.job_id.split("_")[0]).paths.submission_file.read_text()
-    (line,) = [l for l in script.splitlines() if l.startswith(f"#SBATCH --{option}=")]
+    (line,) = [text for text in script.splitlines() if text.startswith(f"#SBATCH --{option}=")]
     return line.split("=", 1)[1]
 
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import torch
 
-from clbench.nets.augment import make_augment
 from clbench.data.datasets import load_dataset
+from clbench.nets.augment import make_augment
 from clbench.nets.networks import build_network
 from clbench.training.recipe import TrainRecipe, evaluate, per_class_accuracy, train_network
 
@@ -37,6 +37,7 @@ def test_training_is_repeatable_with_a_seed():
     weights = []
     for _ in range(2):
         net = build_network("convnet", 1, 10, 8, seed=1)
-        train_network(net, x[:100], y[:100], recipe, make_augment(recipe.dsa_strategy), torch.Generator().manual_seed(5))
+        augment = make_augment(recipe.dsa_strategy)
+        train_network(net, x[:100], y[:100], recipe, augment, torch.Generator().manual_seed(5))
         weights.append(torch.cat([p.flatten() for p in net.parameters()]))
     assert torch.equal(weights[0], weights[1])

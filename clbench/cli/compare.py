@@ -20,8 +20,8 @@ def compare(
     from rich.console import Console
 
     from clbench.core.errors import UsageError
-    from clbench.report.compare import FORMATS, print_table, summary_rows
     from clbench.records.record import find_records
+    from clbench.report.compare import FORMATS, print_table, summary_rows
 
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")

@@ -61,8 +61,14 @@ def _print_summary(record: dict[str, Any]) -> None:
 
 def _rich_reporter():
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from clbench.protocol.static import StaticReporter
 

@@ -19,8 +19,8 @@ def condensers(
     from rich.table import Table
     from rich.text import Text
 
-    from clbench.core.options import describe
     from clbench.condensers import CONDENSERS, load_builtins
+    from clbench.core.options import describe
 
     load_builtins()
     entries = CONDENSERS.entries() if name is None else [CONDENSERS.entry(name)]

@@ -24,8 +24,9 @@ def diagnose(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from clbench.report.diagnose import DiagnoseConfig, diagnose as run_diagnosis
     from clbench.records.record import atomic_write_json
+    from clbench.report.diagnose import DiagnoseConfig
+    from clbench.report.diagnose import diagnose as run_diagnosis
 
     config = DiagnoseConfig(seeds=seeds, k=k, real_per_class=real, network=network, width=width, taps=taps, seed=seed,
                             device=device, data_dir=data_dir)

@@ -15,8 +15,8 @@ def curve(
 ) -> None:
     """Accuracy against the number of classes seen, one line per condenser with a ± std band."""
     from clbench.core.errors import UsageError
-    from clbench.report.plots import curve_figure, save_figure
     from clbench.records.record import find_records
+    from clbench.report.plots import curve_figure, save_figure
 
     records, warnings = find_records(paths)
     for warning in warnings:
@@ -37,8 +37,8 @@ def memory(
     from pathlib import Path
 
     from clbench.core.errors import UsageError
-    from clbench.report.plots import memory_figure, save_figure
     from clbench.records.record import load_record
+    from clbench.report.plots import memory_figure, save_figure
 
     if not Path(path).is_file():
         raise UsageError(f"{path}: give one record file (a .json written by clbench run)")

@@ -11,7 +11,7 @@ def resume(
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="orders side by side in processes [default: the record's]"),
 ) -> None:
     """Continue an interrupted run from the last completed step of each order (same final record)."""
-    from clbench.protocol import continual as runner
     from clbench.cli.run import execute
+    from clbench.protocol import continual as runner
 
     execute(lambda reporter: runner.resume(record, reporter, jobs=jobs))

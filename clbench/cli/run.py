@@ -29,8 +29,8 @@ def run(
     resume: Optional[str] = typer.Option(None, "--resume", help="continue this record (same options) from the last completed step of each order"),
 ) -> None:
     """Class-incremental learning with a condensed rehearsal memory, over several class orders."""
-    from clbench.protocol import config as cfg
     from clbench.core.options import parse_assignments
+    from clbench.protocol import config as cfg
 
     # Options left out are None, so that a --config file's values are not overwritten by CLI defaults.
     cli_values = {
@@ -62,8 +62,8 @@ def execute(start: Callable[[Any], tuple[Path, dict]]) -> None:
     from rich.console import Console
 
     from clbench.cli.progress import RichReporter
-    from clbench.report.compare import print_table, summary_rows
     from clbench.core.errors import AlreadyComplete, Interrupted
+    from clbench.report.compare import print_table, summary_rows
 
     class Reporter(RichReporter):
         def stop_requested(self, signal_name: str) -> None:

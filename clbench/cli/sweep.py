@@ -22,10 +22,10 @@ def sweep(
     dry_run: bool = typer.Option(False, "--dry-run", help="list the jobs and what is already done; run nothing"),
 ) -> None:
     """Run a grid of run configurations x class orders as independent jobs on a process pool, Ray or Slurm."""
-    from clbench.sweep import driver
-    from clbench.sweep.spec import load_spec
     from clbench.core.errors import UsageError
+    from clbench.sweep import driver
     from clbench.sweep.launchers import make_launcher
+    from clbench.sweep.spec import load_spec
 
     slurm = {"partition": partition, "time": time_limit, "gpus": gpus}
     if attach is not None:
@@ -138,8 +138,8 @@ def _summarise(result, retry: str) -> None:
     """Gathered records as a compare table; then each failure with its error and log, and how to retry."""
     from rich.console import Console
 
-    from clbench.report.compare import print_table, summary_rows
     from clbench.records.record import load_record
+    from clbench.report.compare import print_table, summary_rows
     from clbench.sweep.driver import SweepFailed
 
     console = Console(soft_wrap=True)

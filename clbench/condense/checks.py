@@ -33,12 +33,14 @@ def check_synthetic_set(result, images_like: torch.Tensor, classes: list[int], i
         raise CondenserError(prefix + "returned images/labels that are not tensors")
     if images.dim() != 4 or tuple(images.shape[1:]) != tuple(images_like.shape[1:]):
         raise CondenserError(
-            prefix + f"returned images of shape {tuple(images.shape)}; expected (N, {', '.join(map(str, images_like.shape[1:]))})"
+            prefix + f"returned images of shape {tuple(images.shape)}; "
+                     f"expected (N, {', '.join(map(str, images_like.shape[1:]))})"
         )
     if not images.is_floating_point():
         raise CondenserError(prefix + f"returned images of dtype {images.dtype}; expected a floating dtype")
     if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
-        raise CondenserError(prefix + f"returned {labels.shape[0] if labels.dim() else 0} labels for {images.shape[0]} images")
+        count = labels.shape[0] if labels.dim() else 0
+        raise CondenserError(prefix + f"returned {count} labels for {images.shape[0]} images")
     given = set(classes)
     present = labels.unique().tolist()
     stray = sorted(set(present) - given)

@@ -96,7 +96,8 @@ def correlation_loss_from_grams(real_grams: Sequence[Tensor], syn_grams: Sequenc
     return torch.stack([((r - s) ** 2).sum((1, 2)) for r, s in zip(real_grams, syn_grams, strict=True)]).mean(0)
 
 
-def layer_mean(term: Callable[[Tensor, Tensor], Tensor], real_taps: Sequence[Tensor], syn_taps: Sequence[Tensor]) -> Tensor:
+def layer_mean(term: Callable[[Tensor, Tensor], Tensor], real_taps: Sequence[Tensor],
+               syn_taps: Sequence[Tensor]) -> Tensor:
     """Average a one-layer term (`moments_loss`, `correlation_loss`) over layers, as DDM does."""
     return torch.stack([term(r, s) for r, s in zip(real_taps, syn_taps, strict=True)]).mean()
 

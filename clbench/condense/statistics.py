@@ -142,7 +142,8 @@ def _run(net: nn.Module, x: Tensor, style: StyleTaps | None) -> tuple[Tensor, li
     if style is None:
         return net.embed(x), []
     if not hasattr(net, "embed_and_taps"):
-        raise UsageError(f"{type(net).__name__} has no style taps (embed_and_taps); use a ConvNet, or mm=false cm=false")
+        raise UsageError(f"{type(net).__name__} has no style taps (embed_and_taps); use a ConvNet, "
+                         f"or mm=false cm=false")
     emb, tap_list = net.embed_and_taps(x, style.where)
     return emb, list(tap_list)
 

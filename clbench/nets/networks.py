@@ -76,7 +76,8 @@ def avg_pool_2x2(x: Tensor) -> Tensor:
     if w % 2:
         x = x[..., : 2 * w2]
     cols = x.reshape(-1, 2 * w2) @ _pair_average(w2, x)  # (n * c * h, w2)
-    stacked = torch.cat([torch.eye(w2, dtype=x.dtype, device=x.device)] * 2) * 0.5  # (2 * w2, w2): [a, b] -> (a + b) / 2
+    # (2 * w2, w2): a row [a, b] times it gives (a + b) / 2
+    stacked = torch.cat([torch.eye(w2, dtype=x.dtype, device=x.device)] * 2) * 0.5
     rows = cols.view(n, c, h, w2)[:, :, : 2 * h2].reshape(-1, 2 * w2) @ stacked
     return rows.view(n, c, h2, w2)
 

@@ -8,10 +8,11 @@ configuration into the objects a run uses is clbench.protocol.resolve's.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from clbench.core.errors import UsageError
 from clbench.memory.store import MemoryBudget

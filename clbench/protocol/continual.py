@@ -18,14 +18,29 @@ import torch
 
 from clbench.core.errors import AlreadyComplete, ClbenchError, Interrupted, OutputError, UsageError
 from clbench.protocol import config as cfg
-from clbench.protocol.checkpoint import (OrderState, acquire_lock, config_differences, release_lock, remove_checkpoint,
-                                         resume_states)
-from clbench.protocol.orders import (Prepared, Reporter, bytes_needed, execute_order, prepare, resident_data,
-                                     resolved_config, saving, torch_threads)
+from clbench.protocol.checkpoint import (
+    OrderState,
+    acquire_lock,
+    config_differences,
+    release_lock,
+    remove_checkpoint,
+    resume_states,
+)
+from clbench.protocol.orders import (
+    Prepared,
+    Reporter,
+    bytes_needed,
+    execute_order,
+    prepare,
+    resident_data,
+    resolved_config,
+    saving,
+    torch_threads,
+)
 from clbench.protocol.signals import StopRequested, StopSignals
 from clbench.records.record import RecordError, environment, load_record, new_run_id
-from clbench.records.summary import summarise
 from clbench.records.snapshots import check_writable
+from clbench.records.summary import summarise
 from clbench.records.writer import RecordWriter, new_record, now
 
 # Re-exported: callers import these from here, whose run and resume raise or use them.

@@ -106,10 +106,11 @@ def condenser_and_options(name: str, opt: dict[str, Any], profile: str) -> tuple
 def check_networks(resolved: Resolved, names: tuple[str, ...], flags: dict[str, str]) -> None:
     """Build each network once on the CPU: an unknown name, or a net that cannot take the dataset's image
     size, fails now. `flags` names the option each network came from, for the message."""
-    from clbench.nets.networks import build_network
+    from clbench.nets.networks import NETWORKS, build_network
 
     ds = resolved.dataset
     for name in dict.fromkeys(names):
+        NETWORKS.check(name, where=flags.get(name, "--eval-nets"))
         try:
             build_network(name, ds.channels, ds.num_classes, ds.image_size, seed=0, width=resolved.width_for(name))
         except UsageError as exc:

@@ -23,14 +23,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from clbench.protocol import config as cfg
-from clbench.nets.augment import DSA
 from clbench.core.errors import UsageError
+from clbench.core.seeding import derive_seed, generator
+from clbench.nets.augment import DSA
+from clbench.protocol import config as cfg
 from clbench.protocol.resolve import Resolved, resolve
 from clbench.records.record import atomic_torch_save, atomic_write_bytes, jsonable, new_run_id
-from clbench.records.writer import RecordWriter, new_record
 from clbench.records.summary import summarise_static
-from clbench.core.seeding import derive_seed, generator
+from clbench.records.writer import RecordWriter, new_record
 from clbench.training.recipe import TrainRecipe, evaluate, train_network
 
 KIND = "static"
@@ -224,7 +224,9 @@ def run_set(p: PreparedStatic, index: int, data: tuple[Tensor, Tensor, Tensor, T
         per_class: list[dict[int, float]] = []
         accuracies[name] = []
         for e in range(p.evals):
-            progress = (lambda done, total, n=name, e=e: reporter.train_progress(n, e, done, total))
+            def progress(done: int, total: int, n: str = name, e: int = e) -> None:
+                reporter.train_progress(n, e, done, total)
+
             acc, class_acc = train_and_test(
                 name, images, labels, test_x, test_y, p.recipe, augment, ds.num_classes,
                 network_seed=derive_seed(c.seed, index, 0, "network", e),
@@ -253,8 +255,8 @@ def condense_all(p: PreparedStatic, index: int, images: Tensor, labels: Tensor,
                  progress: Callable[[int, int, dict], None]):
     """One CondenseTask over every class of the training set; the result is checked like the runner's."""
     from clbench.condense.checks import run_condenser
-    from clbench.nets.networks import build_network
     from clbench.condensers.base import CondenseTask, network_factory
+    from clbench.nets.networks import build_network
 
     ds, c = p.dataset, p.config
     gen = generator(derive_seed(c.seed, index, 0, "condense"), p.device)
@@ -265,7 +267,8 @@ def condense_all(p: PreparedStatic, index: int, images: Tensor, labels: Tensor,
 
     classes = tuple(range(ds.num_classes))
     task = CondenseTask(images=images, labels=labels, classes=classes, ipc=c.ipc, generator=gen,
-                        new_network=network_factory(build, gen), augment=DSA(), device=p.device, num_classes=ds.num_classes,
+                        new_network=network_factory(build, gen), augment=DSA(), device=p.device,
+                        num_classes=ds.num_classes,
                         progress=progress, extras={"dataset": c.dataset, "profile": p.profile, "static": True})
     condenser = p.resolved.new_condenser()
     return run_condenser(condenser, task)

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import torch
 
-from clbench.records.record import run_folder
 from clbench.core.errors import UsageError
-from clbench.records.record import atomic_torch_save, atomic_write_bytes
+from clbench.records.record import atomic_torch_save, atomic_write_bytes, run_folder
 
 
 def save_memory(record_path: Path, order: int, memory, dataset) -> str:
@@ -27,8 +26,8 @@ def save_memory(record_path: Path, order: int, memory, dataset) -> str:
 
 def memory_grid_png(state: dict[str, torch.Tensor], dataset) -> bytes:
     """The images of `state` as a PNG, one row per class (every class holds as many as the first)."""
-    from torchvision.utils import make_grid
     from torchvision.transforms.functional import to_pil_image
+    from torchvision.utils import make_grid
 
     images, labels = state["images"], state["labels"]
     per_class = int((labels == labels[0]).sum()) if labels.numel() else 1

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from clbench.report.rows import summary_rows  # the CLI's entry point: records -> rows
-from clbench.report.table import FORMATS, Column, Table, footnotes, render as render_parts, render_text
+from clbench.report.table import FORMATS, Column, Table, footnotes, render_text
+from clbench.report.table import render as render_parts
 
 __all__ = ["FORMATS", "continual_table", "print_table", "render", "render_static", "show", "static_table",
            "summary_rows"]

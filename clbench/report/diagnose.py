@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from clbench.core.errors import UsageError
 from clbench.condense.losses import SIGMA_EPS, gram
+from clbench.core.errors import UsageError
 
 SCHEMA = "clbench.diagnose"
 SCHEMA_VERSION = 1
@@ -351,8 +351,8 @@ def diagnose(paths: list[str | Path], config: DiagnoseConfig, progress: Progress
     """The diagnosis of every record in `paths` (the same networks and real draws for all, so that records
     of one dataset are compared on equal terms)."""
     from clbench.data.datasets import load_dataset
-    from clbench.protocol.resolve import resolve_device
     from clbench.nets.networks import build_network
+    from clbench.protocol.resolve import resolve_device
     from clbench.records.record import load_record
     from clbench.records.writer import document_header
 

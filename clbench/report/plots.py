@@ -110,8 +110,8 @@ def _load_memory(record: dict[str, Any], record_path: str | Path, order: int | N
 def _pixels(images, dataset_name: str, dataset: Any = None):
     """Normalised images -> [0, 1] pixels with the dataset's mean/std; without the dataset, min-max per image."""
     if dataset is None:
-        from clbench.data.datasets import load_dataset
         from clbench.core.errors import ClbenchError
+        from clbench.data.datasets import load_dataset
 
         try:
             dataset = load_dataset(dataset_name, download=False)

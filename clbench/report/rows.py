@@ -13,8 +13,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from clbench.records.summary import (accuracy_curve, mean_std, metrics, order_final_accuracies, order_seconds,
-                                     total_seconds)
+from clbench.records.summary import (
+    accuracy_curve,
+    mean_std,
+    metrics,
+    order_final_accuracies,
+    order_seconds,
+    total_seconds,
+)
 from clbench.report.stats import TEST_NAME, paired_difference
 
 KEY_FIELDS = ("dataset", "steps", "memory", "condenser", "profile")

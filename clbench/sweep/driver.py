@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from clbench.core.errors import ClbenchError, UsageError
-from clbench.sweep.jobs import (JobBoard, JobState, complete_record, execute_job, gather, read_plan,
-                                write_plan)
+from clbench.sweep.jobs import JobBoard, JobState, complete_record, execute_job, gather, read_plan, write_plan
 from clbench.sweep.spec import Job, SweepSpec, check_runs, expand
+
 
 # -- the whole sweep -------------------------------------------------------------------------------------
 @dataclass

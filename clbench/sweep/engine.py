@@ -62,5 +62,5 @@ class Launcher:
 
 def first_line(exc: BaseException) -> str:
     """The last non-empty line of an engine's error (where Ray and submitit put the exception itself)."""
-    lines = [l for l in str(exc).splitlines() if l.strip()]
+    lines = [line for line in str(exc).splitlines() if line.strip()]
     return lines[-1].strip() if lines else type(exc).__name__

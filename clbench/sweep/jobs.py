@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable
 from clbench.core.errors import UsageError
 from clbench.sweep.spec import JOB_FILE, STATES, STATUS_FILE, SWEEP_FILE, Job, SweepSpec
 
+
 # -- the sweep folder ------------------------------------------------------------------------------------
 def write_plan(spec: SweepSpec, jobs: list[Job], launcher: str) -> None:
     """The spec and job list on disk: what a re-attached driver and a curious user read."""

@@ -12,7 +12,7 @@ from typing import Any
 
 from clbench.core.errors import UsageError
 from clbench.core.registry import Registry
-from clbench.sweep.engine import Execute, LaunchSettings, Launcher
+from clbench.sweep.engine import Execute, Launcher, LaunchSettings
 from clbench.sweep.local_pool import LocalLauncher, LocalOptions, visible_gpus
 from clbench.sweep.ray_tasks import RayLauncher, RayOptions, short_temp_dir, start_local_ray, unmet_request
 from clbench.sweep.slurm_array import SlurmLauncher, SlurmOptions, parse_minutes

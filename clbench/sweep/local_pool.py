@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clbench.core.options import option
-from clbench.sweep.engine import Execute, LaunchSettings, Launcher
+from clbench.sweep.engine import Execute, Launcher, LaunchSettings
 from clbench.sweep.jobs import JobBoard, execute_job
 from clbench.sweep.spec import Job
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from clbench.core.errors import UsageError
 from clbench.core.options import option
-from clbench.sweep.engine import Execute, LaunchSettings, Launcher, first_line
+from clbench.sweep.engine import Execute, Launcher, LaunchSettings, first_line
 from clbench.sweep.jobs import JobBoard, execute_job
 from clbench.sweep.spec import STATUS_FILE, Job
 

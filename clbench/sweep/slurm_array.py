@@ -10,7 +10,7 @@ from typing import Any
 
 from clbench.core.errors import ClbenchError, UsageError
 from clbench.core.options import option
-from clbench.sweep.engine import Execute, LaunchSettings, Launcher, first_line
+from clbench.sweep.engine import Execute, Launcher, LaunchSettings, first_line
 from clbench.sweep.jobs import JobBoard, execute_job, read_plan, save_engine_state
 from clbench.sweep.spec import Job
 

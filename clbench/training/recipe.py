@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from clbench.core.errors import NonFiniteError, UsageError
-from clbench.nets.networks import samples_are_independent
 from clbench.core.options import option
 from clbench.core.speed import use_bf16
+from clbench.nets.networks import samples_are_independent
 
 
 @dataclass

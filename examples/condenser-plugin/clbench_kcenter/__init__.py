@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from clbench.core.options import option
 from clbench.condensers.base import Condenser, CondenseTask, SyntheticSet, stack_by_class
+from clbench.core.options import option
 
 __all__ = ["KCenter", "KCenterOptions", "kcenter_order"]
 

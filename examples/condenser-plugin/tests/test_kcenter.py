@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import torch
+from clbench_kcenter import KCenter, kcenter_order
 
 from clbench.testing import check_condenser
-from clbench_kcenter import KCenter, kcenter_order
 
 
 def test_contract():
