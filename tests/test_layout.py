@@ -129,3 +129,18 @@ def _raw_imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             out.add(node.module)
     return out
+
+
+def test_the_install_lists_every_subpackage_and_nothing_outside_clbench():
+    """pyproject.toml lists the packages by hand (two are mapped from top-level folders): a new subpackage
+    left out would be missing from every install but this checkout; a name outside `clbench.` would land in
+    site-packages beside other projects."""
+    import tomllib
+
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(tool["packages"])
+    assert all(name == "clbench" or name.startswith("clbench.") for name in listed)
+    present = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "clbench").rglob("__init__.py")}
+    present |= {f"clbench.{name}" for name in FOLDERS}
+    assert listed == present
+    assert tool["package-dir"] == {f"clbench.{name}": name for name in FOLDERS}
