@@ -21,7 +21,7 @@ from clbench.memory.store import MemoryBudget
 from clbench.protocol import config as cfg
 from clbench.protocol.checkpoint import OrderState, save_checkpoint
 from clbench.protocol.plugins import StepRecorder, StepReport
-from clbench.protocol.resolve import Resolved, resolve
+from clbench.protocol.resolve import PreparedRun, Resolved, resolve
 from clbench.records.schema import OrderEntry, StepEntry
 from clbench.records.snapshots import save_memory
 
@@ -43,29 +43,13 @@ class Reporter:
 
 
 @dataclass
-class Prepared:
+class Prepared(PreparedRun):
     """A continual run, resolved before its first step: errors in the input surface here, not hours later."""
 
     config: cfg.RunConfig
     resolved: Resolved
     budget: MemoryBudget
     networks_per_step: int
-
-    @property
-    def device(self) -> torch.device:
-        return self.resolved.device
-
-    @property
-    def profile(self) -> str:
-        return self.resolved.profile
-
-    @property
-    def recipe(self) -> Any:
-        return self.resolved.recipe
-
-    @property
-    def dataset(self) -> Any:
-        return self.resolved.dataset
 
     @property
     def width(self) -> int | None:

@@ -46,6 +46,28 @@ class Resolved:
         return dataclasses.asdict(options) if dataclasses.is_dataclass(options) else {}
 
 
+class PreparedRun:
+    """What a prepared run of any kind (continual, static) offers from its `resolved` part, by name."""
+
+    resolved: Resolved
+
+    @property
+    def device(self) -> torch.device:
+        return self.resolved.device
+
+    @property
+    def profile(self) -> str:
+        return self.resolved.profile
+
+    @property
+    def recipe(self) -> TrainRecipe:
+        return self.resolved.recipe
+
+    @property
+    def dataset(self) -> Any:
+        return self.resolved.dataset
+
+
 def resolve(*, condenser: str, opt: dict[str, Any], train: dict[str, Any], dataset: str, data_dir: str | None,
             device: str, profile: str, network: str, width: int | None,
             eval_networks: tuple[str, ...] = ()) -> Resolved:

@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import torch
 from torch import Tensor, nn
 
 from clbench.core.errors import UsageError
 from clbench.core.seeding import derive_seed, generator
 from clbench.nets.augment import DSA
 from clbench.protocol import config as cfg
-from clbench.protocol.resolve import Resolved, resolve
+from clbench.protocol.resolve import PreparedRun, Resolved, resolve
 from clbench.records.record import atomic_torch_save, atomic_write_bytes, jsonable, new_run_id
 from clbench.records.summary import summarise_static
 from clbench.records.writer import RecordWriter, new_record
@@ -102,29 +101,13 @@ class StaticReporter:
 
 
 @dataclass
-class PreparedStatic:
+class PreparedStatic(PreparedRun):
     """A static run, resolved before the first condensation, so bad input fails at once."""
 
     config: StaticConfig
     resolved: Resolved
     sets: list[int]
     evals: int
-
-    @property
-    def device(self) -> torch.device:
-        return self.resolved.device
-
-    @property
-    def profile(self) -> str:
-        return self.resolved.profile
-
-    @property
-    def recipe(self) -> TrainRecipe:
-        return self.resolved.recipe
-
-    @property
-    def dataset(self) -> Any:
-        return self.resolved.dataset
 
     @property
     def width(self) -> int:
