@@ -13,8 +13,10 @@ network with BatchNorm mixes the samples of a batch, so there each class's real 
 through whole and on their own, as in the reference. `amp` runs the network passes in bf16 (a speed switch;
 fp32 is the reference); the class statistics and the losses stay fp32.
 
-The optimisation loop lives here once; DDM (condensers/ddm.py) adds loss terms through `style`, `terms` and
-`weights`.
+The optimisation loop lives here once, for every DM-family condenser: a subclass changes the base objective
+(`base_terms`, `base_weights`, `base_statistics`), and the add-ons switched on in the options (style matching
+`sm`, intra-class diversity `icd`: clbench.condense.addons) add their terms to any base. DDM
+(condensers/ddm.py) is DM with both add-ons on.
 """
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from clbench.condense import addons
+from clbench.condense.addons import PAPER_EMBED_DIM, AddOnOptions
 from clbench.condense.losses import dm_loss_from_means
 from clbench.condense.statistics import Batch, ClassSampler, Features, StyleTaps, embed_batch, frozen, siamese_augment
 from clbench.condensers.base import Condenser, CondenseTask, SyntheticSet, register
@@ -39,11 +43,10 @@ SHRINK_RULES = {
     "random": "random subset (seeded)",
 }
 SHRINK_SEED = 0
-PAPER_EMBED_DIM = 2048  # ConvNet width 128, 3 blocks, 32x32 images: the setting the papers' weights are for
 
 
 @dataclass
-class DMOptions:
+class DMOptions(AddOnOptions):
     iterations: int = option(20000, "optimisation steps on the synthetic images", quick=100)
     lr: float = option(1.0, "SGD learning rate on the synthetic images")
     momentum: float = option(0.5, "SGD momentum")
@@ -77,21 +80,43 @@ class DM(Condenser):
     def __init__(self, options: DMOptions | None = None):
         super().__init__(options)
         self.shrink_rule = SHRINK_RULES[self.options.shrink].format(seed=SHRINK_SEED)
+        addons.check_options(self.name, self.options)
+        self.addons = addons.enabled(self.options)
 
     # ------------------------------------------------------------------------------------------- the objective
-    # DDM extends these three; the loop below is shared.
-    def style(self) -> StyleTaps | None:
-        """The style statistics the terms need (None: embeddings only)."""
+    # A DM-family base changes the three `base_` methods; the add-ons and the loop below are shared.
+    def base_statistics(self) -> StyleTaps | None:
+        """What the base terms need of the style taps (None: embeddings only)."""
         return None
 
-    def weights(self, embed_dim: int = PAPER_EMBED_DIM) -> dict[str, float]:
-        """Weight of each loss term in the objective (the terms `terms` returns), in a network whose embedding
-        has `embed_dim` features (weights that follow the network read it)."""
+    def base_weights(self) -> dict[str, float]:
+        """Weight of each base term in the objective."""
         return {"dm": 1.0}
 
-    def terms(self, features: Features, batch: Batch) -> dict[str, Tensor]:
-        """Each loss term per class, shape (K,)."""
+    def base_terms(self, features: Features, batch: Batch) -> dict[str, Tensor]:
+        """Each base term per class, shape (K,)."""
         return {"dm": dm_loss_from_means(features.real.emb, features.syn.emb)}
+
+    def style(self) -> StyleTaps | None:
+        """The statistics of the style taps that the base and the add-ons need, gathered in one forward pass."""
+        requests = [self.base_statistics()] + [a.taps() for a in self.addons if hasattr(a, "taps")]
+        return StyleTaps.union([r for r in requests if r is not None])
+
+    def weights(self, embed_dim: int = PAPER_EMBED_DIM) -> dict[str, float]:
+        """Weight of each term in the objective (the terms `terms` returns), in a network whose embedding has
+        `embed_dim` features (the add-ons' weights follow it: `balance`)."""
+        w = dict(self.base_weights())
+        scale = addons.balance_scale(self.options, embed_dim)
+        for addon in self.addons:
+            w.update(addon.weights(scale))
+        return w
+
+    def terms(self, features: Features, batch: Batch) -> dict[str, Tensor]:
+        """Each term per class, shape (K,): the base's, then each add-on's."""
+        out = self.base_terms(features, batch)
+        for addon in self.addons:
+            out.update(addon.terms(features, batch))
+        return out
 
     def class_losses(self, net: nn.Module, batch: Batch, per_class: bool | None = None) -> dict[str, Tensor]:
         """The loss terms per class of a batch (with its DSA draw, if any) in the network `net`."""

@@ -65,6 +65,20 @@ class StyleTaps:
     grams: bool = True  # batch-averaged Gram matrices (correlation matching)
     where: str = "post_relu"  # each block after its ReLU (the reference's reading) or before it ("pre_relu")
 
+    @staticmethod
+    def union(requests: list[StyleTaps]) -> StyleTaps | None:
+        """One request that gathers what each of `requests` needs (None when there is none). Requests must read
+        the same blocks at the same place: one forward pass serves them all."""
+        if not requests:
+            return None
+        first = requests[0]
+        for other in requests[1:]:
+            if (other.layers, other.where) != (first.layers, first.where):
+                raise UsageError(f"style taps {other.layers or 'all'} ({other.where}) and {first.layers or 'all'} "
+                                 f"({first.where}) cannot be gathered in one pass; give them the same "
+                                 f"style_layers and style_tap")
+        return replace(first, maps=any(r.maps for r in requests), grams=any(r.grams for r in requests))
+
 
 @dataclass
 class ClassStatistics:

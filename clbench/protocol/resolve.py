@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from clbench.condense.addons import ADDON_SWITCHES, AddOnOptions
 from clbench.core.errors import UsageError
 from clbench.core.options import build_options
 from clbench.protocol.config import CONVNET_WIDTH, PROFILES
@@ -118,6 +119,11 @@ def condenser_and_options(name: str, opt: dict[str, Any], profile: str) -> tuple
 
     condenser_cls = get_condenser(name)
     options_type = getattr(condenser_cls, "Options", None)
+    addons = [key for key in opt if key in ADDON_SWITCHES]
+    if addons and not (isinstance(options_type, type) and issubclass(options_type, AddOnOptions)):
+        raise UsageError(f"condenser {name!r} cannot take the add-on {addons[0]!r}: the add-ons (sm, icd) apply to "
+                         f"distribution-matching condensers (dm, ddm, or a plugin built on "
+                         f"clbench.condensers.dm.DM)")
     if options_type is None:
         if opt:
             raise UsageError(f"condenser {name!r} has no options; remove --opt")
