@@ -5,7 +5,8 @@ The subpackages follow the data flow of a run, each importing only those listed 
     core        errors, the one registry, options, seeds, speed switches
     data        datasets and class-incremental streams
     nets        networks and differentiable Siamese augmentation
-    condense    loss terms and the checks applied to every condenser's result
+    condense    loss terms, per-class batch statistics, the add-ons (style matching, diversity) of
+                distribution-matching condensers, the checks applied to every condenser's result
     condensers  the built-in condensers, one module each (the repository's condensers/ folder)
     memory      the rehearsal memory and its budget
     training    the evaluation recipe: train from scratch, test

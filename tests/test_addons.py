@@ -91,3 +91,11 @@ def test_clbench_condensers_lists_the_addon_options_under_dm(cli):
     assert code == 0
     for name in ("sm", "lambda_", "style_tap", "icd", "beta", "balance"):
         assert name in out
+
+
+@pytest.mark.parametrize("addons", [{}, {"sm": True}, {"icd": True}, {"sm": True, "icd": True}])
+@pytest.mark.parametrize("cls", [DM, DDM])
+def test_the_contract_check_passes_with_and_without_addons(cls, addons):
+    from clbench.testing import check_condenser
+
+    check_condenser(cls, ipc=3, options={"iterations": 3, **addons})

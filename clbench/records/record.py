@@ -1,4 +1,5 @@
-"""Run records: one JSON file per run, its typed schema, atomic writes, and reading them back.
+"""Run record files: atomic writes, run ids, the environment a run records, and reading records back (the
+schema is clbench.records.schema, the writer clbench.records.writer, the summaries clbench.records.summary).
 
 A record holds the resolved configuration, the environment, per order and step the classes, the accuracy of
 each network, the per-class accuracy, the condensation and training seconds; and its summary (final accuracy,

@@ -30,7 +30,8 @@ class Field:
 BASE_FIELDS = [
     Field("dataset", "dataset", "dataset"), Field("steps", "steps", "steps"),
     Field("memory", "memory", "memory"), Field("condenser", "condenser", "condenser"),
-    Field("profile", "profile", "profile"), Field("variant", "settings", "settings"),
+    Field("profile", "profile", "profile"), Field("learner", "learner", "learner"),
+    Field("variant", "settings", "settings"),
     Field("orders", "orders", "orders"),
     Field("final", "final acc (%)", "final %"), Field("aia", "avg inc acc (%)", "AIA %"),
     Field("forgetting", "forgetting (pts)", "forget"),
@@ -40,7 +41,7 @@ BASE_FIELDS = [
 BASELINE_FIELDS = [
     Field("diff", "Δ final vs {b}", "Δ {b}"), Field("ci", "95% CI", "95% CI"), Field("p_value", "p", "p"),
 ]
-KEY_COLUMNS = ("dataset", "steps", "memory", "profile")  # common to every row: the terminal moves them up
+KEY_COLUMNS = ("dataset", "steps", "memory", "profile", "learner")  # common to every row: the terminal moves them up
 TEXT_KEYS = ("dataset", "memory", "condenser", "profile", "variant", "orders")  # left-aligned
 
 
@@ -91,7 +92,8 @@ def caption(rows: list[dict[str, Any]], compact: bool = False) -> str:
     if compact and rows:
         common = {k: rows[0].get(k) for k in KEY_COLUMNS if len({str(r.get(k)) for r in rows}) == 1}
         if common:
-            words = {"dataset": "{}", "steps": "{} steps", "memory": "memory {}", "profile": "profile {}"}
+            words = {"dataset": "{}", "steps": "{} steps", "memory": "memory {}", "profile": "profile {}",
+                     "learner": "learner {}"}
             parts.append(", ".join(words[k].format(v) for k, v in common.items()))
     hardware = sorted({r["hardware"] for r in rows if r.get("hardware")})
     if hardware:
@@ -131,7 +133,7 @@ STATIC_LINE = ("dataset", "condenser", "profile")
 
 
 def static_table(rows: list[dict[str, Any]]) -> Table:
-    """The table of `clbench.protocol.static.static_rows`: one line per (dataset, condenser, profile)."""
+    """The table of `clbench.report.rows.static_rows`: one line per (dataset, condenser, profile)."""
     columns = sorted({(r["ipc"], r["network"]) for r in rows}, key=lambda c: (c[0], c[1]))
     lines: dict[tuple, dict[tuple, dict]] = {}
     for r in rows:
