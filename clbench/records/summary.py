@@ -111,13 +111,18 @@ def summarise(orders: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # -- static records --------------------------------------------------------------------------------------------
+def static_accuracies(sets: Iterable[dict[str, Any]], network: str) -> list[float]:
+    """Every test accuracy of evaluation network `network` over the complete sets (sets x evaluations)."""
+    return [a for s in sets if s.get("complete") for a in s["accuracies"].get(network, [])]
+
+
 def summarise_static(sets: list[dict[str, Any]], eval_nets: list[str]) -> dict[str, Any]:
     """A static record's `summary`: mean and population std of test accuracy per evaluation network over the
     complete sets x evaluations; seconds over every set."""
     done = [s for s in sets if s.get("complete")]
     networks = {}
     for name in eval_nets:
-        values = [a for s in done for a in s["accuracies"].get(name, [])]
+        values = static_accuracies(done, name)
         mean, std = mean_std(values)
         networks[name] = {"mean": mean, "std": std, "n": len(values)}
     return {

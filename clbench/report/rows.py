@@ -19,17 +19,18 @@ from clbench.records.summary import (
     metrics,
     order_final_accuracies,
     order_seconds,
+    static_accuracies,
     total_seconds,
 )
 from clbench.report.stats import TEST_NAME, paired_difference
 
-KEY_FIELDS = ("dataset", "steps", "memory", "condenser", "profile")
+KEY_FIELDS = ("dataset", "steps", "memory", "condenser", "profile", "learner")  # never pooled across
 CONFIDENCE = 0.95
 
 
 # -- grouping ----------------------------------------------------------------------------------------------
 def protocol_key(record: dict[str, Any]) -> tuple:
-    c = record["config"]
+    c = {"learner": "retrain", **record["config"]}  # records from before the learners were all retrain
     return tuple(c.get(k) for k in KEY_FIELDS)
 
 
@@ -183,8 +184,8 @@ def _row(group: Group) -> dict[str, Any]:
 
 
 def _protocol_words(group: Group) -> str:
-    d, steps, memory, _, profile = group.key
-    return f"{d}, {steps} steps, memory {memory}, profile {profile}"
+    d, steps, memory, _, profile, learner = group.key
+    return f"{d}, {steps} steps, memory {memory}, profile {profile}, learner {learner}"
 
 
 def summary_rows(records: list[dict[str, Any]], baseline: str | None = None) -> list[dict[str, Any]]:
@@ -328,13 +329,11 @@ def static_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         key = full[: len(STATIC_KEY_FIELDS)]
         values, set_ids, condense, train = [], set(), 0.0, 0.0
         for record, name in members:
-            for s in record.get("sets", []):
-                if not s.get("complete"):
-                    continue
-                values.extend(s["accuracies"].get(name, []))
-                set_ids.add(s["set"])
-                condense += float(s["condense_seconds"])
-                train += float(s["train_seconds"].get(name, 0.0))
+            done = [s for s in record.get("sets", []) if s.get("complete")]
+            values.extend(static_accuracies(done, name))
+            set_ids.update(s["set"] for s in done)
+            condense += sum(float(s["condense_seconds"]) for s in done)
+            train += sum(float(s["train_seconds"].get(name, 0.0)) for s in done)
         row = dict(zip(STATIC_KEY_FIELDS, key))
         differs = _differing(by_key[key], variants[full]) if len(by_key[key]) > 1 else ""
         if differs:
