@@ -27,7 +27,8 @@ from clbench.core.seeding import derive_seed, generator
 from clbench.nets.augment import DSA
 from clbench.protocol import config as cfg
 from clbench.protocol.resolve import PreparedRun, Resolved, resolve
-from clbench.records.record import atomic_torch_save, atomic_write_bytes, jsonable, new_run_id
+from clbench.records.record import jsonable, new_run_id
+from clbench.records.snapshots import save_synthetic
 from clbench.records.summary import summarise_static
 from clbench.records.writer import RecordWriter, new_record
 from clbench.training.recipe import TrainRecipe, evaluate, train_network
@@ -270,18 +271,3 @@ def train_and_test(name: str, images: Tensor, labels: Tensor, test_images: Tenso
                         width=width)
     train_network(net, images, labels, recipe, augment, generator(train_seed, device), progress)
     return evaluate(net, test_images, test_labels, recipe)
-
-
-def save_synthetic(record_path: Path, index: int, images: Tensor, labels: Tensor, dataset) -> dict[str, str]:
-    """Tensors (torch.load(..., weights_only=True): {"images", "labels"}, as a run's memory snapshot) and a PNG
-    grid, one row per class, in the folder named after the record. Paths are relative to the record's folder."""
-    from clbench.records.snapshots import memory_grid_png
-
-    folder = record_path.with_suffix("")
-    state = {"images": images.detach().cpu(), "labels": labels.detach().cpu()}
-    tensor_file = folder / f"synthetic-set{index}.pt"
-    picture_file = folder / f"synthetic-set{index}.png"
-    atomic_torch_save(tensor_file, state)
-    atomic_write_bytes(picture_file, memory_grid_png(state, dataset))
-    return {"synthetic_file": str(tensor_file.relative_to(record_path.parent)),
-            "picture_file": str(picture_file.relative_to(record_path.parent))}

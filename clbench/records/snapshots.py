@@ -1,5 +1,5 @@
-"""What a run writes beside its record besides the record itself: each order's memory snapshot (tensors and a
-picture), and the check, before any work, that the output folder can take those files.
+"""What a run writes beside its record besides the record itself: each order's memory snapshot and each static
+set (tensors and a picture), and the check, before any work, that the output folder can take those files.
 """
 from __future__ import annotations
 
@@ -14,14 +14,27 @@ from clbench.core.errors import UsageError
 from clbench.records.record import atomic_torch_save, atomic_write_bytes, run_folder
 
 
-def save_memory(record_path: Path, order: int, memory, dataset) -> str:
-    """Tensors (torch.load(..., weights_only=True)) and a PNG grid, one row per class, beside the record."""
+def save_images(record_path: Path, stem: str, state: dict[str, torch.Tensor], dataset) -> tuple[str, str]:
+    """`state` ({"images", "labels"}: torch.load(..., weights_only=True)) and a PNG grid of it, one row per class,
+    as `<stem>.pt` and `<stem>.png` in the record's folder; their paths relative to the record's folder."""
     folder = run_folder(record_path)
-    state = memory.state()
-    tensor_file = folder / f"memory-order{order}.pt"
+    tensor_file, picture_file = folder / f"{stem}.pt", folder / f"{stem}.png"
     atomic_torch_save(tensor_file, state)
-    atomic_write_bytes(folder / f"memory-order{order}.png", memory_grid_png(state, dataset))
-    return str(tensor_file.relative_to(record_path.parent))
+    atomic_write_bytes(picture_file, memory_grid_png(state, dataset))
+    return str(tensor_file.relative_to(record_path.parent)), str(picture_file.relative_to(record_path.parent))
+
+
+def save_memory(record_path: Path, order: int, memory, dataset) -> str:
+    """An order's final memory beside the record; the tensors' path, relative to the record's folder."""
+    return save_images(record_path, f"memory-order{order}", memory.state(), dataset)[0]
+
+
+def save_synthetic(record_path: Path, index: int, images: torch.Tensor, labels: torch.Tensor,
+                   dataset) -> dict[str, str]:
+    """A static run's synthetic set beside the record (as a memory snapshot): the record's file entries."""
+    state = {"images": images.detach().cpu(), "labels": labels.detach().cpu()}
+    tensors, picture = save_images(record_path, f"synthetic-set{index}", state, dataset)
+    return {"synthetic_file": tensors, "picture_file": picture}
 
 
 def memory_grid_png(state: dict[str, torch.Tensor], dataset) -> bytes:
