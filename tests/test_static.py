@@ -163,3 +163,22 @@ def test_static_rows_never_pool_records_whose_options_differ():
     assert by_name["ddm [opt.cm=False]"]["mean"] == 50.0 and by_name["ddm [opt.cm=False]"]["records"] == 1
     # one variant only: the plain name
     assert [r["condenser"] for r in static_rows([record("a", full, [60.0])])] == ["ddm"]
+
+
+def test_a_variant_keeps_one_name_across_ipc_columns():
+    def record(run_id, ipc, options):
+        return {"kind": "static", "run_id": run_id, "complete": True,
+                "config": {"dataset": "d", "condenser": "ddm", "ipc": ipc, "profile": "quick",
+                           "eval_nets": ["convnet"], "network": "convnet", "width": 32, "train": {},
+                           "condenser_options": options},
+                "sets": [{"set": 0, "complete": True, "accuracies": {"convnet": [50.0]}, "condense_seconds": 1.0,
+                          "train_seconds": {"convnet": 1.0}}]}
+
+    full = {"mm": True, "cm": True, "icd": True}
+    rows = static_rows([record("a", 1, full), record("b", 1, {**full, "cm": False}),
+                        record("c", 10, full), record("d", 10, {**full, "cm": False}),
+                        record("e", 10, {**full, "mm": False})])
+    names = {(r["ipc"], r["condenser"]) for r in rows}
+    assert names == {(1, "ddm [opt.cm=True opt.mm=True]"), (1, "ddm [opt.cm=False opt.mm=True]"),
+                     (10, "ddm [opt.cm=True opt.mm=True]"), (10, "ddm [opt.cm=False opt.mm=True]"),
+                     (10, "ddm [opt.cm=True opt.mm=False]")}

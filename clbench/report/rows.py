@@ -321,9 +321,11 @@ def static_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             key = (config["dataset"], config["condenser"], config["ipc"], config["profile"], name)
             groups.setdefault(key + _frozen(variant), []).append((record, name))
             variants[key + _frozen(variant)] = variant
-    by_key: dict[tuple, list[dict[str, Any]]] = {}
+    # A variant is named by what differs among the variants of its condenser at ANY ipc, so that one variant
+    # keeps one name across the ipc columns of the table.
+    by_condenser: dict[tuple, list[dict[str, Any]]] = {}
     for full in groups:
-        by_key.setdefault(full[: len(STATIC_KEY_FIELDS)], []).append(variants[full])
+        by_condenser.setdefault(_without_ipc(full), []).append(variants[full])
     rows = []
     for full, members in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
         key = full[: len(STATIC_KEY_FIELDS)]
@@ -335,7 +337,8 @@ def static_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             condense += sum(float(s["condense_seconds"]) for s in done)
             train += sum(float(s["train_seconds"].get(name, 0.0)) for s in done)
         row = dict(zip(STATIC_KEY_FIELDS, key))
-        differs = _differing(by_key[key], variants[full]) if len(by_key[key]) > 1 else ""
+        siblings = by_condenser[_without_ipc(full)]
+        differs = _differing(siblings, variants[full]) if len(siblings) > 1 else ""
         if differs:
             row["condenser"] = f"{row['condenser']} [{differs}]"
         mean, std = mean_std(values)
@@ -352,3 +355,9 @@ def static_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         })
         rows.append(row)
     return rows
+
+
+def _without_ipc(full_key: tuple) -> tuple:
+    """The key fields of a static row's full key (STATIC_KEY_FIELDS, then the frozen variant) but the ipc."""
+    ipc = STATIC_KEY_FIELDS.index("ipc")
+    return full_key[:ipc] + full_key[ipc + 1: len(STATIC_KEY_FIELDS)]
