@@ -10,7 +10,8 @@ import pkgutil
 
 from clbench.condensers.base import CONDENSERS, Condenser, CondenseTask, SyntheticSet, register
 
-__all__ = ["CONDENSERS", "Condenser", "CondenseTask", "SyntheticSet", "register", "get_condenser", "load_builtins"]
+__all__ = ["CONDENSERS", "Condenser", "CondenseTask", "SyntheticSet", "register", "get_condenser", "load_builtins",
+           "canonical_name", "condenser_source"]
 
 _loaded = False
 
@@ -34,3 +35,78 @@ def get_condenser(name: str) -> type[Condenser]:
     if not (isinstance(cls, type) and issubclass(cls, Condenser)) and not callable(getattr(cls, "condense", None)):
         raise UsageError(f"{name!r} is not a condenser class (it has no condense method)")
     return cls
+
+
+def _path_of(obj) -> str:
+    return f"{obj.__module__}:{obj.__qualname__}"
+
+
+def canonical_name(name: str) -> str:
+    """One name per condenser, however it was given: a `module.path:Class` that a registered entry (built-in or
+    entry point) points to is that entry's name; any other name is itself. Decided from names only (no plugin
+    is imported), so that `clbench compare` can key old records too."""
+    load_builtins()
+    if ":" not in name:
+        return name
+    for entry in CONDENSERS.entries():
+        target = entry.target if isinstance(entry.target, str) else _path_of(entry.target)
+        if target == name:
+            return entry.name
+    return name
+
+
+def condenser_source(name: str) -> dict:
+    """Where the code of condenser `name` comes from, for the record: its canonical name, how it was found,
+    the distribution and version that provide it, and for a class outside clbench its file and a sha256 of it."""
+    import hashlib
+    import inspect
+    from importlib import metadata
+
+    load_builtins()
+    source: dict = {"name": canonical_name(name), "given": name}
+    entry = CONDENSERS.entry(source["name"])
+    source["origin"] = entry.origin
+    cls = entry.load()
+    module = getattr(cls, "__module__", "") or ""
+    source["class"] = _path_of(cls) if hasattr(cls, "__qualname__") else str(cls)
+    if entry.origin.startswith("package "):
+        dists = [entry.origin.removeprefix("package ")]
+    elif module == "clbench" or module.startswith("clbench."):
+        dists = ["clbench"]
+    else:
+        dists = [d for d in metadata.packages_distributions().get(module.split(".")[0], [])
+                 if _provides(d, inspect.getfile(cls))]
+    if dists:
+        source["distribution"] = dists[0]
+        try:
+            source["version"] = metadata.version(dists[0])
+        except metadata.PackageNotFoundError:
+            source["version"] = None
+    if source.get("distribution") != "clbench":
+        try:
+            file = inspect.getsourcefile(cls)
+        except TypeError:
+            file = None
+        if file:
+            with open(file, "rb") as handle:
+                source["file"], source["sha256"] = file, hashlib.sha256(handle.read()).hexdigest()
+    return source
+
+
+def _provides(dist_name: str, file: str) -> bool:
+    """Whether installed distribution `dist_name` holds `file` (in its file list, or, installed editable, under
+    the folder its direct_url.json points to): a top-level module name alone can be shared (e.g. `tests`)."""
+    import json
+    from importlib import metadata
+    from pathlib import Path
+
+    try:
+        dist = metadata.distribution(dist_name)
+    except metadata.PackageNotFoundError:
+        return False
+    target = Path(file).resolve()
+    for f in dist.files or []:
+        if f.suffix == ".py" and Path(str(dist.locate_file(f))).resolve() == target:
+            return True
+    url = (json.loads(dist.read_text("direct_url.json") or "{}") or {}).get("url", "")
+    return url.startswith("file://") and Path(url.removeprefix("file://")).resolve() in target.parents

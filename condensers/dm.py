@@ -47,10 +47,11 @@ SHRINK_SEED = 0
 
 @dataclass
 class DMOptions(AddOnOptions):
-    iterations: int = option(20000, "optimisation steps on the synthetic images", quick=100)
-    lr: float = option(1.0, "SGD learning rate on the synthetic images")
-    momentum: float = option(0.5, "SGD momentum")
-    batch_real: int = option(256, "real images per class per iteration (all of them where a class has fewer)")
+    iterations: int = option(20000, "optimisation steps on the synthetic images", quick=100, min=0)
+    lr: float = option(1.0, "SGD learning rate on the synthetic images", above=0)
+    momentum: float = option(0.5, "SGD momentum", min=0, max=1)
+    batch_real: int = option(256, "real images per class per iteration (all of them where a class has fewer)",
+                            min=1)
     init: Literal["real", "noise"] = option("real", "start from random real images of the class, or N(0, 1) noise")
     dsa: bool = option(True, "Siamese augmentation: one draw per class, shared by its real and synthetic images")
     dsa_strategy: str = option("", "DSA strategy (e.g. color_crop_cutout_flip_scale_rotate); empty = the default "
@@ -60,13 +61,14 @@ class DMOptions(AddOnOptions):
         "mean", "under a total memory budget, which images of a class stay: 'mean' keeps those that best "
                 "preserve the class's mean embedding, 'random' a seeded random subset")
     chunk: int = option(0, "images per forward pass, real and synthetic (speed only: per-class sums give the "
-                           "same loss to float rounding); 0 = 32 on a CPU (cache-sized), all at once on a GPU")
+                           "same loss to float rounding); 0 = 32 on a CPU (cache-sized), all at once on a GPU",
+                     min=0)
     amp: bool | Literal["auto"] = option(
         False, "network passes in bf16 (a bf16 copy of each random network): true, false, or auto (where the "
                "device runs bf16 natively); statistics and losses stay fp32. Speed switch; fp32 is the reference",
         quick="auto")
     report_every: int = option(25, "iterations between reading the losses back (progress, NaN check); "
-                                   "fewer reads keep a GPU busy")
+                                   "fewer reads keep a GPU busy", min=1)
 
 
 @register

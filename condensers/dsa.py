@@ -181,12 +181,13 @@ def _sample(indices: Tensor, k: int, generator: torch.Generator, cycle: bool = F
 # ------------------------------------------------------------------------------------------------ condenser
 @dataclass
 class DSAOptions:
-    iterations: int = option(1000, "iterations, each with a fresh network (paper 1000)", quick=5)
-    lr_img: float = option(0.1, "SGD learning rate of the synthetic images")
-    momentum: float = option(0.5, "SGD momentum of the synthetic images")
-    lr_net: float = option(0.01, "SGD learning rate of the network trained on the synthetic set (inner loop)")
-    batch_real: int = option(256, "real images per class for each gradient")
-    batch_train: int = option(256, "batch size of the inner-loop training on the synthetic set")
+    iterations: int = option(1000, "iterations, each with a fresh network (paper 1000)", quick=5, min=0)
+    lr_img: float = option(0.1, "SGD learning rate of the synthetic images", above=0)
+    momentum: float = option(0.5, "SGD momentum of the synthetic images", min=0, max=1)
+    lr_net: float = option(0.01, "SGD learning rate of the network trained on the synthetic set (inner loop)",
+                           above=0)
+    batch_real: int = option(256, "real images per class for each gradient", min=1)
+    batch_train: int = option(256, "batch size of the inner-loop training on the synthetic set", min=1)
     loops: str = option("", "\"outer,inner\" loop counts; empty: by ipc, 1->1,1 10->10,50 20->20,25 "
                             "30->30,20 40->40,15 50->50,10, other ipc the nearest", quick="5,10")
     distance: Distance = option("ours", "gradient distance: ours (per-row cosine), mse or cos")
@@ -194,9 +195,10 @@ class DSAOptions:
     dsa: bool = option(True, "differentiable Siamese augmentation while matching and in the inner loop")
     dsa_strategy: str = option("", "DSA strategy (e.g. color_crop_cutout_flip_scale_rotate); empty = the default "
                                        "(all ops); independent of the training recipe's dsa")
-    bn_real_per_class: int = option(16, "real images per class that set BatchNorm statistics (BN nets only)")
+    bn_real_per_class: int = option(16, "real images per class that set BatchNorm statistics (BN nets only)",
+                                    min=1)
     report_every: int = option(10, "iterations between reading the loss back (progress, NaN check); "
-                                   "fewer reads keep a GPU busy")
+                                   "fewer reads keep a GPU busy", min=1)
 
 
 @register

@@ -118,6 +118,48 @@ class Diverges(Faulty):
         return result
 
 
+class Float64Images(Faulty):
+    """Returns float64 images (the real ones are float32)."""
+
+    name = "float64-images"
+
+    def fault(self, task: CondenseTask) -> SyntheticSet:
+        result = _first_images(task, task.ipc)
+        result.images = result.images.double()
+        return result
+
+
+class ModifiesRealImages(Faulty):
+    """Returns a valid set, but writes into `task.images` (the real data every later step uses)."""
+
+    name = "modifies-real-images"
+
+    def fault(self, task: CondenseTask) -> SyntheticSet:
+        result = _first_images(task, task.ipc)
+        task.images[0].mul_(0.5)
+        return result
+
+
+class NotASet(Faulty):
+    """Returns a plain tuple, not a SyntheticSet."""
+
+    name = "not-a-set"
+
+    def fault(self, task: CondenseTask):
+        result = _first_images(task, task.ipc)
+        return result.images, result.labels
+
+
+class NoName(Condenser):
+    """A condenser that keeps the contract but has no `name` (run by module path)."""
+
+    def condense(self, task: CondenseTask) -> SyntheticSet:
+        return _first_images(task, task.ipc)
+
+
+NOT_A_CONDENSER = 42  # `--condenser tests.faulty_condensers:NOT_A_CONDENSER`
+
+
 @dataclass
 class SlowOptions:
     delay: float = option(0.2, "seconds each condensation takes (slept in small slices, reporting progress)")

@@ -31,7 +31,11 @@ def compare(
         typer.echo(f"warning: {warning}", err=True)
     if not records:
         raise UsageError(f"no run records found in {', '.join(roots)}; run `clbench run` first or give a record path")
-    found = [r for _, r in records]
+    found = [_canonical(r) for _, r in records]
+    if baseline is not None:
+        from clbench.condensers import canonical_name
+
+        baseline = canonical_name(baseline)
     if baseline is not None and not any(r["config"].get("condenser") == baseline for r in found):
         names = sorted({str(r["config"].get("condenser")) for r in found})
         raise UsageError(f"--baseline {baseline!r}: no record of that condenser among these records "
@@ -51,3 +55,17 @@ def compare(
 
         save_figure(curve_figure(continual), plot)
         typer.echo(f"curve: {plot}", err=True)
+
+
+def _canonical(record: dict) -> dict:
+    """The record with its condenser keyed by one canonical name (the same plugin given by entry-point name
+    and by module:Class is one condenser): the name its record's condenser_source holds, else computed."""
+    from clbench.condensers import canonical_name
+
+    source = record.get("condenser_source")
+    name = source.get("name") if isinstance(source, dict) else None
+    given = record["config"].get("condenser")
+    name = name if isinstance(name, str) else canonical_name(given) if isinstance(given, str) else given
+    if name == given:
+        return record
+    return {**record, "config": {**record["config"], "condenser": name}}

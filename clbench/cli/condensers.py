@@ -23,10 +23,16 @@ def condensers(
     from clbench.core.options import describe
 
     load_builtins()
+    collisions = CONDENSERS.collisions()
     entries = CONDENSERS.entries() if name is None else [CONDENSERS.entry(name)]
     console = Console(highlight=False)
     for entry in entries:
         head = Text.assemble((entry.name, "bold"), "  ", (f"({entry.origin})", "cyan"))
+        if entry.name in collisions:
+            console.print(head)
+            console.print(Padding(Text(f"name collision: {CONDENSERS.collision_error(entry.name).args[0]}",
+                                       style="red"), (0, 0, 1, 2)))
+            continue
         try:
             cls = entry.load()
         except Exception as exc:  # a broken plugin must not hide the others

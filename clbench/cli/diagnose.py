@@ -35,10 +35,15 @@ def diagnose(
     task = progress.add_task("diagnose", total=1, info="")
 
     def report(done: int, total: int, label: str) -> None:
+        if not progress.live.is_started:  # shown from the first measurement: a bad record fails on one line
+            progress.start()
         progress.update(task, completed=done, total=total, info=label)
 
-    with progress:
+    try:
         doc = run_diagnosis(records, config, report)
+    finally:
+        if progress.live.is_started:
+            progress.stop()
     console = Console()
     if per_class:
         for result in doc["records"]:

@@ -56,4 +56,5 @@ class RichReporter(Reporter):
         self.progress.stop()
 
     def close(self) -> None:
-        self.progress.stop()
+        if self.run_task is not None:  # never started (bad input refused before the run): print nothing
+            self.progress.stop()

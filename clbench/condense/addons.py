@@ -41,8 +41,8 @@ class AddOnOptions:
     """The add-ons' switches and options, mixed into every DM-family condenser's options."""
 
     sm: bool = option(False, "style matching add-on: lambda * (alpha * L_MM + L_CM) on the style taps")
-    lambda_: float = option(1e4, "the paper's lambda: weight of the style loss alpha * L_MM + L_CM")
-    alpha: float = option(1.0, "the paper's alpha: weight of moments matching inside the style loss")
+    lambda_: float = option(1e4, "the paper's lambda: weight of the style loss alpha * L_MM + L_CM", min=0)
+    alpha: float = option(1.0, "the paper's alpha: weight of moments matching inside the style loss", min=0)
     mm: bool = option(True, "with sm: moments matching (per-channel mean and std of the style taps)")
     cm: bool = option(True, "with sm: correlation matching (Gram matrices of the style taps)")
     style_layers: tuple[int, ...] = option((), "blocks (0-based) whose activations give style taps; empty = all")
@@ -55,7 +55,7 @@ class AddOnOptions:
                      "for every later class; 1.17x to 1.43x lambda on average)")
     icd: bool = option(False, "intra-class diversity add-on: beta * L_ICD (KL to the k nearest synthetic "
                               "neighbours)")
-    beta: float = option(10.0, "the paper's beta: weight of the intra-class diversity loss")
+    beta: float = option(10.0, "the paper's beta: weight of the intra-class diversity loss", min=0)
     k: int = option(2, "neighbours per synthetic image in the diversity loss (the term is 0 where ipc <= k)")
     balance: Literal["embedding", "none"] = option(
         "embedding", "how lambda and beta follow the network: 'embedding' multiplies them by D / 2048 (D the "

@@ -13,14 +13,27 @@ def condenser_name(condenser) -> str:
 def run_condenser(condenser, task):
     """`condenser.condense(task)`, with a plugin's own exception named and the result checked."""
     name = condenser_name(condenser)
+    before = fingerprint(task.images), task.labels.clone()
     try:
         result = condenser.condense(task)
     except ClbenchError:
         raise
     except Exception as exc:  # a plugin's own bug: name it, keep the cause
         raise CondenserError(f"condenser {name!r} raised {type(exc).__name__}: {exc}") from exc
+    if not torch.equal(fingerprint(task.images), before[0]) or not torch.equal(task.labels, before[1]):
+        raise CondenserError(f"condenser {name!r} changed the real images or labels it was given (task.images, "
+                             f"task.labels) in place; work on a copy (images.clone())")
     check_synthetic_set(result, task.images, list(task.classes), task.ipc, name)
     return result
+
+
+def fingerprint(images: torch.Tensor) -> torch.Tensor:
+    """A cheap checksum of the real images, per image: their sum and a fixed pseudo-random projection (one
+    matrix product, no copy of the data), so that a condenser writing into `task.images` is caught."""
+    flat = images.detach().reshape(images.shape[0], -1)
+    weights = torch.ones(flat.shape[1], 2, dtype=flat.dtype, device=flat.device)
+    weights[:, 1] = torch.arange(flat.shape[1], device=flat.device).mul(0.6180339887).remainder(1.0)
+    return flat @ weights
 
 
 def check_synthetic_set(result, images_like: torch.Tensor, classes: list[int], ipc: int, name: str) -> None:
@@ -37,7 +50,18 @@ def check_synthetic_set(result, images_like: torch.Tensor, classes: list[int], i
                      f"expected (N, {', '.join(map(str, images_like.shape[1:]))})"
         )
     if not images.is_floating_point():
-        raise CondenserError(prefix + f"returned images of dtype {images.dtype}; expected a floating dtype")
+        raise CondenserError(prefix + f"returned images of dtype {images.dtype}; expected a floating dtype "
+                                      f"({images_like.dtype}, the dtype of task.images)")
+    if images.dtype != images_like.dtype:
+        raise CondenserError(prefix + f"returned images of dtype {images.dtype}; expected {images_like.dtype}, the "
+                                      f"dtype of task.images")
+    if labels.dtype != torch.long:
+        raise CondenserError(prefix + f"returned labels of dtype {labels.dtype}; expected torch.long")
+    if images.device != images_like.device or labels.device != images_like.device:
+        raise CondenserError(prefix + f"returned tensors on {images.device}/{labels.device}; expected "
+                                      f"task.device ({images_like.device})")
+    if not isinstance(getattr(result, "facts", {}), dict):
+        raise CondenserError(prefix + f"returned facts of type {type(result.facts).__name__}; expected a dict")
     if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
         count = labels.shape[0] if labels.dim() else 0
         raise CondenserError(prefix + f"returned {count} labels for {images.shape[0]} images")

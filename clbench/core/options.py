@@ -1,11 +1,17 @@
 """Options dataclasses: defaults and help in one place, `key=value` overrides checked against them.
 
 A condenser's options are a dataclass whose fields carry `help` and, where the CPU-sized `quick` profile
-differs from the paper, a `quick` value. `option(default, help, quick=...)` builds such a field.
+differs from the paper, a `quick` value. `option(default, help, quick=..., min=..., max=..., above=...)` builds
+such a field; the bounds are the one place a value's range is stated. `build_options` checks every value
+(typed values from a TOML file as well as `key=value` text) against the field's type and bounds, then calls the
+dataclass's own `validate()` if it has one (checks across fields), and raises one UsageError naming the key,
+what was expected and the value given.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import types
 import typing
 from typing import Any, Mapping
@@ -15,11 +21,16 @@ from clbench.core.errors import UsageError
 _MISSING = object()
 
 
-def option(default: Any, help: str, quick: Any = _MISSING) -> Any:
-    """A dataclass field with help text and an optional value for the quick profile."""
-    metadata = {"help": help}
+def option(default: Any, help: str, quick: Any = _MISSING, *, min: float | None = None, max: float | None = None,
+           above: float | None = None) -> Any:
+    """A dataclass field with help text, an optional value for the quick profile, and optional bounds:
+    `min`/`max` inclusive, `above` exclusive (`above=0`: strictly positive)."""
+    metadata: dict[str, Any] = {"help": help}
     if quick is not _MISSING:
         metadata["quick"] = quick
+    bounds = {k: v for k, v in (("min", min), ("max", max), ("above", above)) if v is not None}
+    if bounds:
+        metadata["bounds"] = bounds
     if isinstance(default, (list, dict, set)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -44,7 +55,79 @@ def describe(options_type: type) -> list[dict[str, Any]]:
 
 
 def _type_name(tp: Any) -> str:
+    """A type as a user reads it: `int`, `bool | auto`, `real|noise`, `tuple[int, ...]` (never `Union`)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if origin is typing.Literal:
+        return "|".join(map(str, args))
+    if origin is not None:
+        return str(tp).replace("typing.", "")
+    if tp is type(None):
+        return "None"
     return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def expected(tp: Any) -> str:
+    """What a value of type `tp` is, in words, for error messages: "an integer", "true, false or auto"."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(expected(a) for a in args)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(map(str, args))
+    if origin in (tuple, list):
+        return f"a list of {expected(args[0]) if args else 'values'}"
+    if origin is dict or tp is dict:
+        return "a table"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+            type(None): "none"}.get(tp, _type_name(tp))
+
+
+def show(value: Any) -> str:
+    """A value as the user wrote it: strings in double quotes, true/false, lists in brackets."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def conforms(value: Any, tp: Any) -> bool:
+    """Whether a typed value (from a TOML file, a record) is of the field type `tp`; an int is a float, a bool
+    is not an int, a float must be finite."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(conforms(value, a) for a in args)
+    if origin is typing.Literal:
+        return any(value == a and type(value) is type(a) for a in args)
+    if origin in (tuple, list):
+        item = args[0] if args else Any
+        return isinstance(value, (list, tuple)) and all(item is Any or conforms(v, item) for v in value)
+    if origin is dict or tp is dict:
+        return isinstance(value, dict)
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if tp is str:
+        return isinstance(value, str)
+    return True
+
+
+def check_bounds(value: Any, bounds: Mapping[str, float]) -> str | None:
+    """The range a number breaks, in words ("> 0", ">= 1", "<= 1"), or None when it is within `bounds`."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    if "above" in bounds and not value > bounds["above"]:
+        return f"> {bounds['above']}"
+    if "min" in bounds and not value >= bounds["min"]:
+        return f">= {bounds['min']}"
+    if "max" in bounds and not value <= bounds["max"]:
+        return f"<= {bounds['max']}"
+    return None
 
 
 def parse_value(text: str, tp: Any, key: str) -> Any:
@@ -78,9 +161,12 @@ def parse_value(text: str, tp: Any, key: str) -> Any:
         raise UsageError(f"option {key}={text!r}: expected a boolean (true/false)")
     if tp in (int, float, str):
         try:
-            return tp(text)
+            value = tp(text)
         except ValueError:
             raise UsageError(f"option {key}={text!r}: expected {tp.__name__}") from None
+        if tp is float and not math.isfinite(value):
+            raise UsageError(f"option {key}={text!r}: expected a finite number")
+        return value
     raise UsageError(f"option {key}: cannot parse values of type {_type_name(tp)}")
 
 
@@ -99,7 +185,8 @@ def build_options(options_type: type, overrides: Mapping[str, Any], profile: str
                   owner: str = "options") -> Any:
     """Defaults (paper, or quick values for the quick profile), then `overrides` (strings or values).
 
-    Unknown keys are an error that lists the known ones.
+    Unknown keys are an error that lists the known ones; a value of the wrong type or out of its field's bounds
+    is an error naming key, what was expected and the value; then the dataclass's `validate()` (if any) runs.
     """
     hints = typing.get_type_hints(options_type)
     fields = {f.name: f for f in dataclasses.fields(options_type)}
@@ -107,11 +194,25 @@ def build_options(options_type: type, overrides: Mapping[str, Any], profile: str
     if profile == "quick":
         values.update({n: f.metadata["quick"] for n, f in fields.items() if "quick" in f.metadata})
     for key, raw in overrides.items():
+        if not fields:
+            raise UsageError(f"{owner} has no options (got {key}={raw}); remove it")
         if key not in fields:
             raise UsageError(f"unknown option {key!r} for {owner}; known options: {', '.join(fields)}")
-        values[key] = parse_value(raw, hints[key], key) if isinstance(raw, str) and hints[key] is not str \
-            else raw
-    return options_type(**values)
+        if isinstance(raw, str) and hints[key] is not str:
+            values[key] = parse_value(raw, hints[key], key)
+        elif not conforms(raw, hints[key]):
+            raise UsageError(f"{owner}: option {key} must be {expected(hints[key])}, got {show(raw)}")
+        else:
+            values[key] = float(raw) if hints[key] is float else raw
+    for key, value in values.items():
+        broken = check_bounds(value, fields[key].metadata.get("bounds", {}))
+        if broken:
+            raise UsageError(f"{owner}: option {key} must be {broken}, got {show(value)}")
+    options = options_type(**values)
+    validate = getattr(options, "validate", None)
+    if callable(validate):
+        validate()  # checks across fields; raises UsageError
+    return options
 
 
 def as_dict(options: Any) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 Every named thing of clbench is looked up here (condensers, networks, datasets, sweep launchers), so an unknown
 name gets one kind of answer, computed in one place (`Registry.unknown`): the closest known names and the
 whole list, on one line. Collisions raise (a silently replaced condenser would make two records with one name
-mean different things).
+mean different things). Two installed packages registering one name are not an error until that name is used:
+`collisions()` lists them (so `clbench condensers` can show them and everything else), and looking the name up
+raises one UsageError naming both packages.
 """
 from __future__ import annotations
 
@@ -61,6 +63,7 @@ class Registry(Generic[T]):
         self.paths = paths
         self.normalise = normalise or (lambda name: name)
         self._entries: dict[str, Entry[T]] = {}
+        self._collisions: dict[str, list[Entry[T]]] = {}  # a name -> every entry that claims it
         self._scanned = entry_point_group is None
 
     def add(self, name: str, target: T | str, origin: str = "built-in") -> None:
@@ -87,13 +90,26 @@ class Registry(Generic[T]):
         from importlib.metadata import entry_points
 
         for ep in entry_points(group=self.entry_point_group):
-            if ep.name in self._entries:
-                raise ValueError(
-                    f"{self.kind} {ep.name!r} from package {ep.dist.name if ep.dist else '?'} collides with "
-                    f"the one from {self._entries[ep.name].origin}; rename one of them"
-                )
             dist = ep.dist.name if ep.dist else "unknown package"
-            self._entries[ep.name] = Entry(ep.name, f"package {dist}", ep.value)
+            entry = Entry(ep.name, f"package {dist}", ep.value)
+            if ep.name in self._entries:
+                if self._entries[ep.name] == entry:  # the same package seen twice on the path
+                    continue
+                self._collisions.setdefault(ep.name, [self._entries[ep.name]]).append(entry)
+                continue
+            self._entries[ep.name] = entry
+
+    def collisions(self) -> dict[str, list[Entry[T]]]:
+        """Names claimed by more than one package (or a package and a built-in): name -> every claimant."""
+        self._scan_entry_points()
+        return dict(self._collisions)
+
+    def collision_error(self, name: str, where: str | None = None) -> UsageError:
+        claims = " and ".join(e.origin + (f" ({e.target})" if isinstance(e.target, str) else "")
+                              for e in self._collisions[name])
+        start = f"{where}: " if where else ""
+        return UsageError(f"{start}{self.kind} {name!r} is registered twice: by {claims}; uninstall or rename one "
+                          f"of them, or give the class as module.path:ClassName")
 
     def entries(self) -> list[Entry[T]]:
         self._scan_entry_points()
@@ -109,6 +125,8 @@ class Registry(Generic[T]):
         """
         self._scan_entry_points()
         key = self.normalise(name)
+        if key in self._collisions:
+            raise self.collision_error(key, where)
         if key in self._entries:
             return self._entries[key]
         if self.paths and ":" in name:

@@ -86,7 +86,21 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     unknown = sorted(set(data) - known)
     if unknown:
         raise UsageError(f"--config {path}: unknown keys {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    check_types(data, f"--config {path}")
     return data
+
+
+def check_types(values: dict[str, Any], source: str) -> None:
+    """Each value of the RunConfig fields in `values` is of its field's type (TOML and records give typed
+    values); else one UsageError: `<source>: orders must be an integer, got "two"`."""
+    import typing
+
+    from clbench.core.options import conforms, expected, show
+
+    hints = typing.get_type_hints(RunConfig)
+    for key, value in values.items():
+        if key in hints and not conforms(value, hints[key]):
+            raise UsageError(f"{source}: {key} must be {expected(hints[key])}, got {show(value)}")
 
 
 def merge(base: RunConfig, overrides: dict[str, Any]) -> RunConfig:

@@ -87,6 +87,10 @@ def resume(record_path: str | Path, reporter: Reporter | None = None, *,
     if jobs is not None:
         values["jobs"] = jobs
     try:
+        cfg.check_types(values, f"{path} is damaged: its run options")
+    except UsageError as exc:
+        raise RecordError(str(exc)) from None
+    try:
         config = cfg.RunConfig(**values)
     except TypeError as exc:
         raise RecordError(f"{path} is damaged: its run options cannot be read ({exc})") from None

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from clbench.core.errors import UsageError
-from clbench.records.schema import SCHEMA, SCHEMA_VERSION  # re-exported: readers import them from here
+from clbench.records.schema import KINDS, SCHEMA, SCHEMA_VERSION, schema_problem  # SCHEMA*: re-exported
 
 RECORD_SUFFIX = ".json"
 
@@ -155,6 +155,11 @@ def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
     for key in ("run_id", "config", "orders", "summary"):
         if key not in record:
             raise RecordError(f"{source} is damaged: the field {key!r} is missing")
+    problem = schema_problem(record)
+    if problem is None and record.get("kind", "continual") not in KINDS:
+        problem = f'"kind" must be one of {", ".join(KINDS)}, got {record.get("kind")!r}'
+    if problem:
+        raise RecordError(f"{source} is damaged: {problem}")
     return record
 
 

@@ -70,7 +70,7 @@ class Metrics:
 
 def metrics(orders: Iterable[dict[str, Any]]) -> Metrics:
     """Final accuracy, average incremental accuracy and forgetting over the orders whose every step is done."""
-    complete = [o for o in orders if o.get("complete")]
+    complete = [o for o in orders if o.get("complete") and o["steps"]]  # none in a run: test fixtures
     final = [a for o in complete for a in order_final_accuracies(o)]
     incremental = [a for o in complete for a in order_incremental_accuracies(o)]
     forgetting = [f for o in complete if (f := order_forgetting(o)) is not None]
@@ -79,7 +79,7 @@ def metrics(orders: Iterable[dict[str, Any]]) -> Metrics:
 
 def total_seconds(orders: Iterable[dict[str, Any]], kind: str) -> float:
     """Seconds of one `kind` ("condense" or "train") over every step of the orders, finished or not."""
-    return float(sum(s[f"{kind}_seconds"] for o in orders for s in o["steps"]))
+    return float(sum(s.get(f"{kind}_seconds", 0.0) for o in orders for s in o["steps"]))
 
 
 def accuracy_curve(orders: list[dict[str, Any]]) -> list[dict[str, Any]]:

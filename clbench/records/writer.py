@@ -34,7 +34,21 @@ def new_record(kind: str, run_id: str, config: dict[str, Any], device: str, *, e
     record: dict[str, Any] = {"schema": header["schema"], "schema_version": header["schema_version"], "kind": kind,
                               "run_id": run_id, "complete": False, "created": header["created"],
                               "config": config, "environment": header["environment"], **body}
+    if isinstance(config.get("condenser"), str) and "condenser_source" not in body:
+        record["condenser_source"] = _condenser_source(config["condenser"])
     return record  # type: ignore[return-value]
+
+
+def _condenser_source(name: str) -> dict[str, Any]:
+    """clbench.condensers.condenser_source, or what is known when the name no longer resolves (a sweep gathering
+    records of a plugin since uninstalled)."""
+    from clbench.condensers import condenser_source
+    from clbench.core.errors import ClbenchError
+
+    try:
+        return condenser_source(name)
+    except (ClbenchError, OSError) as exc:
+        return {"name": name, "given": name, "error": str(exc)}
 
 
 class RecordWriter:

@@ -278,6 +278,7 @@ def check_runs(spec: SweepSpec) -> None:
     from clbench.protocol.resolve import condenser_and_options, train_recipe
 
     for run in spec.runs:
+        cfg.check_types(run, f"sweep spec {spec.source or ''}".rstrip())
         config = cfg.RunConfig(**{**run, "out": str(spec.folder)})
         config.validate()
         for profile in ["paper", "quick"] if config.profile == "auto" else [config.profile]:

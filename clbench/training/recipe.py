@@ -30,16 +30,16 @@ class TrainRecipe:
 
     # quick: 60 epochs of batch 64. A memory holds at most a few hundred images there, so batch 256 would make one
     # step per epoch; four smaller steps train better at equal cost (benchmarks/README.md: 76.4% against 74.3%).
-    epochs: int = option(1000, "training epochs per network (paper 1000)", quick=60)
-    lr: float = option(0.01, "SGD learning rate")
-    momentum: float = option(0.9, "SGD momentum")
-    weight_decay: float = option(5e-4, "SGD weight decay")
-    batch_size: int = option(256, "minibatch size (paper 256)", quick=64)
-    decay_at: float = option(0.5, "fraction of the epochs after which the lr is multiplied by 0.1")
+    epochs: int = option(1000, "training epochs per network (paper 1000)", quick=60, min=1)
+    lr: float = option(0.01, "SGD learning rate", above=0)
+    momentum: float = option(0.9, "SGD momentum", min=0, max=1)
+    weight_decay: float = option(5e-4, "SGD weight decay", min=0)
+    batch_size: int = option(256, "minibatch size (paper 256)", quick=64, min=1)
+    decay_at: float = option(0.5, "fraction of the epochs after which the lr is multiplied by 0.1", min=0, max=1)
     dsa: bool = option(True, "differentiable Siamese augmentation (training mode) on every batch")
     dsa_strategy: str = option("color_crop_cutout_flip_scale_rotate", "DSA ops used in training")
     eval_batch_size: int = option(2048, "batch size for testing (speed and memory only, no effect on results; "
-                                        "small batches are faster on a CPU)", quick=64)
+                                        "small batches are faster on a CPU)", quick=64, min=1)
     amp: bool | Literal["auto"] = option(
         False, "bf16 autocast for training and testing: true, false, or auto (where the device runs bf16 natively: "
                "AMX/AVX512-BF16 CPUs, Ampere or later GPUs). Speed switch; the fp32 path is the reference",
@@ -48,9 +48,21 @@ class TrainRecipe:
                                          "(speed switch: same values; a gain on GPUs, a loss on the CPUs measured)")
     micro_batch: int = option(0, "forward/backward each minibatch in chunks of this many images and sum the "
                                  "gradients: the same update (to float rounding), with activations that stay in "
-                                 "cache on a CPU; 0 = whole minibatch; ignored for networks with batch norm")
+                                 "cache on a CPU; 0 = whole minibatch; ignored for networks with batch norm",
+                             min=0)
     compile: bool = option(False, "torch.compile the network (speed switch; compiling takes about a minute "
                                   "on a CPU, so it pays only over long runs)")
+
+    def validate(self) -> None:
+        """Checks across fields and of the strategy's names (the bounds are on the fields): called by
+        clbench.core.options.build_options, so a bad recipe fails before a run starts."""
+        from clbench.nets.augment import make_augment
+
+        if self.dsa:
+            try:
+                make_augment(self.dsa_strategy)
+            except UsageError as exc:
+                raise UsageError(f"the training recipe (--train): dsa_strategy={self.dsa_strategy!r}: {exc}") from None
 
 
 ProgressFn = Callable[[int, int], None]

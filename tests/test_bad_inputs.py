@@ -1,0 +1,399 @@
+"""Bad input, refused before work starts: a corpus run through the real `clbench` command, one subprocess each.
+
+Every case is a command line (plus the files it reads, written into an empty folder first) and what the user
+must get: the exit code (2 for bad input; 1 for a plugin that breaks the contract mid-run, or 0 for a warning),
+no traceback, a message naming the problem, and, unless the case documents otherwise, nothing written or
+changed on disk (the folder's files and their hashes, before and after).
+
+Plus property tests (hypothesis): random TOML at the config loader and random JSON at the record reader load or
+raise the project's own error (ClbenchError), nothing else.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+RUN = ["run", "--dataset", "digits", "--steps", "2", "--orders", "1", "--memory", "3ipc", "--profile", "quick",
+       "--device", "cpu", "--train", "epochs=1", "--out", "out"]
+FAULTY = "tests.faulty_condensers"
+
+
+def _record(**changes) -> str:
+    """A valid two-step record (tests/test_report.py's), with top-level `changes` (None deletes a key)."""
+    from tests.test_report import make_record
+
+    record = make_record("random", {0: [50.0, 52.0]})
+    for key, value in changes.items():
+        record[key] = value
+    return json.dumps(record)
+
+
+GOOD = _record()
+STATIC_ONLY = {"schema": "clbench.run", "schema_version": 1}
+
+
+def _dist(name: str, entry_points: str) -> dict[str, str]:
+    """An installed distribution, as importlib.metadata finds it on the path: METADATA and entry_points.txt."""
+    folder = f"site/{name.replace('-', '_')}-1.0.dist-info"
+    return {f"{folder}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
+            f"{folder}/entry_points.txt": f"[clbench.condensers]\n{entry_points}\n"}
+
+
+CLASH = {**_dist("clbench-alpha", f"clash = {FAULTY}:NoName"), **_dist("clbench-beta", f"clash = {FAULTY}:Slow")}
+
+
+@dataclass
+class Case:
+    id: str
+    argv: list[str]
+    says: tuple[str, ...]  # fragments the error (stderr) must contain
+    code: int = 2
+    files: dict[str, str] = field(default_factory=dict)
+    writes: bool = False  # documented: the run started, its record keeps the error
+    lines: int = 1  # lines on stderr for exit code 2 (0: typer's own usage message, a usage line and a box)
+    site: bool = False  # put tmp/site on the path (installed plugin distributions)
+
+
+CASES = [
+    # -- run: the training recipe (--train), checked against TrainRecipe's fields and bounds
+    Case("train-epochs-0", RUN + ["--train", "epochs=0"], ("epochs", ">= 1", "0")),
+    Case("train-lr-negative", RUN + ["--train", "lr=-1"], ("lr", "> 0", "-1")),
+    Case("train-batch-0", RUN + ["--train", "batch_size=0"], ("batch_size", ">= 1")),
+    Case("train-epochs-float", RUN + ["--train", "epochs=1.5"], ("epochs", "int", "1.5")),
+    Case("train-lr-nan", RUN + ["--train", "lr=nan"], ("lr", "finite")),
+    Case("train-momentum-2", RUN + ["--train", "momentum=2"], ("momentum", "<= 1")),
+    Case("train-decay-at", RUN + ["--train", "decay_at=1.5"], ("decay_at", "<= 1")),
+    Case("train-weight-decay", RUN + ["--train", "weight_decay=-0.1"], ("weight_decay", ">= 0")),
+    Case("train-unknown-key", RUN + ["--train", "epochz=3"], ("epochz", "known options", "epochs")),
+    Case("train-not-assignment", RUN + ["--train", "epochs"], ("key=value",)),
+    Case("train-dsa-strategy", RUN + ["--train", "dsa_strategy=spin"], ("dsa_strategy", "spin")),
+    Case("train-amp-maybe", RUN + ["--train", "amp=maybe"], ("amp", "maybe")),
+    # -- run: condenser options (--opt)
+    Case("opt-no-options", RUN + ["--opt", "nosuchkey=1"], ("random", "has no options")),
+    Case("opt-unknown", RUN + ["--condenser", "dm", "--opt", "iters=5"], ("iters", "known options", "iterations")),
+    Case("opt-range", RUN + ["--condenser", "dm", "--opt", "lr=0"], ("lr", "> 0")),
+    Case("opt-literal", RUN + ["--condenser", "dm", "--opt", "init=blue"], ("init", "blue", "real")),
+    Case("opt-bool", RUN + ["--condenser", "dsa", "--opt", "dsa=perhaps"], ("dsa", "boolean")),
+    # -- run: names and sizes
+    Case("condenser-unknown", RUN + ["--condenser", "dn"], ("unknown condenser", "'dn'", "dm")),
+    Case("condenser-no-module", RUN + ["--condenser", "nosuch.module:X"], ("cannot import", "nosuch.module")),
+    Case("condenser-no-class", RUN + ["--condenser", f"{FAULTY}:Missing"], ("no attribute", "Missing")),
+    Case("condenser-not-a-class", RUN + ["--condenser", f"{FAULTY}:NOT_A_CONDENSER"], ("not a condenser",)),
+    Case("dataset-unknown", RUN + ["--dataset", "digitz"], ("unknown dataset", "digitz", "digits")),
+    Case("network-unknown", RUN + ["--network", "convnot"], ("--network", "convnot")),
+    Case("memory-bad", RUN + ["--memory", "lots"], ("--memory", "lots")),
+    Case("memory-0ipc", RUN + ["--memory", "0ipc"], ("--memory", "0ipc")),
+    Case("steps-0", RUN + ["--steps", "0"], ("--steps", "at least 1")),
+    Case("steps-not-divisor", RUN + ["--steps", "3"], ("3", "10")),
+    Case("orders-0", RUN + ["--orders", "0"], ("--orders", "at least 1")),
+    Case("first-order-negative", RUN + ["--first-order", "-1"], ("--first-order",)),
+    Case("profile-unknown", RUN + ["--profile", "fast"], ("--profile", "fast", "quick")),
+    Case("device-unknown", RUN + ["--device", "tpu9"], ("--device", "tpu9")),
+    Case("width-0", RUN + ["--width", "0"], ("--width", "positive")),
+    Case("nets-0", RUN + ["--nets", "0"], ("--nets", "at least 1")),
+    Case("jobs-0", RUN + ["--jobs", "0"], ("--jobs", "at least 1")),
+    Case("orders-not-int", RUN + ["--orders", "two"], ("--orders", "integer"), lines=0),
+    Case("data-dir-missing", RUN + ["--data-dir", "nowhere"], ("--data-dir", "nowhere")),
+    # -- run: --config files
+    Case("config-missing", RUN + ["--config", "run.toml"], ("--config", "run.toml", "no such file")),
+    Case("config-invalid", RUN + ["--config", "run.toml"], ("--config", "not valid TOML"),
+         files={"run.toml": "orders = \n"}),
+    Case("config-orders-str", RUN + ["--config", "run.toml"],
+         ('--config run.toml: orders must be an integer, got "two"',), files={"run.toml": 'orders = "two"\n'}),
+    Case("config-steps-str", ["run", "--config", "run.toml"], ("steps must be an integer", '"2"'),
+         files={"run.toml": 'steps = "2"\n'}),
+    Case("config-unknown-key", RUN + ["--config", "run.toml"], ("unknown keys", "epochs"),
+         files={"run.toml": "epochs = 3\n"}),
+    Case("config-train-not-table", RUN + ["--config", "run.toml"], ("train must be a table", "3"),
+         files={"run.toml": "train = 3\n"}),
+    Case("config-epochs-float", ["run", "--config", "run.toml"], ("epochs must be an integer", "1.5"),
+         files={"run.toml": 'dataset = "digits"\n[train]\nepochs = 1.5\n'}),
+    Case("config-batch-float", RUN + ["--config", "run.toml"], ("batch_size must be an integer", "1.5"),
+         files={"run.toml": "[train]\nbatch_size = 1.5\n"}),
+    Case("config-dsa-int", RUN + ["--config", "run.toml"], ("dsa must be true or false", "1"),
+         files={"run.toml": "[train]\ndsa = 1\n"}),
+    Case("config-lr-negative", RUN + ["--config", "run.toml"], ("lr must be > 0", "-0.5"),
+         files={"run.toml": "[train]\nlr = -0.5\n"}),
+    Case("config-opt-no-options", RUN + ["--config", "run.toml"], ("random", "has no options"),
+         files={"run.toml": "[opt]\nk = 3\n"}),
+    Case("config-width-bool", RUN + ["--config", "run.toml"], ("width must be", "true"),
+         files={"run.toml": "width = true\n"}),
+    # -- run / resume: records
+    Case("run-resume-missing", RUN + ["--resume", "gone.json"], ("gone.json", "cannot read")),
+    Case("resume-missing", ["resume", "gone.json"], ("gone.json", "cannot read")),
+    Case("resume-not-json", ["resume", "r.json"], ("r.json", "not valid JSON"), files={"r.json": "{oops"}),
+    Case("resume-orders-null", ["resume", "r.json"], ("damaged", '"orders" must be a list, got null'),
+         files={"r.json": _record(orders=None)}),
+    Case("resume-no-run-config", ["resume", "r.json"], ("does not hold the options",),
+         files={"r.json": _record(complete=False)}),
+    Case("resume-run-config-type", ["resume", "r.json"], ("damaged", 'orders must be an integer, got "two"'),
+         files={"r.json": _record(complete=False, run_config={"orders": "two", "dataset": "digits"})}),
+    # -- compare
+    Case("compare-orders-null", ["compare", "."], ("warning: skipped", "bad.json", '"orders" must be a list'),
+         code=0, files={"good.json": GOOD, "bad.json": _record(orders=None)}),
+    Case("compare-config-list", ["compare", "."], ("warning: skipped", '"config" must be an object'), code=0,
+         files={"good.json": GOOD, "bad.json": _record(config=[1, 2])}),
+    Case("compare-accuracy-str", ["compare", "."], ("warning: skipped", "accuracies[1]", "must be a number"), code=0,
+         files={"good.json": GOOD, "bad.json": GOOD.replace("52.0", '"52"')}),
+    Case("compare-only-bad", ["compare", "."], ("warning: skipped", "no run records found"), lines=2,
+         files={"bad.json": _record(orders=None)}),
+    Case("compare-missing", ["compare", "gone"], ("gone", "no such file")),
+    Case("compare-format", ["compare", ".", "--format", "xml"], ("--format", "xml"), files={"good.json": GOOD}),
+    Case("compare-baseline", ["compare", ".", "--baseline", "dn"], ("--baseline", "dn", "random"),
+         files={"good.json": GOOD}),
+    Case("compare-kind", ["compare", "."], ("warning: skipped", '"kind"'), code=0,
+         files={"good.json": GOOD, "bad.json": _record(kind="weird")}),
+    # -- plot
+    Case("plot-curve-missing", ["plot", "curve", "gone", "--out", "c.png"], ("gone", "no such file")),
+    Case("plot-memory-not-record", ["plot", "memory", "r.json", "--out", "m.png"], ("r.json", "not a clbench"),
+         files={"r.json": json.dumps({"hello": 1})}),
+    # -- condensers
+    Case("condensers-unknown", ["condensers", "dn"], ("unknown condenser", "'dn'", "dm")),
+    Case("condensers-clash", ["condensers", "clash"], ("clash", "clbench-alpha", "clbench-beta"), files=CLASH,
+         site=True),
+    Case("run-clash", RUN + ["--condenser", "clash"], ("clash", "clbench-alpha", "clbench-beta"), files=CLASH,
+         site=True),
+    # -- condense (static)
+    Case("condense-ipc-0", ["condense", "--dataset", "digits", "--ipc", "0", "--device", "cpu"], ("--ipc",)),
+    Case("condense-eval-nets", ["condense", "--dataset", "digits", "--eval-nets", "convnet,nosuch", "--device",
+                                "cpu"], ("nosuch",)),
+    Case("condense-train", ["condense", "--dataset", "digits", "--train", "lr=0", "--device", "cpu"],
+         ("lr", "> 0")),
+    # -- diagnose
+    Case("diagnose-missing", ["diagnose", "gone.json"], ("gone.json",)),
+    Case("diagnose-damaged", ["diagnose", "r.json"], ("damaged", '"orders"'), files={"r.json": _record(orders=7)}),
+    # -- sweep
+    Case("sweep-missing", ["sweep", "gone.toml"], ("gone.toml", "no such file")),
+    Case("sweep-bad-type", ["sweep", "s.toml", "--dry-run"], ("orders", "two"),
+         files={"s.toml": 'condenser = "random"\ndataset = "digits"\norders = "two"\n'}),
+    Case("sweep-unknown-key", ["sweep", "s.toml", "--dry-run"], ("epochz",),
+         files={"s.toml": 'dataset = "digits"\nepochz = 3\n'}),
+    Case("sweep-train-range", ["sweep", "s.toml", "--dry-run"], ("epochs", ">= 1"),
+         files={"s.toml": 'dataset = "digits"\n[train]\nepochs = 0\n'}),
+    Case("sweep-launcher", ["sweep", "s.toml", "--launcher", "mpi"], ("launcher", "mpi"),
+         files={"s.toml": 'dataset = "digits"\n'}),
+    # -- plugins that break the contract mid-run: named, exit 1; the record keeps the error (documented)
+    Case("plugin-float64", RUN + ["--condenser", f"{FAULTY}:Float64Images"],
+         ("float64-images", "dtype torch.float64", "float32"), code=1, writes=True),
+    Case("plugin-modifies-real", RUN + ["--condenser", f"{FAULTY}:ModifiesRealImages"],
+         ("modifies-real-images", "in place"), code=1, writes=True),
+    Case("plugin-not-a-set", RUN + ["--condenser", f"{FAULTY}:NotASet"], ("not-a-set", "not a SyntheticSet"),
+         code=1, writes=True),
+]
+
+
+def _listing(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _run_case(case: Case, folder: Path) -> tuple[subprocess.CompletedProcess, dict[str, str], dict[str, str]]:
+    """The case's files written into `folder`, the command run there; (result, listing before, listing after)."""
+    folder.mkdir(parents=True)
+    for name, text in case.files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    before = _listing(folder)
+    path = [str(REPO)] + ([str(folder / "site")] if case.site else [])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    done = subprocess.run([sys.executable, "-m", "clbench", *case.argv], cwd=folder, env=env, capture_output=True,
+                          text=True, timeout=600)
+    return done, before, _listing(folder)
+
+
+@pytest.fixture(scope="module")
+def outcomes(request, tmp_path_factory) -> dict:
+    """Every selected case, run a few at a time (each is mostly Python start-up and imports):
+    $CLBENCH_TEST_WORKERS processes at once, 2 by default (the development machine has 2 cores)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    selected = {item.callspec.params["case"].id: item.callspec.params["case"] for item in request.session.items
+                if getattr(item, "originalname", "") == "test_bad_input"}
+    root = tmp_path_factory.mktemp("bad-inputs")
+    with ThreadPoolExecutor(int(os.environ.get("CLBENCH_TEST_WORKERS", "2"))) as pool:
+        futures = {cid: pool.submit(_run_case, case, root / cid) for cid, case in selected.items()}
+        return {cid: (future.result(), root / cid) for cid, future in futures.items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case: Case, outcomes: dict) -> None:
+    (done, before, after), folder = outcomes[case.id]
+    err = done.stderr
+    assert "Traceback" not in err, err
+    assert done.returncode == case.code, (done.returncode, err, done.stdout[-2000:])
+    for fragment in case.says:
+        assert fragment in err, (fragment, err)
+    if case.code == 2 and case.lines:
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == case.lines and lines[-1].startswith("error: "), err  # one line (after any warning)
+    if not case.writes:
+        assert after == before, "files were written or changed"
+    else:
+        records = list((folder / "out").glob("*.json"))
+        assert len(records) == 1 and json.loads(records[0].read_text())["error"]["type"] == "CondenserError"
+
+
+def test_corpus_size() -> None:
+    assert len(CASES) >= 40
+    assert len({c.id for c in CASES}) == len(CASES)
+
+
+# -- property tests: the config loader and the record reader raise nothing but ClbenchError -------------------
+hypothesis = pytest.importorskip("hypothesis")
+st = hypothesis.strategies
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
+                     st.text(max_size=8))
+_keys = st.sampled_from(["condenser", "dataset", "memory", "steps", "orders", "first_order", "profile", "device",
+                         "seed", "network", "networks_per_step", "width", "opt", "train", "out", "data_dir",
+                         "jobs", "epochs", "lr", "batch_size", "dsa", "amp", "iterations", "x"])
+_toml_values = st.recursive(st.one_of(st.booleans(), st.integers(-10**6, 10**6),
+                                      st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8)),
+                            lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                    st.dictionaries(_keys, inner, max_size=3)), max_leaves=8)
+
+
+def _toml(table: dict, prefix: str = "") -> str:
+    """A dict as TOML (enough of it for these tests: scalars, arrays, nested tables)."""
+    lines, tables = [], []
+    for key, value in table.items():
+        if isinstance(value, dict):
+            tables.append((key, value))
+        else:
+            lines.append(f"{key} = {json.dumps(value) if not isinstance(value, bool) else str(value).lower()}")
+    out = "\n".join(lines) + "\n"
+    for key, value in tables:
+        name = f"{prefix}{key}"
+        out += f"[{name}]\n" + _toml(value, f"{name}.")
+    return out
+
+
+@hypothesis.settings(max_examples=150, deadline=None)
+@hypothesis.given(st.dictionaries(_keys, _toml_values, max_size=6))
+def test_random_config_files(tmp_path_factory, data: dict) -> None:
+    from clbench.core.errors import ClbenchError
+    from clbench.core.options import build_options
+    from clbench.protocol import config as cfg
+    from clbench.training.recipe import TrainRecipe
+
+    path = tmp_path_factory.mktemp("toml") / "run.toml"
+    path.write_text(_toml(data))
+    try:
+        config = cfg.merge(cfg.RunConfig(), cfg.load_toml(path))
+        config.validate()
+        build_options(TrainRecipe, config.train, "quick", owner="--train")
+    except ClbenchError:
+        pass
+
+
+_json = st.recursive(_scalars, lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                       st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+                     max_leaves=10)
+
+
+def _mutations():
+    """A valid record with one field somewhere replaced by random JSON."""
+    record = json.loads(GOOD)
+    paths = [("orders",), ("config",), ("summary",), ("orders", 0), ("orders", 0, "steps"),
+             ("orders", 0, "steps", 1, "accuracies"), ("orders", 0, "steps", 0, "class_accuracy"),
+             ("orders", 0, "order"), ("config", "condenser"), ("kind",), ("run_id",), ("environment",)]
+    return st.tuples(st.sampled_from(paths), _json).map(lambda pv: _replace(record, *pv))
+
+
+def _replace(record: dict, path: tuple, value) -> dict:
+    record = json.loads(json.dumps(record))
+    target = record
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return record
+
+
+@hypothesis.settings(max_examples=200, deadline=None)
+@hypothesis.given(st.one_of(_json, st.dictionaries(st.text(max_size=8), _json, max_size=5), _mutations()))
+def test_random_records(tmp_path_factory, record) -> None:
+    from clbench.core.errors import ClbenchError
+    from clbench.records.record import load_record
+    from clbench.records.summary import summarise
+    from clbench.report.rows import summary_rows
+
+    path = tmp_path_factory.mktemp("rec") / "r.json"
+    path.write_text(json.dumps(record))
+    try:
+        loaded = load_record(path)
+    except ClbenchError:
+        return
+    if loaded.get("kind", "continual") == "continual":
+        summarise(loaded["orders"])  # what a reader does next: must not raise for a record that loaded
+        summary_rows([loaded])
+
+
+def test_union_types_are_shown_as_users_type_them() -> None:
+    from clbench.core.options import describe
+    from clbench.training.recipe import TrainRecipe
+
+    types = {row["name"]: row["type"] for row in describe(TrainRecipe)}
+    assert types["amp"] == "bool | auto" and "Union" not in " ".join(types.values())
+    assert dataclasses.is_dataclass(TrainRecipe)
+
+
+# -- fast, in-process: provenance, one name per condenser, collisions, the harness's contract checks -----------
+def test_condenser_source_names_the_code(tmp_path) -> None:
+    from clbench.condensers import canonical_name, condenser_source
+
+    assert canonical_name("clbench.condensers.dm:DM") == "dm" and canonical_name("dm") == "dm"
+    built_in = condenser_source("clbench.condensers.dm:DM")
+    assert built_in["name"] == "dm" and built_in["distribution"] == "clbench" and "sha256" not in built_in
+    plugin = condenser_source(f"{FAULTY}:Slow")
+    digest = hashlib.sha256((REPO / "tests" / "faulty_condensers.py").read_bytes()).hexdigest()
+    assert plugin["name"] == f"{FAULTY}:Slow" and plugin["sha256"] == digest
+    assert plugin["file"].endswith("faulty_condensers.py") and "distribution" not in plugin  # no package holds it
+
+
+def test_compare_keys_one_plugin_by_one_name(tmp_path, cli) -> None:
+    from tests.test_report import make_record
+
+    by_name = make_record("dm", {0: [60.0, 62.0]})
+    by_path = make_record("clbench.condensers.dm:DM", {1: [58.0, 61.0]}, created="2026-01-02T00:00:00")
+    (tmp_path / "a.json").write_text(json.dumps(by_name))
+    (tmp_path / "b.json").write_text(json.dumps(by_path))
+    code, out, err = cli("compare", str(tmp_path), "--format", "csv")
+    assert code == 0, err
+    rows = [line for line in out.splitlines()[1:] if line.strip()]
+    assert len(rows) == 1 and rows[0].count("dm") >= 1 and "clbench.condensers" not in out
+
+
+def test_collisions_are_listed_and_refused_by_name_only() -> None:
+    from clbench.core.errors import UsageError
+    from clbench.core.registry import Entry, Registry
+
+    registry: Registry = Registry("condenser", entry_point_group=None)
+    registry.add("dm", object)
+    registry._collisions["dm"] = [registry._entries["dm"], Entry("dm", "package clbench-other", "other.mod:DM")]
+    registry.add("random", int)
+    assert registry.get("random") is int  # another name still works
+    with pytest.raises(UsageError, match="registered twice: by built-in and package clbench-other"):
+        registry.get("dm")
+    assert list(registry.collisions()) == ["dm"]
+
+
+def test_harness_names_float64_and_in_place_changes() -> None:
+    from clbench.condense.checks import run_condenser
+    from clbench.core.errors import CondenserError
+    from clbench.testing import make_task
+    from tests.faulty_condensers import Float64Images, ModifiesRealImages
+
+    for cls, message in ((Float64Images, "dtype torch.float64; expected torch.float32"),
+                         (ModifiesRealImages, "changed the real images or labels it was given")):
+        with pytest.raises(CondenserError, match=message.replace("(", r"\(")):
+            run_condenser(cls(), make_task(ipc=2))
