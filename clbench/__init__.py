@@ -11,7 +11,8 @@ The subpackages follow the data flow of a run, each importing only those listed 
     memory      the rehearsal memory and its budget
     training    the evaluation recipe: train from scratch, test
     records     the JSON record and the snapshots beside it
-    strategies  the Avalanche strategy that turns a condenser into a memory (the repository's strategies/)
+    strategies  the Avalanche strategy that turns a condenser into a memory, and the storage policy that gives
+                any Avalanche strategy a condensed replay memory (the repository's strategies/)
     protocol    configuration, the continual and static protocols, parallel orders, checkpoints
     report      comparison tables, statistics, plots, diagnosis
     sweep       grids of runs on local, Ray or Slurm engines

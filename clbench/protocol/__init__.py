@@ -7,6 +7,7 @@
                condense -> retrain -> record)
     orders     preparing a continual run and executing one class order (what a `--jobs` worker runs too)
     plugins    the Avalanche plugins that report and checkpoint each step
+    replay     the `--learner replay` order: one network, Avalanche's Naive + ReplayPlugin + the condensed buffer
     parallel   orders side by side in worker processes
     static     the static condensation benchmark (`clbench condense`)
     checkpoint, signals   per-order checkpoints for resume; clean stops on SIGINT/SIGTERM

@@ -24,6 +24,8 @@ from clbench.records.record import RecordError, atomic_torch_save, atomic_write_
 CHECKPOINT_FORMAT = 1
 # Keys of the resolved configuration that do not change what is computed: a resume may differ in them.
 IGNORED_FOR_RESUME = frozenset({"profile_requested", "train.eval_batch_size"})
+# Keys that records written before them lack, with the value those records were made with.
+RECORD_DEFAULTS = {"learner": "retrain"}
 
 
 @dataclass
@@ -139,7 +141,7 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def config_differences(recorded: dict[str, Any], given: dict[str, Any]) -> list[str]:
     """`key: <recorded> in the record, <given> now` for every key that changes what a run computes."""
-    a, b = flatten(recorded), flatten(given)
+    a, b = flatten({**RECORD_DEFAULTS, **recorded}), flatten(given)
     diffs = []
     for key in sorted(set(a) | set(b)):
         if key in IGNORED_FOR_RESUME:

@@ -18,6 +18,7 @@ from clbench.core.errors import UsageError
 from clbench.memory.store import MemoryBudget
 
 PROFILES = ("auto", "paper", "quick")
+LEARNERS = ("retrain", "replay")  # clbench.strategies.condensed_rehearsal / clbench.protocol.replay
 NETWORKS_PER_STEP = {"paper": 3, "quick": 1}
 # ConvNet width: the paper's 128; the quick profile's 32 (measured on 2 CPU cores: a 200-image training epoch
 # costs ~0.15 s at width 32 against ~1 s at 128, with random-memory accuracy a few points lower).
@@ -43,6 +44,7 @@ class RunConfig:
     out: str = "results"
     data_dir: str | None = None
     jobs: int = 1
+    learner: str = "retrain"  # retrain: fresh networks on the memory each step; replay: one network, replayed memory
 
     def validate(self) -> None:
         if self.orders < 1:
@@ -59,6 +61,8 @@ class RunConfig:
             raise UsageError(f"--width {self.width}: give a positive number of channels")
         if self.jobs < 1:
             raise UsageError(f"--jobs {self.jobs}: give at least 1")
+        if self.learner not in LEARNERS:
+            raise UsageError(f"--learner {self.learner!r}: choose one of {', '.join(LEARNERS)}")
         if self.data_dir is not None and not Path(self.data_dir).is_dir():
             raise UsageError(f"--data-dir {self.data_dir}: no such folder; create it or point to your data")
         MemoryBudget.parse(self.memory)

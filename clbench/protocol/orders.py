@@ -67,6 +67,10 @@ def prepare(config: cfg.RunConfig) -> Prepared:
                        data_dir=config.data_dir, device=config.device, profile=config.profile,
                        network=config.network, width=config.width)
     dataset = resolved.dataset
+    if config.learner == "replay":
+        from clbench.protocol.replay import check_replay
+
+        check_replay(config, resolved.recipe)
     budget = MemoryBudget.parse(config.memory)
     split_classes(list(range(dataset.num_classes)), config.steps)
     smallest = int(dataset.class_counts("train").min())
@@ -75,13 +79,15 @@ def prepare(config: cfg.RunConfig) -> Prepared:
     if budget.total is not None and first_share > smallest:
         raise UsageError(f"--memory {budget}: the first step's share ({first_share} per class) exceeds the smallest "
                          f"class ({smallest} images); give a smaller total")
-    return Prepared(config, resolved, budget, cfg.networks_per_step(config, resolved.profile))
+    nets = 1 if config.learner == "replay" else cfg.networks_per_step(config, resolved.profile)
+    return Prepared(config, resolved, budget, nets)
 
 
 def resolved_config(p: Prepared) -> dict[str, Any]:
     """The record's `config`: every value the run uses, defaults included."""
     c = p.config
     return {
+        "learner": c.learner,
         "condenser": c.condenser,
         "condenser_options": p.resolved.condenser_options_dict(),
         "shrink_rule": getattr(p.resolved.new_condenser(), "shrink_rule", ""),  # may depend on the options
@@ -135,6 +141,9 @@ def execute_order(p: Prepared, state: OrderState, data, record_path: Path, run_i
         check_stop()
         reporter.train_progress(network, done, total)
 
+    if p.config.learner == "replay":
+        return _replay_order(p, order, classes, groups, data, make_network, record_path, reporter,
+                             condense_progress, train_progress, check_stop, on_step)
     steps = list(state.steps)
     checkpoint = lambda steps, memory: saving(  # noqa: E731
         lambda: save_checkpoint(record_path, run_id, order, steps, memory), record_path)
@@ -153,22 +162,49 @@ def execute_order(p: Prepared, state: OrderState, data, record_path: Path, run_i
         if t < len(state.steps):
             continue
         check_stop()
-        where = f"order {order}, step {t} (classes {groups[t]})"
-        try:
+        with step_errors(p, order, t, groups[t], strategy.condenser_name):
             strategy.train(experience, eval_streams=[])
             strategy.eval(benchmark.test_stream[: t + 1])
-        except NonFiniteError as exc:
-            raise NonFiniteError(f"{where}: non-finite values with condenser {strategy.condenser_name!r}: "
-                                 f"{exc}") from exc
-        except OutputError:
-            raise
-        except ClbenchError as exc:
-            raise type(exc)(f"{where}: {exc}") from exc
-        except OUT_OF_MEMORY as exc:
-            raise ClbenchError(f"{where}: out of memory on {p.device} ({str(exc).splitlines()[0]}); free the "
-                               f"device or lower the memory budget, --nets or --jobs, then resume") from exc
     memory_file = saving(lambda: save_memory(record_path, order, strategy.memory, ds), record_path)
     return {"order": order, "class_order": classes, "complete": True, "steps": steps, "memory_file": memory_file}
+
+
+def _replay_order(p: Prepared, order: int, classes: list[int], groups: list[list[int]], data, make_network,
+                  record_path: Path, reporter: Reporter, condense_progress, train_progress, check_stop,
+                  on_step: Callable[[int, StepEntry], None]) -> OrderEntry:
+    """One order with the replay learner (clbench.protocol.replay); no checkpoint: an interrupted order restarts."""
+    from clbench.protocol.replay import run_replay_order
+
+    steps: list[StepEntry] = []
+
+    def step_done(entry: StepEntry) -> None:
+        steps.append(entry)
+        on_step(order, entry)
+
+    memory = run_replay_order(
+        p, order, classes, groups, data, make_network, condense_progress=condense_progress,
+        train_progress=train_progress, check_stop=check_stop, step_done=step_done,
+        step_started=lambda t, new: reporter.step_started(order, t, new),
+        guard=lambda t, name: step_errors(p, order, t, groups[t], name))
+    memory_file = saving(lambda: save_memory(record_path, order, memory, p.dataset), record_path)
+    return {"order": order, "class_order": classes, "complete": True, "steps": steps, "memory_file": memory_file}
+
+
+@contextlib.contextmanager
+def step_errors(p: Prepared, order: int, step: int, classes: list[int], condenser: str) -> Iterator[None]:
+    """A failing step's error, naming the order, the step and its classes (and the condenser for NaNs)."""
+    where = f"order {order}, step {step} (classes {classes})"
+    try:
+        yield
+    except NonFiniteError as exc:
+        raise NonFiniteError(f"{where}: non-finite values with condenser {condenser!r}: {exc}") from exc
+    except OutputError:
+        raise
+    except ClbenchError as exc:
+        raise type(exc)(f"{where}: {exc}") from exc
+    except OUT_OF_MEMORY as exc:
+        raise ClbenchError(f"{where}: out of memory on {p.device} ({str(exc).splitlines()[0]}); free the "
+                           f"device or lower the memory budget, --nets or --jobs, then resume") from exc
 
 
 def saving(write: Callable[[], Any], record_path: Path) -> Any:

@@ -46,7 +46,7 @@ def _labels(groups: list[Group]) -> list[str]:
     for g in groups:
         label = str(g.condenser)
         others = [h for h in groups if h is not g]
-        for i, name in enumerate(("dataset", "steps", "memory", "condenser", "profile")):
+        for i, name in enumerate(("dataset", "steps", "memory", "condenser", "profile", "learner")):
             if name != "condenser" and any(h.key[i] != g.key[i] for h in others):
                 label += f" {name}={g.key[i]}"
         same_key = [h for h in groups if h.key == g.key]

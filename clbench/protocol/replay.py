@@ -1,0 +1,165 @@
+"""The `replay` learner (`clbench run --learner replay`): ONE network trained continually, with condensed replay.
+
+Where the default `retrain` learner trains fresh networks from scratch on the memory alone at every step, this
+learner is the usual continual-learning set-up: Avalanche's `Naive` strategy trains a single network on each new
+experience's real data, with Avalanche's `ReplayPlugin` mixing a minibatch of the memory into every minibatch;
+the memory is clbench's condensed storage policy (clbench.strategies.condensed_buffer), which condenses each
+experience's classes after training on it. After every experience the network is tested on every class seen.
+
+The training recipe applies: `epochs` per experience, SGD `lr`/`momentum`/`weight_decay`, `batch_size` (for
+the new data and for the memory), the lr x0.1 after `decay_at` of each experience's epochs, `dsa` on every
+batch (new and replayed images alike), `amp`, `eval_batch_size`. Seeds follow (seed, order, step): the network
+is initialised with derive_seed(seed, order, 0, "network"); step t's shuffling and augmentation draw from
+derive_seed(seed, order, t, "train"), and its memory from the same condense/shrink seeds as `retrain`.
+
+No mid-order checkpoint is written (it would need the network and optimizer state): an interrupted order is run
+again from its first step on resume; complete orders are kept.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+import warnings
+from typing import Any, Callable, Iterator
+
+import torch
+from avalanche.core import SupervisedPlugin
+from torch import Tensor, nn
+
+from clbench.core.errors import NonFiniteError, UsageError
+from clbench.core.seeding import derive_seed, generator
+from clbench.memory.store import Memory
+from clbench.nets.augment import make_augment
+from clbench.records.record import jsonable
+from clbench.training.recipe import autocast, evaluate
+
+RETRAIN_ONLY = ("micro_batch", "compile", "channels_last")  # recipe switches of the from-scratch trainer
+
+
+def check_replay(config: Any, recipe: Any) -> None:
+    """Options that make no sense for one continually trained network: one UsageError naming them."""
+    if config.networks_per_step not in (None, 1):
+        raise UsageError(f"--nets {config.networks_per_step}: the replay learner trains one network "
+                         f"continually; remove --nets (or use --learner retrain)")
+    defaults = type(recipe)()
+    for key in RETRAIN_ONLY:
+        if getattr(recipe, key) != getattr(defaults, key):
+            raise UsageError(f"--train {key}={getattr(recipe, key)}: applies to the retrain learner only; "
+                             f"remove it for --learner replay")
+
+
+class _Autocast(nn.Module):
+    """The network's forward under the recipe's autocast (bf16 where `amp` asks for it)."""
+
+    def __init__(self, net: nn.Module, device: torch.device, amp: Any):
+        super().__init__()
+        self.net, self.device, self.amp = net, device, amp
+
+    def forward(self, x: Tensor) -> Tensor:
+        with autocast(self.device, self.amp):
+            return self.net(x).float()
+
+
+class _Recipe(SupervisedPlugin):
+    """The recipe's per-experience schedule and augmentation on Avalanche's hooks, seeded by (seed, order, step)."""
+
+    def __init__(self, recipe: Any, seed: int, order: int, device: torch.device,
+                 progress: Callable[[int, int], None], check_stop: Callable[[], None]):
+        super().__init__()
+        self.recipe, self.seed, self.order, self.device = recipe, seed, order, device
+        self.augment = make_augment(recipe.dsa_strategy if recipe.dsa else None)
+        self.progress, self.check_stop = progress, check_stop
+        self.step, self.epoch = 0, 0
+        self.generator: torch.Generator | None = None
+
+    def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
+        self.epoch = 0
+        self.generator = generator(derive_seed(self.seed, self.order, self.step, "train"), self.device)
+        for group in strategy.optimizer.param_groups:
+            group["lr"] = self.recipe.lr
+
+    def before_training_epoch(self, strategy: Any, **kwargs: Any) -> None:
+        if self.epoch == int(self.recipe.epochs * self.recipe.decay_at) and self.epoch > 0:
+            for group in strategy.optimizer.param_groups:
+                group["lr"] *= 0.1
+
+    def before_forward(self, strategy: Any, **kwargs: Any) -> None:
+        if self.recipe.dsa:
+            strategy.mbatch[0] = self.augment.train_batch(strategy.mb_x, self.generator)
+
+    def after_training_iteration(self, strategy: Any, **kwargs: Any) -> None:
+        if not torch.isfinite(strategy.loss.detach()).all():
+            raise NonFiniteError(f"training loss became non-finite at epoch {self.epoch + 1}")
+        self.check_stop()
+
+    def after_training_epoch(self, strategy: Any, **kwargs: Any) -> None:
+        self.epoch += 1
+        self.progress(self.epoch, self.recipe.epochs)
+
+    def after_training_exp(self, strategy: Any, **kwargs: Any) -> None:
+        self.step += 1
+
+
+@contextlib.contextmanager
+def _seeded_cpu_rng(seed: int) -> Iterator[None]:
+    """Avalanche's data loaders shuffle with the global CPU generator: seed it for one step, restore it after."""
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        yield
+
+
+def _tensor_stream(data: Any, classes: list[int], steps: int):
+    """A class-incremental Avalanche benchmark of (image, label, task 0) over the normalised tensors (CPU)."""
+    from avalanche.benchmarks import nc_benchmark
+    from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dataset as tensors
+
+    train = tensors(data.train_images.cpu(), data.train_labels.cpu())
+    test = tensors(data.test_images.cpu(), data.test_labels.cpu())
+    return nc_benchmark(train, test, n_experiences=steps, task_labels=False, fixed_class_order=classes)
+
+
+def run_replay_order(p: Any, order: int, classes: list[int], groups: list[list[int]], data: Any,
+                     make_network: Callable[[int], nn.Module], *, step_started: Callable[[int, list[int]], None],
+                     condense_progress: Callable[[int, int, dict], None],
+                     train_progress: Callable[[int, int, int], None], check_stop: Callable[[], None],
+                     step_done: Callable[[dict], None], guard: Callable[[int, str], Any]) -> Memory:
+    """Every step of one order with the replay learner; `step_done(entry)` after each. Returns the memory."""
+    from avalanche.training import Naive
+    from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
+
+    from clbench.protocol.plugins import step_entry
+    from clbench.strategies.condensed_buffer import CondensedBuffer
+    from clbench.strategies.condensed_rehearsal import StepResult
+
+    recipe, seed, device = p.recipe, p.config.seed, p.device
+    net = make_network(derive_seed(seed, order, 0, "network"))
+    buffer = CondensedBuffer(p.resolved.new_condenser(), p.budget, num_classes=p.dataset.num_classes, seed=seed,
+                             order=order, device=device, make_network=make_network, class_order=classes,
+                             progress=condense_progress, extras={"dataset": p.config.dataset, "profile": p.profile})
+    schedule = _Recipe(recipe, seed, order, device, lambda done, total: train_progress(0, done, total), check_stop)
+    optimizer = torch.optim.SGD(net.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                                weight_decay=recipe.weight_decay)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "No loggers specified": clbench reports, Avalanche stays quiet
+        evaluator = EvaluationPlugin(loggers=[])
+    strategy = Naive(model=_Autocast(net, device, recipe.amp), optimizer=optimizer,
+                     criterion=nn.CrossEntropyLoss(), train_mb_size=recipe.batch_size, train_epochs=recipe.epochs,
+                     eval_mb_size=recipe.eval_batch_size, device=device, evaluator=evaluator,
+                     plugins=[ReplayPlugin(buffer.max_size, storage_policy=buffer), schedule])
+    benchmark = _tensor_stream(data, classes, len(groups))
+    for t, experience in enumerate(benchmark.train_stream):
+        check_stop()
+        step_started(t, groups[t])
+        with guard(t, buffer.condenser_name):
+            start = time.perf_counter()
+            with _seeded_cpu_rng(derive_seed(seed, order, t, "train")):
+                strategy.train(experience, num_workers=0)
+            seconds = time.perf_counter() - start
+            seen = [c for g in groups[: t + 1] for c in g]
+            mask = torch.isin(data.test_labels, torch.tensor(seen, device=data.test_labels.device))
+            accuracy, class_accuracy = evaluate(net, data.test_images[mask], data.test_labels[mask], recipe)
+        result = StepResult(t, list(groups[t]), seen, buffer.last_ipc, buffer.sizes(), [accuracy], class_accuracy,
+                            buffer.last_condense_seconds, seconds - buffer.last_condense_seconds,
+                            jsonable(buffer.last_facts))
+        step_done(step_entry(result))
+    return buffer.memory
