@@ -217,7 +217,7 @@ def outcomes(request, tmp_path_factory) -> dict:
     from concurrent.futures import ThreadPoolExecutor
 
     selected = {item.callspec.params["case"].id: item.callspec.params["case"] for item in request.session.items
-                if getattr(item, "originalname", "") == "test_bad_input"}
+                if item.module is request.module and getattr(item, "originalname", "") == "test_bad_input"}
     root = tmp_path_factory.mktemp("bad-inputs")
     with ThreadPoolExecutor(int(os.environ.get("CLBENCH_TEST_WORKERS", "2"))) as pool:
         futures = {cid: pool.submit(_run_case, case, root / cid) for cid, case in selected.items()}
