@@ -40,11 +40,13 @@ def protocol_variant(record: dict[str, Any]) -> dict[str, Any]:
     Flat `name -> value`, so that two variants can be told apart by naming only the fields that differ.
     """
     c = record["config"]
-    flat: dict[str, Any] = {"network": c.get("network"), "networks_per_step": c.get("networks_per_step")}
-    for k, v in sorted((c.get("train") or {}).items()):
-        flat[f"train.{k}"] = v
-    for k, v in sorted((c.get("condenser_options") or {}).items()):
-        flat[f"opt.{k}"] = v
+    return {"network": c.get("network"), "networks_per_step": c.get("networks_per_step"), **_recipe_and_options(c)}
+
+
+def _recipe_and_options(config: dict[str, Any]) -> dict[str, Any]:
+    """The training recipe and the condenser's options of a record's config, flat: `train.<k>`, `opt.<k>`."""
+    flat = {f"train.{k}": v for k, v in sorted((config.get("train") or {}).items())}
+    flat.update({f"opt.{k}": v for k, v in sorted((config.get("condenser_options") or {}).items())})
     return flat
 
 
@@ -293,12 +295,7 @@ def static_variant(record: dict[str, Any]) -> dict[str, Any]:
     """The settings of a static record beyond its key that change results: condensation network and width,
     training recipe, condenser options (flat `name -> value`, as `protocol_variant`)."""
     c = record["config"]
-    flat: dict[str, Any] = {"network": c.get("network"), "width": c.get("width")}
-    for k, v in sorted((c.get("train") or {}).items()):
-        flat[f"train.{k}"] = v
-    for k, v in sorted((c.get("condenser_options") or {}).items()):
-        flat[f"opt.{k}"] = v
-    return flat
+    return {"network": c.get("network"), "width": c.get("width"), **_recipe_and_options(c)}
 
 
 def static_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
