@@ -7,7 +7,8 @@ add-ons of clbench.condense.addons (`sm`, `icd`), which any DM-family condenser 
 both on by default. The switches `sm` (or `mm`, `cm`) and `icd` turn terms off, so the paper's ablation (DM,
 DM+MM, DM+CM, DM+MM+CM, DM+MM+CM+ICD) is a matter of options.
 
-Three choices make it the reference's DDM and keep it so away from the paper's setting (docs/methods.md):
+Three fidelity options (docs/methods.md): the first makes it the reference code's DDM, the other two are
+clbench's choices for settings the reference never met (another width, the class accumulation):
 - Style taps are read after each block's ReLU (`style_tap=post_relu`): the reference ConvNet stores the norm
   output and then applies an in-place ReLU to that very tensor, so what it matches is relu(norm(x)).
 - The loss balance follows the network (`balance=embedding`): the DM term is a sum over the embedding's D

@@ -12,6 +12,6 @@ def resume(
 ) -> None:
     """Continue an interrupted run from the last completed step of each order (same final record)."""
     from clbench.cli.run import execute
-    from clbench.protocol import continual as runner
+    from clbench.protocol import continual
 
-    execute(lambda reporter: runner.resume(record, reporter, jobs=jobs))
+    execute(lambda reporter: continual.resume(record, reporter, jobs=jobs))

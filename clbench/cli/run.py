@@ -48,7 +48,7 @@ def run(
     base = cfg.merge(cfg.RunConfig(), cfg.load_toml(config)) if config else cfg.RunConfig()
     run_config = cfg.merge(base, overrides)
 
-    from clbench.protocol import continual as runner
+    from clbench.protocol import continual
 
     if resume is not None and jobs is None:  # the record's thread split, so that the numbers stay the same
         from clbench.records.record import load_record
@@ -56,7 +56,7 @@ def run(
         recorded = load_record(resume).get("run_config")
         if isinstance(recorded, dict) and isinstance(recorded.get("jobs"), int):
             run_config = cfg.merge(run_config, {"jobs": recorded["jobs"]})
-    execute(lambda reporter: runner.run(run_config, reporter, resume=resume))
+    execute(lambda reporter: continual.run(run_config, reporter, resume=resume))
 
 
 def execute(start: Callable[[Any], tuple[Path, dict]]) -> None:

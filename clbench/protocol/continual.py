@@ -43,9 +43,8 @@ from clbench.records.snapshots import check_writable
 from clbench.records.summary import summarise
 from clbench.records.writer import RecordWriter, new_record, now
 
-# Re-exported: callers import these from here, whose run and resume raise or use them.
-__all__ = ["AlreadyComplete", "Interrupted", "OutputError", "Prepared", "Reporter", "RunSession", "StopRequested",
-           "StopSignals", "prepare", "recorded_run_config", "resolved_config", "resume", "run"]
+# What callers use (Reporter is defined in clbench.protocol.orders; the CLI passes its own).
+__all__ = ["Reporter", "RunSession", "recorded_run_config", "resume", "run"]
 
 
 # -- entry points -------------------------------------------------------------------------------------------
