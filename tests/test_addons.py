@@ -51,9 +51,9 @@ def test_each_addon_alone_adds_only_its_terms(digits):
     assert set(plain.facts["final_losses"]) == {"dm", "total"}
     assert set(sm.facts["final_losses"]) == {"dm", "mm", "cm", "total"}
     assert set(icd.facts["final_losses"]) == {"dm", "icd", "total"}
-    # width 16, 8x8 images: D = 16, so lambda and beta are scaled by 16 / 2048 (balance=embedding)
-    assert sm.facts["weights"] == pytest.approx({"dm": 1.0, "mm": 1e4 / 128, "cm": 1e4 / 128})
-    assert icd.facts["weights"] == pytest.approx({"dm": 1.0, "icd": 10.0 / 128})
+    # width 16, 8x8 images, 2 blocks: D = 16 * 2 * 2 = 64, so lambda and beta are scaled by 64 / 2048
+    assert sm.facts["weights"] == pytest.approx({"dm": 1.0, "mm": 1e4 / 32, "cm": 1e4 / 32})
+    assert icd.facts["weights"] == pytest.approx({"dm": 1.0, "icd": 10.0 / 32})
     # DDM without its add-ons is DM
     assert torch.equal(condense(DDM, digits, sm=False, icd=False).images, plain.images)
 

@@ -26,7 +26,7 @@ def test_convnet_embed_is_2048_at_full_width(channels: int, size: int) -> None:
     assert net(x).shape == (2, 10)
 
 
-@pytest.mark.parametrize("size, depth, final", [(8, 3, 1), (28, 3, 4), (32, 3, 4), (64, 4, 4), (128, 5, 4)])
+@pytest.mark.parametrize("size, depth, final", [(8, 2, 2), (16, 3, 2), (28, 3, 4), (32, 3, 4), (64, 4, 4), (128, 5, 4)])
 def test_convnet_default_depth(size: int, depth: int, final: int) -> None:
     assert default_convnet_depth(size) == depth
     net = ConvNet(3, 10, size, width=8)

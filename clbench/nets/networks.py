@@ -48,12 +48,15 @@ def _check_spatial(name: str, image_size: int, size: int) -> None:
 
 
 def default_convnet_depth(image_size: int) -> int:
-    """3 blocks at 32 px (and 28, padded to act as 32), one more per doubling; never below a 1 px map."""
+    """3 blocks at 32 px (and 28, padded to act as 32), one more per doubling; fewer for small images, so that
+    the last block's instance norm still sees a 4x4 map: on a 2x2 map it erases each channel's level, and the
+    network barely trains (8x8 digits at 3 blocks: training loss ~2.2 after 60 epochs, 47-66% test; at 2
+    blocks 95-96%)."""
     effective = 32 if image_size == 28 else image_size
     if effective < 2:
         raise UsageError(f"ConvNet needs images of at least 2x2 pixels, got {image_size}x{image_size}")
     by_size = 3 + max(0, round(math.log2(effective / 32)))
-    return min(by_size, int(math.floor(math.log2(effective))))
+    return max(1, min(by_size, int(math.floor(math.log2(effective))) - 1))
 
 
 def _pair_average(n: int, x: Tensor) -> Tensor:
