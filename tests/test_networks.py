@@ -159,7 +159,8 @@ def test_matmul_pooling_equals_avg_pool2d_values_and_gradients(shape) -> None:
 
 
 def test_alexnet_norm_variants() -> None:
-    """METHODS.md: cross-architecture nets use instance norm by default; the reference's plain AlexNet by name."""
+    """docs/methods.md: cross-architecture nets use instance norm by default; the reference's plain AlexNet is
+    reached by name."""
     norms = {name: [type(m).__name__ for m in build_network(name, 3, 10, 32, seed=0).modules()
                     if isinstance(m, (nn.GroupNorm, nn.BatchNorm2d))]
              for name in ("alexnet", "alexnet_bn", "alexnet_nonorm")}
