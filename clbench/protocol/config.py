@@ -53,19 +53,24 @@ class RunConfig:
             raise UsageError(f"--first-order {self.first_order}: orders are numbered from 0")
         if self.steps < 1:
             raise UsageError(f"--steps {self.steps}: give at least 1 step")
-        if self.profile not in PROFILES:
-            raise UsageError(f"--profile {self.profile!r}: choose one of {', '.join(PROFILES)}")
+        check_shared(self.profile, self.width, self.data_dir)
         if self.networks_per_step is not None and self.networks_per_step < 1:
             raise UsageError(f"--nets {self.networks_per_step}: train at least 1 network per step")
-        if self.width is not None and self.width < 1:
-            raise UsageError(f"--width {self.width}: give a positive number of channels")
         if self.jobs < 1:
             raise UsageError(f"--jobs {self.jobs}: give at least 1")
         if self.learner not in LEARNERS:
             raise UsageError(f"--learner {self.learner!r}: choose one of {', '.join(LEARNERS)}")
-        if self.data_dir is not None and not Path(self.data_dir).is_dir():
-            raise UsageError(f"--data-dir {self.data_dir}: no such folder; create it or point to your data")
         MemoryBudget.parse(self.memory)
+
+
+def check_shared(profile: str, width: int | None, data_dir: str | None) -> None:
+    """The options every command's configuration has (run, condense): profile, ConvNet width, data folder."""
+    if profile not in PROFILES:
+        raise UsageError(f"--profile {profile!r}: choose one of {', '.join(PROFILES)}")
+    if width is not None and width < 1:
+        raise UsageError(f"--width {width}: give a positive number of channels")
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise UsageError(f"--data-dir {data_dir}: no such folder; create it or point to your data")
 
 
 def networks_per_step(config: RunConfig, profile: str) -> int:

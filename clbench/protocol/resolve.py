@@ -17,7 +17,7 @@ import torch
 from clbench.condense.addons import ADDON_SWITCHES, AddOnOptions
 from clbench.core.errors import UsageError
 from clbench.core.options import build_options
-from clbench.protocol.config import CONVNET_WIDTH, PROFILES
+from clbench.protocol.config import CONVNET_WIDTH
 from clbench.training.recipe import TrainRecipe
 
 
@@ -31,7 +31,6 @@ class Resolved:
     condenser_options: Any  # the options dataclass, or None for a condenser without options
     recipe: TrainRecipe
     dataset: Any  # clbench.data.datasets.ImageDataset
-    network: str  # the architecture condensers embed with (and the continual protocol retrains)
     convnet_width: int  # the width of every ConvNet of the run
 
     def width_for(self, network: str) -> int | None:
@@ -72,19 +71,16 @@ class PreparedRun:
 def resolve(*, condenser: str, opt: dict[str, Any], train: dict[str, Any], dataset: str, data_dir: str | None,
             device: str, profile: str, network: str, width: int | None,
             eval_networks: tuple[str, ...] = ()) -> Resolved:
-    """Resolve and check everything a run of any kind needs (see the module docstring)."""
+    """Resolve and check everything a run of any kind needs (see the module docstring). The plain values the
+    configuration holds (profile name, width, data folder) are its `validate()`'s to check, before this."""
     from clbench.data.datasets import load_dataset
 
-    if profile not in PROFILES:
-        raise UsageError(f"--profile {profile!r}: choose one of {', '.join(PROFILES)}")
-    if width is not None and width < 1:
-        raise UsageError(f"--width {width}: give a positive number of channels")
     torch_device = resolve_device(device)
     resolved_profile = resolve_profile(profile, torch_device)
     condenser_cls, options = condenser_and_options(condenser, opt, resolved_profile)
     recipe = train_recipe(train, resolved_profile)
     data = load_dataset(dataset, data_dir)
-    resolved = Resolved(torch_device, resolved_profile, condenser_cls, options, recipe, data, network,
+    resolved = Resolved(torch_device, resolved_profile, condenser_cls, options, recipe, data,
                         width or CONVNET_WIDTH[resolved_profile])
     check_networks(resolved, (network, *eval_networks), {network: "--network"})
     return resolved

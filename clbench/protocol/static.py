@@ -70,10 +70,7 @@ class StaticConfig:
             raise UsageError(f"--evals {self.evals}: train at least 1 network per set and architecture")
         if not self.eval_nets:
             raise UsageError("--eval-nets: name at least one evaluation network")
-        if self.profile not in cfg.PROFILES:
-            raise UsageError(f"--profile {self.profile!r}: choose one of {', '.join(cfg.PROFILES)}")
-        if self.data_dir is not None and not Path(self.data_dir).is_dir():
-            raise UsageError(f"--data-dir {self.data_dir}: no such folder; create it or point to your data")
+        cfg.check_shared(self.profile, self.width, self.data_dir)
 
 
 def parse_eval_nets(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
