@@ -53,7 +53,7 @@ def order_forgetting(order: dict[str, Any]) -> float | None:
 
 def order_seconds(order: dict[str, Any], kind: str) -> float:
     """Seconds of one `kind` ("condense" or "train") over the order's steps."""
-    return sum(s[f"{kind}_seconds"] for s in order["steps"])
+    return total_seconds([order], kind)
 
 
 # -- many orders -----------------------------------------------------------------------------------------------
