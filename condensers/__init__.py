@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from typing import Any
 
 from clbench.condensers.base import CONDENSERS, Condenser, CondenseTask, SyntheticSet, register
 
 __all__ = ["CONDENSERS", "Condenser", "CondenseTask", "SyntheticSet", "register", "get_condenser", "load_builtins",
-           "canonical_name", "condenser_source"]
+           "canonical_name", "condenser_options", "condenser_source"]
 
 _loaded = False
 
@@ -110,3 +111,23 @@ def _provides(dist_name: str, file: str) -> bool:
             return True
     url = (json.loads(dist.read_text("direct_url.json") or "{}") or {}).get("url", "")
     return url.startswith("file://") and Path(url.removeprefix("file://")).resolve() in target.parents
+
+
+def condenser_options(cls: type, name: str, opt: dict[str, Any], profile: str, flag: str = "--opt") -> Any:
+    """The options of condenser class `cls` for `profile` with the `opt` overrides, checked (None for a condenser
+    without options); `name` and `flag` (where the overrides came from) are for the messages."""
+    from clbench.condense.addons import ADDON_SWITCHES, AddOnOptions
+    from clbench.core.errors import UsageError
+    from clbench.core.options import build_options
+
+    options_type = getattr(cls, "Options", None)
+    addons = [key for key in opt if key in ADDON_SWITCHES]
+    if addons and not (isinstance(options_type, type) and issubclass(options_type, AddOnOptions)):
+        raise UsageError(f"condenser {name!r} cannot take the add-on {addons[0]!r}: the add-ons (sm, icd) apply to "
+                         f"distribution-matching condensers (dm, ddm, or a plugin built on "
+                         f"clbench.condensers.dm.DM)")
+    if options_type is None:
+        if opt:
+            raise UsageError(f"condenser {name!r} has no options; remove {flag}")
+        return None
+    return build_options(options_type, opt, profile, owner=f"condenser {name!r}")

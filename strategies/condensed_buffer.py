@@ -31,10 +31,9 @@ from avalanche.training.storage_policy import ExemplarsBuffer
 from torch import Tensor, nn
 
 from clbench.condense.checks import condenser_name, run_condenser
-from clbench.condensers import get_condenser
+from clbench.condensers import condenser_options, get_condenser
 from clbench.condensers.base import Condenser, CondenseTask, network_factory
 from clbench.core.errors import UsageError
-from clbench.core.options import build_options
 from clbench.core.seeding import derive_seed, generator
 from clbench.memory.store import Memory, MemoryBudget
 from clbench.nets.augment import DSA
@@ -49,13 +48,9 @@ def make_condenser(condenser: str | Condenser | type, opt: dict[str, Any] | None
             raise UsageError("give options either inside the condenser instance or as `opt`, not both")
         return condenser
     cls = get_condenser(condenser) if isinstance(condenser, str) else condenser
-    options_type = getattr(cls, "Options", None)
-    if options_type is None:
-        if opt:
-            raise UsageError(f"condenser {condenser!r} has no options; remove opt")
-        return cls()
     name = condenser if isinstance(condenser, str) else getattr(cls, "name", cls.__name__)
-    return cls(build_options(options_type, dict(opt or {}), profile, owner=f"condenser {name!r}"))
+    options = condenser_options(cls, name, dict(opt or {}), profile, flag="opt")
+    return cls(options) if options is not None else cls()
 
 
 class CondensedBuffer(ExemplarsBuffer):

@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 
-from clbench.condense.addons import ADDON_SWITCHES, AddOnOptions
 from clbench.core.errors import UsageError
 from clbench.core.options import build_options
 from clbench.protocol.config import CONVNET_WIDTH
@@ -111,20 +110,10 @@ def train_recipe(train: dict[str, Any], profile: str) -> TrainRecipe:
 
 def condenser_and_options(name: str, opt: dict[str, Any], profile: str) -> tuple[type, Any]:
     """The condenser class and its options for `profile` with the `--opt` overrides (None if it has none)."""
-    from clbench.condensers import get_condenser
+    from clbench.condensers import condenser_options, get_condenser
 
     condenser_cls = get_condenser(name)
-    options_type = getattr(condenser_cls, "Options", None)
-    addons = [key for key in opt if key in ADDON_SWITCHES]
-    if addons and not (isinstance(options_type, type) and issubclass(options_type, AddOnOptions)):
-        raise UsageError(f"condenser {name!r} cannot take the add-on {addons[0]!r}: the add-ons (sm, icd) apply to "
-                         f"distribution-matching condensers (dm, ddm, or a plugin built on "
-                         f"clbench.condensers.dm.DM)")
-    if options_type is None:
-        if opt:
-            raise UsageError(f"condenser {name!r} has no options; remove --opt")
-        return condenser_cls, None
-    return condenser_cls, build_options(options_type, opt, profile, owner=f"condenser {name!r}")
+    return condenser_cls, condenser_options(condenser_cls, name, opt, profile)
 
 
 def check_networks(resolved: Resolved, names: tuple[str, ...], flags: dict[str, str]) -> None:
