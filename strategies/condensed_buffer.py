@@ -30,14 +30,13 @@ from avalanche.benchmarks.utils.utils import concat_datasets
 from avalanche.training.storage_policy import ExemplarsBuffer
 from torch import Tensor, nn
 
-from clbench.condense.checks import condenser_name, run_condenser
+from clbench.condense.checks import condenser_name
 from clbench.condensers import condenser_options, get_condenser
-from clbench.condensers.base import Condenser, CondenseTask, network_factory
+from clbench.condensers.base import Condenser
 from clbench.core.errors import UsageError
-from clbench.core.seeding import derive_seed, generator
 from clbench.memory.store import Memory, MemoryBudget
-from clbench.nets.augment import DSA
 from clbench.nets.networks import build_network
+from clbench.strategies.memory_step import condense_new_classes, shrink_older_classes
 
 
 def make_condenser(condenser: str | Condenser | type, opt: dict[str, Any] | None = None,
@@ -126,15 +125,11 @@ class CondensedBuffer(ExemplarsBuffer):
         if ipc > smallest:
             raise UsageError(f"memory {self.budget}: {ipc} images per class, but a new class has only {smallest} "
                              f"training images in this experience")
-        cond_gen = generator(derive_seed(self.seed, self.order, self.step, "condense"), self.device)
-        task = CondenseTask(
-            images=images, labels=labels, classes=tuple(new), ipc=ipc, generator=cond_gen,
-            new_network=network_factory(self._network_builder(images), cond_gen),
-            augment=DSA(), device=self.device, num_classes=self.num_classes,
-            progress=self.progress or (lambda done, total, info: None), extras=dict(self.extras),
-        )
         start = time.perf_counter()
-        synthetic = run_condenser(self.condenser, task)
+        synthetic = condense_new_classes(
+            self.condenser, images, labels, new, ipc, seed=self.seed, order=self.order, step=self.step,
+            make_network=self._network_builder(images), device=self.device, num_classes=self.num_classes,
+            progress=self.progress, extras=self.extras)
         self.last_condense_seconds = time.perf_counter() - start
         self.last_facts = dict(getattr(synthetic, "facts", {}) or {})
         self._shrink(ipc, self.step)
@@ -162,8 +157,7 @@ class CondensedBuffer(ExemplarsBuffer):
                                           device=self.device, width=self.width)
 
     def _shrink(self, keep: int, step: int) -> None:
-        shrink_gen = generator(derive_seed(self.seed, self.order, step, "shrink"))
-        self.memory.shrink(keep, self.condenser.shrink, shrink_gen)
+        shrink_older_classes(self.memory, keep, self.condenser, seed=self.seed, order=self.order, step=step)
 
     def _dataset(self) -> Any:
         if not self.memory.classes:

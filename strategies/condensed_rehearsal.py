@@ -21,13 +21,13 @@ import torch
 from avalanche.training.templates.base import BaseTemplate
 from torch import Tensor, nn
 
-from clbench.condense.checks import condenser_name, run_condenser
-from clbench.condensers.base import Condenser, CondenseTask, network_factory
+from clbench.condense.checks import condenser_name
+from clbench.condensers.base import Condenser
 from clbench.core.errors import NonFiniteError
 from clbench.core.seeding import derive_seed, generator
 from clbench.memory.store import Memory, MemoryBudget
-from clbench.nets.augment import DSA
 from clbench.records.record import jsonable
+from clbench.strategies.memory_step import condense_new_classes, shrink_older_classes
 from clbench.training.recipe import TrainRecipe, evaluate, train_network
 
 
@@ -122,8 +122,8 @@ class CondensedRehearsal(BaseTemplate):
         synthetic = self._condense(indices, new_classes, ipc)
         result.condense_seconds = time.perf_counter() - start
         result.condenser_facts = jsonable(getattr(synthetic, "facts", {}) or {})
-        shrink_generator = generator(derive_seed(self.seed, self.order_index, self.step, "shrink"))
-        self.memory.shrink(ipc, self.condenser.shrink, shrink_generator)
+        shrink_older_classes(self.memory, ipc, self.condenser, seed=self.seed, order=self.order_index,
+                             step=self.step)
         self.memory.add(synthetic.images.detach().to(self.device), synthetic.labels.to(self.device))
         result.memory_sizes = self.memory.sizes()
 
@@ -134,23 +134,11 @@ class CondensedRehearsal(BaseTemplate):
         self.last_step = result
 
     def _condense(self, indices: Tensor, classes: list[int], ipc: int):
-        cond_gen = generator(derive_seed(self.seed, self.order_index, self.step, "condense"), self.device)
-
-
-        task = CondenseTask(
-            images=self.data.train_images[indices],
-            labels=self.data.train_labels[indices],
-            classes=tuple(classes),
-            ipc=ipc,
-            generator=cond_gen,
-            new_network=network_factory(self.make_network, cond_gen),
-            augment=DSA(),  # the condensers' own (Siamese) augmentation, whatever the training recipe says
-            device=self.device,
-            num_classes=self.data.num_classes,
-            progress=self.condense_progress or (lambda done, total, info: None),
-            extras=dict(self.extras),
-        )
-        return run_condenser(self.condenser, task)
+        return condense_new_classes(
+            self.condenser, self.data.train_images[indices], self.data.train_labels[indices], classes, ipc,
+            seed=self.seed, order=self.order_index, step=self.step, make_network=self.make_network,
+            device=self.device, num_classes=self.data.num_classes, progress=self.condense_progress,
+            extras=self.extras)
 
     def _retrain(self) -> list[nn.Module]:
         images, labels = self.memory.tensors()
