@@ -6,10 +6,11 @@ choice are in benchmarks/README.md.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -96,6 +97,40 @@ def use_bf16(amp: bool | str, device: torch.device) -> bool:
     if not isinstance(amp, bool):
         raise ValueError(f"amp must be true, false or auto, got {amp!r}")
     return amp
+
+
+def use_batched_networks(setting: bool | str, device: torch.device, networks: int) -> bool:
+    """Resolve a `batched_networks` switch for `networks` networks: True, False, or "auto" (on CUDA only: there
+    one width-128 ConvNet leaves most of the GPU idle; on the CPU measured, batching did not pay, see
+    benchmarks/README.md). One network is never "batched": that is plain training."""
+    if setting == "auto":
+        setting = torch.device(device).type == "cuda"
+    if not isinstance(setting, bool):
+        raise ValueError(f"batched_networks must be true, false or auto, got {setting!r}")
+    return setting and networks > 1
+
+
+@contextlib.contextmanager
+def tf32(enabled: bool, device: torch.device) -> Iterator[None]:
+    """On CUDA, fp32 matrix products and cuDNN convolutions in TF32 (`enabled`) or in full fp32 (not), restored
+    afterwards; elsewhere nothing changes. PyTorch's own default runs cuDNN convolutions in TF32, so the fp32
+    reference has to switch that off explicitly to match a CPU's fp32 to float rounding."""
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    # torch >= 2.9 has the fp32_precision flags (and warns when they are mixed with the legacy allow_tf32 ones)
+    modern = hasattr(torch.backends.cuda.matmul, "fp32_precision")
+    flags = ((torch.backends.cuda.matmul, "fp32_precision"), (torch.backends.cudnn.conv, "fp32_precision")) \
+        if modern else ((torch.backends.cuda.matmul, "allow_tf32"), (torch.backends.cudnn, "allow_tf32"))
+    value = ("tf32" if enabled else "ieee") if modern else enabled
+    before = [getattr(owner, name) for owner, name in flags]
+    for owner, name in flags:
+        setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        for (owner, name), old in zip(flags, before):
+            setattr(owner, name, old)
 
 
 def fast_train_options(device: torch.device) -> dict[str, Any]:

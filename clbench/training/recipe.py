@@ -3,10 +3,12 @@
 Data stays resident on the device as tensors: an epoch is a seeded permutation and slices of it, so there
 is no DataLoader and no per-sample Python (the memory is a few thousand images at most).
 
-The fp32 path with every speed switch off is the reference. The switches (`amp`, `channels_last`,
-`micro_batch`, `compile`) change how the same update is computed, not what it is: `channels_last`,
-`micro_batch` and `compile` agree with the reference to float rounding (tests/test_speed_equivalence.py);
-`amp` computes in bf16 and is checked on accuracy instead. benchmarks/retrain.py measures them.
+The fp32 path with every speed switch off is the reference. The switches (`amp`, `tf32`, `channels_last`,
+`micro_batch`, `compile`, `cuda_graphs`, `batched_networks`) change how the same update is computed, not what
+it is: `channels_last`, `micro_batch` and `compile` agree with the reference to float rounding
+(tests/test_speed_equivalence.py), and so does `batched_networks` (clbench.training.batched,
+tests/test_batched_networks.py); `amp` (bf16) and `tf32` round more coarsely and are checked on accuracy or
+loss instead. benchmarks/retrain.py and benchmarks/device_check.py measure them.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from torch import Tensor, nn
 
 from clbench.core.errors import NonFiniteError, UsageError
 from clbench.core.options import option
-from clbench.core.speed import use_bf16
+from clbench.core.speed import tf32, use_bf16
 from clbench.nets.networks import samples_are_independent
 
 
@@ -52,6 +54,16 @@ class TrainRecipe:
                              min=0)
     compile: bool = option(False, "torch.compile the network (speed switch; compiling takes about a minute "
                                   "on a CPU, so it pays only over long runs)")
+    cuda_graphs: bool = option(False, "with compile, on CUDA: compile in mode 'reduce-overhead' (CUDA graphs: "
+                                      "a step's kernels replayed with one launch); no effect elsewhere")
+    tf32: bool = option(False, "TF32 matrix products and convolutions on CUDA (Ampere or later); false keeps "
+                               "full fp32 there (PyTorch's own default runs convolutions in TF32). No effect on "
+                               "a CPU. Speed switch; fp32 is the reference")
+    batched_networks: bool | Literal["auto"] = option(
+        "auto", "train the networks of a step (--nets) in one batched pass (torch.func.vmap over their stacked "
+                "weights), each with its own initialisation, minibatch order and augmentation draws: the same "
+                "networks as trained one after the other, to float rounding. true, false, or auto (CUDA only: it "
+                "did not pay on the CPU measured). Networks with batch norm are trained one after the other")
 
     def validate(self) -> None:
         """Checks across fields and of the strategy's names (the bounds are on the fields): called by
@@ -90,9 +102,12 @@ def _memory_format(channels_last: bool, x: Tensor) -> Tensor:
     return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
 
 
-def _forward_fn(net: nn.Module, compile: bool) -> Callable[[Tensor], Tensor]:
-    # The compiled wrapper shares the network's parameters; training it trains `net`.
-    return torch.compile(net) if compile else net
+def compiled(fn: Callable, recipe: TrainRecipe, device: torch.device) -> Callable:
+    """`fn` under torch.compile where the recipe asks for it (with CUDA graphs where asked and on CUDA)."""
+    if not recipe.compile:
+        return fn
+    graphs = recipe.cuda_graphs and torch.device(device).type == "cuda"
+    return torch.compile(fn, mode="reduce-overhead" if graphs else None)
 
 
 def _chunk_size(net: nn.Module, recipe: TrainRecipe) -> int:
@@ -121,10 +136,16 @@ def train_network(
     batch, so that the device is not synchronised on every step).
     """
     _check(recipe)
+    with tf32(recipe.tf32, images.device):
+        return _train(net, images, labels, recipe, augment, generator, progress)
+
+
+def _train(net: nn.Module, images: Tensor, labels: Tensor, recipe: TrainRecipe, augment: Any,
+           generator: torch.Generator, progress: ProgressFn | None) -> float:
     device = images.device
     if recipe.channels_last:
         net.to(memory_format=torch.channels_last)
-    forward = _forward_fn(net, recipe.compile)
+    forward = compiled(net, recipe, device)  # the compiled wrapper shares the parameters: training it trains net
     chunk = _chunk_size(net, recipe)
     optimizer = torch.optim.SGD(
         net.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
@@ -189,16 +210,17 @@ def predict(
     *,
     channels_last: bool = False,
     compile: bool = False,
+    use_tf32: bool = False,
 ) -> Tensor:
     """Predicted class of every image, in batches (the batch size changes speed and memory, not results)."""
     net.eval()
     if channels_last:
         net.to(memory_format=torch.channels_last)
-    forward = _forward_fn(net, compile)
+    forward = torch.compile(net) if compile else net
     outputs = []
     for start in range(0, images.shape[0], batch_size):
         x = _memory_format(channels_last, images[start : start + batch_size])
-        with autocast(images.device, amp):
+        with autocast(images.device, amp), tf32(use_tf32, images.device):
             outputs.append(forward(x).argmax(dim=1))
     return torch.cat(outputs) if outputs else torch.empty(0, dtype=torch.long, device=images.device)
 
@@ -221,6 +243,6 @@ def evaluate(net: nn.Module, images: Tensor, labels: Tensor, recipe: TrainRecipe
     """Overall and per-class accuracy (percent) of `net` on the given test images."""
     _check(recipe)
     predictions = predict(net, images, recipe.eval_batch_size, recipe.amp,
-                          channels_last=recipe.channels_last, compile=recipe.compile)
+                          channels_last=recipe.channels_last, compile=recipe.compile, use_tf32=recipe.tf32)
     classes = sorted(set(labels.tolist()))
     return accuracy(predictions, labels), per_class_accuracy(predictions, labels, classes)
