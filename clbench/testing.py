@@ -137,7 +137,7 @@ def check_condenser(
 
     # shapes, dtypes, labels, images per class, device, finite values, facts: the harness's own check
     try:
-        check_synthetic_set(result, task.images, list(classes), ipc, name)
+        check_synthetic_set(result, task.images, list(classes), ipc * getattr(instance, "expansion", 1), name)
     except ClbenchError as exc:
         raise AssertionError(f"{label}: {exc}") from None
 
@@ -154,14 +154,16 @@ def check_condenser(
                              f"randomness from task.generator (task.randint, task.randperm, task.seed(), "
                              f"task.new_network()), never from the global RNG or the clock")
 
-    # the shrink rule, used under a total memory budget, returns valid indices
+    # the shrink rule, used under a total memory budget, returns valid indices (counted in training images:
+    # budget images times the condenser's expansion)
     if ipc >= 2:
+        per = getattr(instance, "expansion", 1)
         first = result.images[result.labels == classes[0]]
-        keep = ipc - 1
+        have, keep = ipc * per, (ipc - 1) * per
         idx = instance.shrink(first, keep, torch.Generator(device=task.device).manual_seed(seed))
         idx = torch.as_tensor(idx)
         valid = idx.dim() == 1 and idx.numel() == keep and not idx.is_floating_point() and \
-            bool(((idx >= 0) & (idx < ipc)).all()) and idx.unique().numel() == keep
+            bool(((idx >= 0) & (idx < have)).all()) and idx.unique().numel() == keep
         if not valid:
-            raise AssertionError(f"{label}: shrink(images of {ipc}, keep={keep}) returned {idx.tolist()}; expected "
-                                 f"{keep} distinct integer indices in 0..{ipc - 1}")
+            raise AssertionError(f"{label}: shrink(images of {have}, keep={keep}) returned {idx.tolist()}; "
+                                 f"expected {keep} distinct integer indices in 0..{have - 1}")

@@ -103,6 +103,9 @@ class Condenser:
     name: ClassVar[str] = ""
     Options: ClassVar[type] = NoOptions
     shrink_rule: ClassVar[str] = "random subset (seeded)"
+    # Training images per image of the memory budget: 1, except for a condenser whose stored images decode into
+    # several (IDM's partition: 4 upsampled quarters). `ipc` budget images per class arrive as ipc * expansion.
+    expansion: int = 1
 
     def __init__(self, options: Any = None):
         self.options = options if options is not None else self.Options()
@@ -115,7 +118,8 @@ class Condenser:
         raise NotImplementedError
 
     def shrink(self, images: Tensor, keep: int, generator: torch.Generator) -> Tensor:
-        """Indices (into `images`, one class's memory) of the `keep` images to retain."""
+        """Indices (into `images`, one class's memory) of the `keep` images to retain (`keep` counts training
+        images: budget images times `expansion`)."""
         return torch.randperm(images.shape[0], generator=generator, device=generator.device)[:keep].sort().values
 
     def options_dict(self) -> dict[str, Any]:
@@ -131,6 +135,11 @@ def register(cls: type[Condenser]) -> type[Condenser]:
         raise ValueError(f"{cls.__qualname__} has no `name`")
     CONDENSERS.add(cls.name, cls)
     return cls
+
+
+def expansion(condenser: Any) -> int:
+    """Training images per budget image of `condenser` (1 for a plugin that does not say)."""
+    return int(getattr(condenser, "expansion", 1))
 
 
 def stack_by_class(per_class: dict[int, Tensor]) -> SyntheticSet:

@@ -34,7 +34,7 @@ from clbench.condense.statistics import Batch, ClassSampler, Features, StyleTaps
 from clbench.condensers.base import Condenser, CondenseTask, SyntheticSet, register
 from clbench.core.errors import NonFiniteError, UsageError
 from clbench.core.options import option
-from clbench.core.speed import forward_chunk, use_bf16
+from clbench.core.speed import forward_chunk, tf32, use_bf16
 from clbench.nets.networks import build_network, samples_are_independent
 
 SHRINK_RULES = {
@@ -67,6 +67,8 @@ class DMOptions(AddOnOptions):
         False, "network passes in bf16 (a bf16 copy of each random network): true, false, or auto (where the "
                "device runs bf16 natively); statistics and losses stay fp32. Speed switch; fp32 is the reference",
         quick="auto")
+    tf32: bool = option(False, "TF32 matrix products and convolutions on CUDA (Ampere or later); false keeps full "
+                               "fp32 there. No effect on a CPU. Speed switch; fp32 is the reference")
     report_every: int = option(25, "iterations between reading the losses back (progress, NaN check); "
                                    "fewer reads keep a GPU busy", min=1)
 
@@ -84,6 +86,7 @@ class DM(Condenser):
         self.shrink_rule = SHRINK_RULES[self.options.shrink].format(seed=SHRINK_SEED)
         addons.check_options(self.name, self.options)
         self.addons = addons.enabled(self.options)
+        self.style()  # the base's and the add-ons' taps must fit one forward pass: refuse now, before any work
 
     # ------------------------------------------------------------------------------------------- the objective
     # A DM-family base changes the three `base_` methods; the add-ons and the loop below are shared.
@@ -120,12 +123,23 @@ class DM(Condenser):
             out.update(addon.terms(features, batch))
         return out
 
-    def class_losses(self, net: nn.Module, batch: Batch, per_class: bool | None = None) -> dict[str, Tensor]:
-        """The loss terms per class of a batch (with its DSA draw, if any) in the network `net`."""
+    def features(self, net: nn.Module, batch: Batch) -> Features:
+        """The class statistics of a batch (with its DSA draw, if any) that the terms read, in the network `net`."""
         device = batch.real.device
-        features = embed_batch(net, batch, self.style(), per_class, self.chunk_size(device),
-                               use_bf16(self.options.amp, device))
-        return self.terms(features, batch)
+        per_class, chunk = self.forward_plan(net, device)
+        return embed_batch(net, batch, self.style(), per_class, chunk, use_bf16(self.options.amp, device))
+
+    def class_losses(self, net: nn.Module, batch: Batch) -> dict[str, Tensor]:
+        """The loss terms per class of a batch (with its DSA draw, if any) in the network `net`."""
+        return self.terms(self.features(net, batch), batch)
+
+    def forward_plan(self, net: nn.Module, device: torch.device) -> tuple[bool, int]:
+        """(class by class?, images per forward pass): all classes together in cache-sized chunks where samples
+        are independent; with batch norm, each class's real and synthetic batches whole and on their own, as DM's
+        reference (a base whose reference mixes classes under batch norm says so here)."""
+        if not samples_are_independent(net):
+            return True, 0
+        return False, self.chunk_size(device)
 
     def chunk_size(self, device: torch.device) -> int:
         """Images per forward pass: the `chunk` option, or where it is 0, what was fastest on this kind of device."""
@@ -167,6 +181,11 @@ class DM(Condenser):
         o = self.options
         if o.iterations < 0 or o.chunk < 0 or o.batch_real < 1 or o.report_every < 1:
             raise UsageError(f"{self.name}: iterations and chunk must be >= 0, batch_real and report_every >= 1")
+        with tf32(o.tf32, task.device):
+            return self._condense(task)
+
+    def _condense(self, task: CondenseTask) -> SyntheticSet:
+        o = self.options
         start = time.perf_counter()
         by_class = task.class_indices()
         class_indices = [by_class[c] for c in task.classes]
@@ -180,14 +199,11 @@ class DM(Condenser):
         last: dict[str, float] = {}
         embed_dim = self.new_network(task, seed=0).embed_dim  # weights may follow it (DDM); draws nothing
         pending: dict[str, Tensor] = {}
-        per_class: bool | None = None
         for it in range(o.iterations):
             net = self.new_network(task)
-            if per_class is None:
-                per_class = not samples_are_independent(net)
             real = task.images[sampler.sample(task.generator).to(task.device)]
             batch = Batch(real, sampler.segment, sampler.counts, syn, syn_segment, k, ipc)
-            terms = self.class_losses(net, siamese_augment(augment, batch, task.generator), per_class=per_class)
+            terms = self.class_losses(net, siamese_augment(augment, batch, task.generator))
             loss = self.objective(terms, embed_dim)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
@@ -198,6 +214,7 @@ class DM(Condenser):
                 last = self._read(pending, it + 1)
             task.progress(it + 1, o.iterations, {"loss": last.get("total", float("nan")), **last})
 
+        per_class, chunk = self.forward_plan(self.new_network(task, seed=0), task.device)
         facts = {
             "iterations": o.iterations,
             "seconds": time.perf_counter() - start,
@@ -207,8 +224,9 @@ class DM(Condenser):
             "weights": self.weights(embed_dim),  # as applied, in the condensation network
             "embed_dim": embed_dim,
             "forward": "per class (batch norm)" if per_class else "all classes at once",
-            "chunk": self.chunk_size(task.device) if not per_class else 0,
+            "chunk": chunk,
             "amp": use_bf16(o.amp, task.device),
+            "tf32": o.tf32 and torch.device(task.device).type == "cuda",
             "shrink_rule": self.shrink_rule,
         }
         images = syn.detach()

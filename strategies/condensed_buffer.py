@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from clbench.condense.checks import condenser_name
 from clbench.condensers import condenser_options, get_condenser
-from clbench.condensers.base import Condenser
+from clbench.condensers.base import Condenser, expansion
 from clbench.core.errors import UsageError
 from clbench.memory.store import Memory, MemoryBudget
 from clbench.nets.networks import build_network
@@ -72,8 +72,10 @@ class CondensedBuffer(ExemplarsBuffer):
         if num_classes < 1:
             raise UsageError(f"num_classes {num_classes}: give the size of the label space")
         self.budget.check(num_classes, smallest_class=10**9)  # the per-class cap is checked on each experience
-        super().__init__(self.budget.total or self.budget.per_class(num_classes) * num_classes)
         self.condenser = make_condenser(condenser, opt, profile)
+        # in training images: a condenser with expansion > 1 (IDM) stores that many per budget image
+        super().__init__((self.budget.total or self.budget.per_class(num_classes) * num_classes)
+                         * expansion(self.condenser))
         self.num_classes = num_classes
         self.network, self.width = network, width
         self.seed, self.order = seed, order
@@ -104,7 +106,7 @@ class CondensedBuffer(ExemplarsBuffer):
     def resize(self, strategy: Any, new_size: int) -> None:
         """A new total budget: every class shrinks to its equal share, by the condenser's rule."""
         self.budget = MemoryBudget.parse(new_size)
-        self.max_size = new_size
+        self.max_size = new_size * expansion(self.condenser)
         if self.memory.classes:
             self._shrink(self.budget.per_class(len(self.memory.classes)), max(self.step - 1, 0))
             self.buffer = self._dataset()

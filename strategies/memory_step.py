@@ -10,8 +10,9 @@ from typing import Any, Callable
 from torch import Tensor, nn
 
 from clbench.condense.checks import run_condenser
-from clbench.condensers.base import Condenser, CondenseTask, SyntheticSet, network_factory
+from clbench.condensers.base import Condenser, CondenseTask, SyntheticSet, expansion, network_factory
 from clbench.core.seeding import derive_seed, generator
+from clbench.core.speed import tf32
 from clbench.memory.store import Memory
 from clbench.nets.augment import DSA
 
@@ -29,10 +30,12 @@ def condense_new_classes(condenser: Condenser, images: Tensor, labels: Tensor, c
         device=device, num_classes=num_classes,
         progress=progress or (lambda done, total, info: None), extras=dict(extras or {}),
     )
-    return run_condenser(condenser, task)
+    with tf32(False, device):  # the fp32 reference on CUDA too (a condenser may switch TF32 on inside: DM's tf32)
+        return run_condenser(condenser, task)
 
 
 def shrink_older_classes(memory: Memory, keep: int, condenser: Condenser, *, seed: int, order: int,
                          step: int) -> None:
-    """Each class already in `memory` down to `keep` images, by the condenser's `shrink` rule."""
-    memory.shrink(keep, condenser.shrink, generator(derive_seed(seed, order, step, "shrink")))
+    """Each class already in `memory` down to `keep` budget images (keep * expansion training images), by the
+    condenser's `shrink` rule."""
+    memory.shrink(keep * expansion(condenser), condenser.shrink, generator(derive_seed(seed, order, step, "shrink")))

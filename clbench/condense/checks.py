@@ -23,7 +23,7 @@ def run_condenser(condenser, task):
     if not torch.equal(fingerprint(task.images), before[0]) or not torch.equal(task.labels, before[1]):
         raise CondenserError(f"condenser {name!r} changed the real images or labels it was given (task.images, "
                              f"task.labels) in place; work on a copy (images.clone())")
-    check_synthetic_set(result, task.images, list(task.classes), task.ipc, name)
+    check_synthetic_set(result, task.images, list(task.classes), task.ipc * getattr(condenser, "expansion", 1), name)
     return result
 
 
@@ -37,7 +37,8 @@ def fingerprint(images: torch.Tensor) -> torch.Tensor:
 
 
 def check_synthetic_set(result, images_like: torch.Tensor, classes: list[int], ipc: int, name: str) -> None:
-    """Raise CondenserError naming the condenser and what is wrong; return quietly when the set is sound."""
+    """Raise CondenserError naming the condenser and what is wrong; return quietly when the set is sound. `ipc` is
+    the training images expected per class (the budget's images times the condenser's `expansion`)."""
     prefix = f"condenser {name!r} "
     if not hasattr(result, "images") or not hasattr(result, "labels"):
         raise CondenserError(prefix + f"returned {type(result).__name__}, not a SyntheticSet")

@@ -1,4 +1,4 @@
-"""The loss terms of distribution matching (DM) and decomposed distribution matching (DDM), as pure functions.
+"""The loss terms of the distribution-matching condensers (DM, DDM's add-ons, DataDAM), as pure functions.
 
 Each term exists in two forms: a plain one on one class's tensors (the definition, easy to check by hand) and
 one on the per-class statistics of K classes at once (mean embeddings, batch-averaged feature maps and Gram
@@ -51,6 +51,25 @@ def dm_loss(real_emb: Tensor, syn_emb: Tensor) -> Tensor:
 def dm_loss_from_means(real_means: Tensor, syn_means: Tensor) -> Tensor:
     """`dm_loss` of K classes from their mean embeddings (K, D): (K,)."""
     return ((real_means - syn_means) ** 2).sum(1)
+
+
+# ----------------------------------------------------------------------------------------------- DataDAM
+def spatial_attention(tap: Tensor, power: float) -> Tensor:
+    """DataDAM's spatial attention of feature maps (N, C, H, W): per position sum_k |f_k|^p over the channels,
+    flattened to (N, H*W) and scaled to unit L2 norm per sample (F.normalize's eps guards an all-zero map)."""
+    return F.normalize(tap.abs().pow(power).sum(1).flatten(1), p=2.0, dim=1)
+
+
+def attention_loss(real_taps: Sequence[Tensor], syn_taps: Sequence[Tensor], power: float) -> Tensor:
+    """DataDAM's attention term of one class: sum over layers of the squared distance between the mean
+    attention vectors of the real and the synthetic images."""
+    return sum(((spatial_attention(r, power).mean(0) - spatial_attention(s, power).mean(0)) ** 2).sum()
+               for r, s in zip(real_taps, syn_taps))
+
+
+def attention_loss_from_means(real_means: Sequence[Tensor], syn_means: Sequence[Tensor]) -> Tensor:
+    """`attention_loss` of K classes from their mean attention vectors, one (K, H*W) per layer: (K,)."""
+    return sum(((r - s) ** 2).sum(1) for r, s in zip(real_means, syn_means))
 
 
 # ----------------------------------------------------------------------------------------------- MM

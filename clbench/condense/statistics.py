@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from clbench.condense.losses import gram
+from clbench.condense.losses import gram, spatial_attention
 from clbench.core.errors import UsageError
 from clbench.nets.augment import DSA, DSAParams
 from clbench.nets.networks import samples_are_independent
@@ -58,26 +58,43 @@ def siamese_augment(augment: DSA, batch: Batch, generator: torch.Generator) -> B
 
 @dataclass(frozen=True)
 class StyleTaps:
-    """Which style statistics of the network's taps to gather (DDM): the blocks (empty: all) and what of them."""
+    """Which statistics of the network's block taps to gather, and where a block's tap is read: batch-averaged
+    maps and Gram matrices of the blocks `layers` (empty: all) for style matching, and DataDAM's mean spatial
+    attention (power `attention`; 0: none) of the blocks `attention_layers` (empty: every block but the last)."""
 
     layers: tuple[int, ...] = ()
     maps: bool = True  # batch-averaged feature maps (moments matching)
     grams: bool = True  # batch-averaged Gram matrices (correlation matching)
     where: str = "post_relu"  # each block after its ReLU (the reference's reading) or before it ("pre_relu")
+    attention: float = 0.0  # DataDAM's attention power p; 0 = not gathered
+    attention_layers: tuple[int, ...] = ()
+
+    @property
+    def style(self) -> bool:
+        return self.maps or self.grams
 
     @staticmethod
     def union(requests: list[StyleTaps]) -> StyleTaps | None:
-        """One request that gathers what each of `requests` needs (None when there is none). Requests must read
-        the same blocks at the same place: one forward pass serves them all."""
+        """One request that gathers what each of `requests` needs (None when there is none). One forward pass
+        serves them all, so they must read the taps at the same place and agree on the blocks they share."""
         if not requests:
             return None
         first = requests[0]
         for other in requests[1:]:
-            if (other.layers, other.where) != (first.layers, first.where):
-                raise UsageError(f"style taps {other.layers or 'all'} ({other.where}) and {first.layers or 'all'} "
-                                 f"({first.where}) cannot be gathered in one pass; give them the same "
-                                 f"style_layers and style_tap")
-        return replace(first, maps=any(r.maps for r in requests), grams=any(r.grams for r in requests))
+            if other.where != first.where:
+                raise UsageError(f"taps read {other.where} and {first.where} cannot be gathered in one pass; "
+                                 f"give them the same style_tap")
+        styles = [r for r in requests if r.style]
+        if any(r.layers != styles[0].layers for r in styles):
+            raise UsageError(f"style layers {sorted({r.layers or 'all' for r in styles}, key=str)} cannot be "
+                             f"gathered in one pass; give them the same style_layers")
+        attentions = {(r.attention, r.attention_layers) for r in requests if r.attention}
+        if len(attentions) > 1:
+            raise UsageError(f"attention requests {sorted(attentions)} differ; give them the same power and blocks")
+        attention, attention_layers = next(iter(attentions), (0.0, ()))
+        return StyleTaps(styles[0].layers if styles else (), maps=any(r.maps for r in requests),
+                         grams=any(r.grams for r in requests), where=first.where, attention=attention,
+                         attention_layers=attention_layers)
 
 
 @dataclass
@@ -87,13 +104,15 @@ class ClassStatistics:
     emb: Tensor  # (K, D) mean embedding
     maps: list[Tensor] = field(default_factory=list)  # per style layer: (K, C, H, W) mean feature map
     grams: list[Tensor] = field(default_factory=list)  # per style layer: (K, C, C) mean Gram matrix
+    attention: list[Tensor] = field(default_factory=list)  # per attention layer: (K, H*W) mean attention (DataDAM)
 
     @staticmethod
     def cat(parts: list[ClassStatistics]) -> ClassStatistics:
         """The statistics of several groups of classes, one after the other."""
         return ClassStatistics(torch.cat([p.emb for p in parts]),
                                [torch.cat(layer) for layer in zip(*(p.maps for p in parts))],
-                               [torch.cat(layer) for layer in zip(*(p.grams for p in parts))])
+                               [torch.cat(layer) for layer in zip(*(p.grams for p in parts))],
+                               [torch.cat(layer) for layer in zip(*(p.attention for p in parts))])
 
 
 @dataclass
@@ -162,13 +181,18 @@ def _run(net: nn.Module, x: Tensor, style: StyleTaps | None) -> tuple[Tensor, li
     return emb, list(tap_list)
 
 
-def _select(taps: list[Tensor], layers: tuple[int, ...]) -> list[Tensor]:
+def _select(taps: list[Tensor], layers: tuple[int, ...], what: str = "style_layers") -> list[Tensor]:
     if not layers:
         return taps
     bad = [i for i in layers if i >= len(taps)]
     if bad:
-        raise UsageError(f"ddm: style_layers {list(bad)} out of range: the network has {len(taps)} blocks (0-based)")
+        raise UsageError(f"{what} {list(bad)} out of range: the network has {len(taps)} blocks (0-based)")
     return [taps[i] for i in layers]
+
+
+def _attention_taps(taps: list[Tensor], style: StyleTaps) -> list[Tensor]:
+    """The taps DataDAM's attention reads: the blocks asked for, or every block but the last."""
+    return _select(taps, style.attention_layers, "attention_layers") if style.attention_layers else taps[:-1]
 
 
 def class_statistics(net: nn.Module, images: Tensor, segment: Tensor, counts: list[int],
@@ -195,6 +219,7 @@ def class_statistics(net: nn.Module, images: Tensor, segment: Tensor, counts: li
     emb_sum, kept = _ClassSums(len(counts)), []
     map_sums: list[_ClassSums] = []
     gram_sums: list[_ClassSums] = []
+    attention_sums: list[_ClassSums] = []
     for start in range(0, n, step):
         end = min(start + step, n)
         x = images[start:end]
@@ -207,6 +232,12 @@ def class_statistics(net: nn.Module, images: Tensor, segment: Tensor, counts: li
         emb_sum.add(emb, runs)
         if style is None:
             continue
+        if style.attention:
+            attention_taps = _attention_taps(taps, style)
+            if not attention_sums:
+                attention_sums = [_ClassSums(len(counts)) for _ in attention_taps]
+            for tap, sums in zip(attention_taps, attention_sums):
+                sums.add(spatial_attention(tap, style.attention), runs)
         taps = _select(taps, style.layers)
         if not map_sums:
             map_sums = [_ClassSums(len(counts)) for _ in taps]
@@ -217,7 +248,8 @@ def class_statistics(net: nn.Module, images: Tensor, segment: Tensor, counts: li
             if style.grams:
                 grams.add(gram(tap), runs)
     stats = ClassStatistics(emb_sum.mean(counts), [m.mean(counts) for m in map_sums if not m.empty],
-                            [g.mean(counts) for g in gram_sums if not g.empty])
+                            [g.mean(counts) for g in gram_sums if not g.empty],
+                            [a.mean(counts) for a in attention_sums])
     return stats, (torch.cat(kept) if keep_embeddings else None)
 
 

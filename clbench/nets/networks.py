@@ -314,6 +314,17 @@ def build_network(
     return net.to(device) if device is not None else net
 
 
+def set_norm(net: nn.Module, kind: str) -> nn.Module:
+    """A ConvNet's norm layers replaced, in place, by fresh ones of `kind` (their initialisation draws nothing,
+    so the convolutions keep the weights their seed gave them)."""
+    if not isinstance(net, ConvNet):
+        raise UsageError(f"only a ConvNet's norm can be changed, not a {type(net).__name__}'s")
+    device = next(net.parameters()).device
+    net.norms = nn.ModuleList(make_norm(kind, net.width) for _ in net.norms).to(device)
+    net.norm_kind = kind
+    return net
+
+
 def samples_are_independent(net: nn.Module) -> bool:
     """True when no layer mixes samples (no BatchNorm), so several classes may share one forward pass exactly."""
     return not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in net.modules())
