@@ -28,7 +28,8 @@ from clbench.core.seeding import derive_seed, generator
 from clbench.memory.store import Memory, MemoryBudget
 from clbench.records.record import jsonable
 from clbench.strategies.memory_step import condense_new_classes, shrink_older_classes
-from clbench.training.recipe import TrainRecipe, evaluate, train_network
+from clbench.training.batched import evaluate_networks, train_networks
+from clbench.training.recipe import TrainRecipe
 
 
 @dataclass
@@ -141,20 +142,17 @@ class CondensedRehearsal(BaseTemplate):
             extras=self.extras)
 
     def _retrain(self) -> list[nn.Module]:
+        """The step's fresh networks, trained on the memory: together in one batched pass where the recipe's
+        `batched_networks` says so (the same networks, to float rounding), else one after the other."""
         images, labels = self.memory.tensors()
-        networks = []
+        networks, generators = [], []
         for k in range(self.networks_per_step):
-            net = self.make_network(derive_seed(self.seed, self.order_index, self.step, "network", k))
-            train_gen = generator(derive_seed(self.seed, self.order_index, self.step, "train", k), self.device)
-            progress = None
-            if self.train_progress is not None:
-                progress = lambda done, total, k=k: self.train_progress(k, done, total)  # noqa: E731
-            try:
-                train_network(net, images, labels, self.recipe, self.augment, train_gen, progress)
-            except NonFiniteError as exc:
-                raise NonFiniteError(
-                    f"retraining network {k + 1} of {self.networks_per_step} on the memory: {exc}") from exc
-            networks.append(net)
+            networks.append(self.make_network(derive_seed(self.seed, self.order_index, self.step, "network", k)))
+            generators.append(generator(derive_seed(self.seed, self.order_index, self.step, "train", k), self.device))
+        try:
+            train_networks(networks, images, labels, self.recipe, self.augment, generators, self.train_progress)
+        except NonFiniteError as exc:
+            raise NonFiniteError(f"retraining on the memory: {exc}") from exc
         return networks
 
     def _after_training_exp(self, **kwargs):
@@ -175,11 +173,8 @@ class CondensedRehearsal(BaseTemplate):
     def _after_eval(self, **kwargs):
         indices = torch.cat(self._eval_indices)
         images, labels = self.data.test_images[indices], self.data.test_labels[indices]
-        accuracies, per_class = [], []
-        for net in self.networks:
-            acc, class_acc = evaluate(net, images, labels, self.recipe)
-            accuracies.append(acc)
-            per_class.append(class_acc)
+        results = evaluate_networks(self.networks, images, labels, self.recipe)
+        accuracies, per_class = [acc for acc, _ in results], [class_acc for _, class_acc in results]
         if self.last_step is not None:
             self.last_step.accuracies = accuracies
             self.last_step.class_accuracy = {

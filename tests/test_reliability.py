@@ -351,7 +351,7 @@ def test_a_record_being_written_by_a_live_process_is_not_resumed(diverged, cli, 
 
 
 def test_out_of_memory_in_training_is_a_clear_error_after_saving(cli, tmp_path, monkeypatch):
-    import clbench.strategies.condensed_rehearsal as strategy
+    import clbench.training.batched as strategy  # the strategy trains through train_networks
 
     real, calls = strategy.train_network, []
 

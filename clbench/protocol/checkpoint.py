@@ -24,8 +24,11 @@ from clbench.records.record import RecordError, atomic_torch_save, atomic_write_
 CHECKPOINT_FORMAT = 1
 # Keys of the resolved configuration that do not change what is computed: a resume may differ in them.
 IGNORED_FOR_RESUME = frozenset({"profile_requested", "train.eval_batch_size"})
-# Keys that records written before them lack, with the value those records were made with.
-RECORD_DEFAULTS = {"learner": "retrain"}
+# Keys (flat, as `flatten` names them) that records written before them lack, with the value those records
+# were made with. Every record before the GPU switches ran on a CPU, where tf32 and cuda_graphs change nothing
+# and batched_networks=auto trains one network after the other, as those runs did.
+RECORD_DEFAULTS = {"learner": "retrain", "train.tf32": False, "train.cuda_graphs": False,
+                   "train.batched_networks": "auto", "condenser_options.tf32": False}
 
 
 @dataclass
@@ -141,7 +144,8 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def config_differences(recorded: dict[str, Any], given: dict[str, Any]) -> list[str]:
     """`key: <recorded> in the record, <given> now` for every key that changes what a run computes."""
-    a, b = flatten({**RECORD_DEFAULTS, **recorded}), flatten(given)
+    a, b = flatten(recorded), flatten(given)
+    a.update({k: v for k, v in RECORD_DEFAULTS.items() if k not in a and k in b})
     diffs = []
     for key in sorted(set(a) | set(b)):
         if key in IGNORED_FOR_RESUME:

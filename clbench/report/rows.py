@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from clbench.protocol.checkpoint import RECORD_DEFAULTS
 from clbench.records.summary import (
     accuracy_curve,
     mean_std,
@@ -47,7 +48,28 @@ def _recipe_and_options(config: dict[str, Any]) -> dict[str, Any]:
     """The training recipe and the condenser's options of a record's config, flat: `train.<k>`, `opt.<k>`."""
     flat = {f"train.{k}": v for k, v in sorted((config.get("train") or {}).items())}
     flat.update({f"opt.{k}": v for k, v in sorted((config.get("condenser_options") or {}).items())})
+    # What records written before a key was added ran with, so that they pool with new runs of the same settings.
+    options = _option_names(config.get("condenser"))
+    for key, value in RECORD_DEFAULTS.items():
+        section, _, name = key.partition(".")
+        if section == "train" and config.get("train") and f"train.{name}" not in flat:
+            flat[f"train.{name}"] = value
+        if section == "condenser_options" and name in options and f"opt.{name}" not in flat:
+            flat[f"opt.{name}"] = value
     return flat
+
+
+def _option_names(condenser: Any) -> frozenset[str]:
+    """The option names of a condenser as installed now (none where it is not installed)."""
+    import dataclasses
+
+    from clbench.condensers import get_condenser
+
+    try:
+        options = get_condenser(str(condenser)).Options
+        return frozenset(f.name for f in dataclasses.fields(options)) if options else frozenset()
+    except Exception:  # a plugin that is not installed, or a record without a condenser: nothing to fill in
+        return frozenset()
 
 
 def _frozen(d: dict[str, Any]) -> tuple:
