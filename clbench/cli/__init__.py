@@ -33,6 +33,21 @@ class _Group(TyperGroup):
             raise
 
 
+def _flags_show_no_type() -> None:
+    """typer's help lists every option with its type, so a flag reads `--dry-run <bool>` as if it took a value;
+    a flag (and --help) is shown bare instead."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: click.Context) -> str | None:
+        return None if self.is_flag and not self.count else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_flags_show_no_type()
+
 app = typer.Typer(
     cls=_Group,
     name="clbench",

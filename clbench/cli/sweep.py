@@ -13,8 +13,10 @@ def sweep(
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join (e.g. auto); none: start a local instance"),
     max_parallel: Optional[int] = typer.Option(None, "--max-parallel", help="jobs at once: CPU processes (local), CPUs of the local Ray instance, Slurm array parallelism"),
     retries: Optional[int] = typer.Option(None, "--retries", help="resubmissions of a job that failed (default: the spec's, else 0)"),
-    attach: Optional[str] = typer.Option(None, "--attach", help="follow a Slurm sweep submitted earlier from this folder"),
-    folder: Optional[str] = typer.Option(None, "--folder", "-o", help="sweep folder (default: the spec's, else sweeps/<spec name>)"),
+    attach: Optional[str] = typer.Option(None, "--attach", metavar="FOLDER", help="follow a Slurm sweep submitted earlier from this folder"),
+    status: Optional[str] = typer.Option(None, "--status", metavar="FOLDER", help="show each job of the sweep in this folder (state, host, attempts, last error) from its files; run nothing"),
+    out: Optional[str] = typer.Option(None, "--out", "-o", metavar="FOLDER", help="sweep folder (default: the spec's, else sweeps/<spec name>)"),
+    folder: Optional[str] = typer.Option(None, "--folder", hidden=True, help="the old spelling of --out"),
     partition: Optional[str] = typer.Option(None, "--partition", help="Slurm partition"),
     time_limit: Optional[str] = typer.Option(None, "--time", help="Slurm time limit per job (HH:MM:SS or minutes)"),
     gpus: Optional[int] = typer.Option(None, "--gpus", help="Slurm GPUs per job (default: 1 unless device is cpu)"),
@@ -27,6 +29,14 @@ def sweep(
     from clbench.sweep.launchers import make_launcher
     from clbench.sweep.spec import load_spec
 
+    if out is not None and folder is not None:
+        raise UsageError("give the sweep folder once: --out (or its old spelling --folder)")
+    folder = out if out is not None else folder
+    if status is not None:
+        if spec is not None or attach is not None:
+            raise UsageError("--status FOLDER only reads a sweep folder; give no spec and no --attach with it")
+        _show_status(status)
+        return
     slurm = {"partition": partition, "time": time_limit, "gpus": gpus}
     if attach is not None:
         if spec is not None:
@@ -59,7 +69,7 @@ def sweep(
         typer.echo(f"submitted {result.board.counts()['pending']} job(s); follow them with: "
                    f"clbench sweep --attach {loaded.folder}")
         return
-    retry = f"clbench sweep {spec} --launcher {engine.name}" + (f" --folder {folder}" if folder else "")
+    retry = f"clbench sweep {spec} --launcher {engine.name}" + (f" --out {folder}" if folder else "")
     _summarise(result, retry)
 
 
@@ -116,6 +126,31 @@ def job_table(board, launcher: str, max_rows: int = 24):
     if len(rows) > max_rows:
         table.caption = f"{len(rows) - max_rows} more job(s) not shown"
     return table
+
+
+def _show_status(folder: str) -> None:
+    """Every job's state, host, attempts, progress and last error, from the sweep folder alone."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from clbench.sweep.status import sweep_status
+
+    reports = sweep_status(folder)
+    counts: dict[str, int] = {}
+    for report in reports:
+        counts[report.state] = counts.get(report.state, 0) + 1
+    table = Table(title=f"{len(reports)} job(s) in {folder}: " + ", ".join(f"{n} {s}" for s, n in counts.items()),
+                  title_justify="left")
+    for column in ("job", "run", "order", "state", "attempts", "steps", "host", "node", "last error"):
+        table.add_column(column, overflow="fold")
+    for r in reports:
+        c = r.job.config
+        steps = f"{r.steps_done}/{r.steps_total}" + (f" ({r.resumed} resumed)" if r.resumed else "")
+        style = STYLE.get(r.state, "yellow")
+        table.add_row(r.job.id, f"{c['condenser']} {c['dataset']} {c['memory']} {c['steps']}st", str(r.job.order),
+                      f"[{style}]{r.state}[/]", str(r.attempts), steps, r.host,
+                      (r.node[:12] + (f" {r.engine_id}" if r.engine_id else "")).strip(), r.error)
+    Console(soft_wrap=True).print(table)
 
 
 def _dry_run(spec, jobs) -> None:

@@ -57,7 +57,8 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _records_in(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
+def job_records(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """The readable run records in a job's folder (damaged ones left out)."""
     from clbench.records.record import RecordError, load_record
 
     found = []
@@ -73,7 +74,7 @@ def _records_in(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
 
 def complete_record(folder: Path) -> Path | None:
     """The job's finished record, if it has one: the test that makes a re-run skip the job."""
-    for path, record in _records_in(folder):
+    for path, record in job_records(folder):
         if record.get("complete"):
             return path
     return None
@@ -81,7 +82,7 @@ def complete_record(folder: Path) -> Path | None:
 
 def best_record(folder: Path) -> tuple[Path, dict[str, Any]] | None:
     """The complete record, else the one that got furthest (its partial order still feeds the curve)."""
-    records = _records_in(folder)
+    records = job_records(folder)
     done = [(p, r) for p, r in records if r.get("complete")]
     if done:
         return done[0]
@@ -121,7 +122,7 @@ def execute_job(job: Job, work: Callable[[Job], Any] | None = None) -> str:
         mark(folder, "done", record=str(done), note="already complete")
         return str(done)
     mark(folder, "running", started=time.time(), host=socket.gethostname(), pid=os.getpid(),
-         cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))
+         cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"), **engine_place())
     try:
         result = (work or run_job)(job)
     except BaseException as exc:
@@ -131,16 +132,46 @@ def execute_job(job: Job, work: Callable[[Job], Any] | None = None) -> str:
     return str(result)
 
 
+NODE_VARIABLE = "CLBENCH_ENGINE_NODE"  # set by an engine's entry point: the node the job runs on (Ray's node id)
+
+
+def engine_place() -> dict[str, str]:
+    """Where the engine put this attempt, beyond the host name (several Ray nodes or Slurm jobs share a host)."""
+    place = {}
+    if os.environ.get(NODE_VARIABLE):
+        place["node"] = os.environ[NODE_VARIABLE]
+    elif os.environ.get("SLURMD_NODENAME"):
+        place["node"] = os.environ["SLURMD_NODENAME"]
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    engine_id = f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID")
+    if engine_id:
+        place["engine_id"] = engine_id
+    return place
+
+
 def run_job(job: Job) -> Path:
-    """One order through the ordinary runner; an unfinished record of an earlier attempt is cleared first."""
+    """One order through the ordinary runner. An earlier attempt's unfinished record (killed, timed out,
+    preempted) is resumed from its last completed step, so a retry loses at most the step it was in; a record
+    that cannot be resumed (damaged, another configuration) is cleared and the order starts again."""
     import shutil
 
+    from clbench.core.errors import UsageError
+    from clbench.protocol.checkpoint import acquire_lock, release_lock
     from clbench.protocol.continual import run
+    from clbench.records.record import RecordError
 
-    for path, record in _records_in(job.folder):
-        if not record.get("complete"):
-            path.unlink(missing_ok=True)
-            shutil.rmtree(path.with_suffix(""), ignore_errors=True)
+    unfinished = [(p, r) for p, r in job_records(job.folder) if not r.get("complete")]
+    unfinished.sort(key=lambda pr: -sum(len(o.get("steps", [])) for o in pr[1].get("orders", [])))
+    for index, (path, _) in enumerate(unfinished):
+        acquire_lock(path)  # a live duplicate of this job still writing it: fail, never clear its record
+        release_lock(path)
+        if index == 0:
+            try:
+                return run(job.run_config(), resume=path)[0]
+            except (RecordError, UsageError):
+                pass
+        path.unlink(missing_ok=True)
+        shutil.rmtree(path.with_suffix(""), ignore_errors=True)
     path, _ = run(job.run_config())
     return path
 

@@ -14,7 +14,7 @@ from typing import Any
 from clbench.core.errors import UsageError
 from clbench.core.options import option
 from clbench.sweep.engine import Execute, Launcher, LaunchSettings, first_line
-from clbench.sweep.jobs import JobBoard, execute_job
+from clbench.sweep.jobs import NODE_VARIABLE, JobBoard, execute_job
 from clbench.sweep.spec import STATUS_FILE, Job
 
 
@@ -27,10 +27,14 @@ class RayOptions:
     num_gpus: int | None = option(None, "GPUs of the local instance (default: all)")
     gpus_per_job: float | None = option(None, "GPUs per job (default: 1 when the job uses a GPU)")
     cpus_per_job: float = option(1, "CPUs per job")
-    max_retries: int = option(2, "times Ray reruns a job whose worker crashed")
+    max_retries: int = option(2, "times Ray reruns a job whose worker or node died")
+    spread: bool = option(False, "spread the jobs over the nodes (Ray's SPREAD) instead of filling one first")
 
 
 def _ray_entry(execute: Execute, job: Job) -> str:
+    import ray
+
+    os.environ[NODE_VARIABLE] = ray.get_runtime_context().get_node_id()  # the status file names the node
     return execute(job)
 
 
@@ -74,7 +78,7 @@ class RayLauncher(Launcher):
     def __init__(self, folder: Path, address: str | None = None, num_cpus: int | None = None,
                  num_gpus: int | None = None, gpus_per_job: float | None = None, cpus_per_job: float = 1,
                  max_retries: int = 2, retries: int = 0, max_parallel: int | None = None,
-                 poll_seconds: float = 0.5):
+                 poll_seconds: float = 0.5, spread: bool = False):
         self.folder = Path(folder)
         self.address = address
         self.num_cpus = num_cpus if num_cpus is not None else max_parallel
@@ -85,12 +89,14 @@ class RayLauncher(Launcher):
         self.retries = retries
         self.max_parallel = max_parallel
         self.poll_seconds = poll_seconds
+        self.spread = spread
 
     @classmethod
     def from_options(cls, options: RayOptions, settings: LaunchSettings) -> RayLauncher:
         return cls(settings.folder, address=options.address, num_cpus=options.num_cpus, num_gpus=options.num_gpus,
                    gpus_per_job=options.gpus_per_job, cpus_per_job=options.cpus_per_job,
-                   max_retries=options.max_retries, retries=settings.retries, max_parallel=settings.max_parallel)
+                   max_retries=options.max_retries, retries=settings.retries, max_parallel=settings.max_parallel,
+                   spread=options.spread)
 
     def request(self, job: Job, cluster_gpus: float) -> dict[str, float]:
         if self.gpus_per_job is not None:
@@ -144,7 +150,8 @@ class RayLauncher(Launcher):
                 job = queue.popleft()
                 request = requests[job.id]
                 attempt = board.submitted(job.id)
-                ref = task.options(num_cpus=request["CPU"], num_gpus=request["GPU"]).remote(execute, job)
+                placement = {"scheduling_strategy": "SPREAD"} if self.spread else {}
+                ref = task.options(num_cpus=request["CPU"], num_gpus=request["GPU"], **placement).remote(execute, job)
                 in_flight[ref] = (job, attempt)
             ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=self.poll_seconds)
             for ref in ready:

@@ -11,7 +11,7 @@ from typing import Any
 from clbench.core.errors import ClbenchError, UsageError
 from clbench.core.options import option
 from clbench.sweep.engine import Execute, Launcher, LaunchSettings, first_line
-from clbench.sweep.jobs import JobBoard, execute_job, read_plan, save_engine_state
+from clbench.sweep.jobs import JobBoard, execute_job, mark, read_plan, save_engine_state
 from clbench.sweep.spec import Job
 
 
@@ -30,6 +30,8 @@ class SlurmOptions:
     additional: dict[str, Any] | None = option(None, "more sbatch parameters, as submitit passes them")
     setup: list[str] | None = option(None, "shell lines run before each job")
     poll_seconds: float = option(30.0, "seconds between two looks at the queue")
+    signal_delay_s: int = option(90, "seconds before the time limit at which Slurm warns a job, which then "
+                                     "requeues itself to continue from its last completed step")
 
 
 def parse_minutes(value: Any) -> int:
@@ -51,6 +53,27 @@ def parse_minutes(value: Any) -> int:
     return total
 
 
+class SlurmEntry:
+    """What each array task runs: the job, and submitit's `checkpoint` hook. Warned of its time limit or of
+    preemption (USR2), a task asks submitit to requeue it with the same job: the new attempt resumes the
+    record from its last completed step (clbench.sweep.jobs.run_job)."""
+
+    def __init__(self, execute: Execute):
+        self.execute = execute
+
+    def __call__(self, job: Job) -> str:
+        try:
+            return self.execute(job)
+        except SystemExit:  # submitit's exit after requeueing the task
+            mark(job.folder, "queued", queued=time.time(), note="requeued by Slurm (time limit or preemption)")
+            raise
+
+    def checkpoint(self, job: Job) -> Any:
+        from submitit.helpers import DelayedSubmission
+
+        return DelayedSubmission(self, job)
+
+
 class SlurmLauncher(Launcher):
     """One Slurm job array per submission through submitit's `map_array`. Job ids are kept in .sweep.json,
     so the driver may exit (`detach`) and a new one re-attach; failed tasks are reported with their log
@@ -64,7 +87,8 @@ class SlurmLauncher(Launcher):
                  gpus_per_job: int | None = None, cpus_per_task: int | None = None, mem_gb: float | None = None,
                  array_parallelism: int | None = None, retries: int = 0, cluster: str | None = "slurm",
                  name: str | None = None, additional: dict[str, Any] | None = None,
-                 setup: list[str] | None = None, poll_seconds: float = 30.0, detach: bool = False):
+                 setup: list[str] | None = None, poll_seconds: float = 30.0, detach: bool = False,
+                 signal_delay_s: int = 90):
         self.folder = Path(folder)
         self.partition = partition
         self.timeout_min = parse_minutes(time_limit)
@@ -79,6 +103,7 @@ class SlurmLauncher(Launcher):
         self.setup = list(setup or [])
         self.poll_seconds = poll_seconds
         self.detach = detach
+        self.signal_delay_s = signal_delay_s
 
     @classmethod
     def from_options(cls, options: SlurmOptions, settings: LaunchSettings) -> SlurmLauncher:
@@ -87,7 +112,8 @@ class SlurmLauncher(Launcher):
                    cpus_per_task=options.cpus_per_task, mem_gb=options.mem_gb,
                    array_parallelism=settings.command_line_parallel or parallelism, retries=settings.retries,
                    cluster=options.cluster, name=options.name, additional=options.additional,
-                   setup=options.setup, poll_seconds=float(options.poll_seconds), detach=settings.detach)
+                   setup=options.setup, poll_seconds=float(options.poll_seconds), detach=settings.detach,
+                   signal_delay_s=int(options.signal_delay_s))
 
     @property
     def log_folder(self) -> Path:
@@ -121,6 +147,7 @@ class SlurmLauncher(Launcher):
                 params["slurm_additional_parameters"] = self.additional
             if self.setup:
                 params["slurm_setup"] = self.setup
+            params["slurm_signal_delay_s"] = self.signal_delay_s
         executor.update_parameters(**params)
         return executor
 
@@ -129,7 +156,7 @@ class SlurmLauncher(Launcher):
         executor = self.executor(jobs)
         attempts = [board.submitted(job.id) for job in jobs]
         try:
-            handles = executor.map_array(execute, jobs)
+            handles = executor.map_array(SlurmEntry(execute), jobs)
         except Exception as exc:  # sbatch refused: a bad partition, account or time limit
             raise ClbenchError(f"Slurm refused the job array: {first_line(exc)}; check [slurm] in the spec "
                                f"(partition, time, gpus, additional)") from None
