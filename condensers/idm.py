@@ -49,7 +49,8 @@ class IDMOptions(DMOptions):
     match_models: int = option(1, "queue models each iteration matches in (each gives every class one step)", min=1)
     train_models: int = option(2, "queue models trained each iteration", min=0)
     train_steps: int = option(10, "SGD steps each trained queue model takes per iteration (50 in the reference "
-                                  "for CIFAR-100 ipc 10)", min=0)
+                                  "for CIFAR-100 ipc 10; quick: 2, as training the queue models costs ~80% of an "
+                                  "iteration on a CPU)", quick=2, min=0)
     train_batch: int = option(256, "real images (of all the step's classes) per queue-model step", min=1)
     net_lr: float = option(0.01, "queue models' SGD learning rate", above=0)
     net_momentum: float = option(0.9, "queue models' SGD momentum", min=0, max=1)

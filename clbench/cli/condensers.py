@@ -47,24 +47,45 @@ def condensers(
             parts.append(Text(f"under a total memory budget: {shrink}", style="dim"))
         options_type = getattr(cls, "Options", None)
         rows = describe(options_type) if options_type is not None else []
-        if rows:
-            table = Table(box=None, pad_edge=False, show_header=True, header_style="dim")
-            table.add_column("option", no_wrap=True)
-            table.add_column("default", no_wrap=True)
-            table.add_column("quick", no_wrap=True)
-            table.add_column("help")
-            types = _types(options_type)
-            for r in rows:
-                quick = "" if r["quick"] == r["default"] else _show(r["quick"])
-                table.add_row(f"{r['name']} ({types.get(r['name'], r['type'])})", _show(r["default"]), quick,
-                              r["help"])
-            parts.append(table)
-        else:
+        addon_names = _addon_fields(options_type)
+        own = [r for r in rows if r["name"] not in addon_names]
+        addon_rows = [r for r in rows if r["name"] in addon_names]
+        if own:
+            parts.append(_options_table(own, options_type, Table))
+        elif not addon_rows:
             parts.append(Text("no options", style="dim"))
+        if addon_rows:
+            parts.append(Text("add-ons (a DM-family base): style matching `--opt sm=true`, intra-class diversity "
+                              "`--opt icd=true`, with their options:", style="bold"))
+            parts.append(_options_table(addon_rows, options_type, Table))
         console.print(head)
         console.print(Padding(Group(*parts), (0, 0, 1, 2)))
     console.print(Text("Set options with `clbench run --opt key=value`; 'quick' is the value --profile quick uses "
                        "where it differs from the default. Add your own: docs/writing-a-condenser.md", style="dim"))
+
+
+def _addon_fields(options_type) -> set[str]:
+    """The options a condenser has because it accepts the add-ons (clbench.condense.addons.AddOnOptions)."""
+    import dataclasses
+
+    from clbench.condense.addons import AddOnOptions
+
+    if isinstance(options_type, type) and issubclass(options_type, AddOnOptions):
+        return {f.name for f in dataclasses.fields(AddOnOptions)}
+    return set()
+
+
+def _options_table(rows: list[dict], options_type: type, table_type):
+    table = table_type(box=None, pad_edge=False, show_header=True, header_style="dim")
+    table.add_column("option", no_wrap=True)
+    table.add_column("default", no_wrap=True)
+    table.add_column("quick", no_wrap=True)
+    table.add_column("help")
+    types = _types(options_type)
+    for r in rows:
+        quick = "" if r["quick"] == r["default"] else _show(r["quick"])
+        table.add_row(f"{r['name']} ({types.get(r['name'], r['type'])})", _show(r["default"]), quick, r["help"])
+    return table
 
 
 def _types(options_type: type) -> dict[str, str]:
