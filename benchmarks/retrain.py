@@ -5,8 +5,11 @@ mode on every batch). The baseline is the reference structure: a TensorDataset o
 DataLoader, per-batch DSA (clbench's own DSA ops, so that augmentation code is not what is compared), fp32,
 and the reference's pooling (benchmarks/reference_layers.py).
 Measured: seconds per epoch, median over `--repeats` interleaved repeats, and the ratio baseline / candidate.
+With `--networks N` (default 3) it also times N fresh networks trained one after the other against the same N
+trained in one batched pass (clbench.training.batched), fp32, in the same run: the ratio sequential / batched.
 
     .venv/bin/python benchmarks/retrain.py --device cpu --repeats 5
+    .venv/bin/python benchmarks/retrain.py --device cpu --threads 1 --networks 3 --only-networks
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from reference_layers import reference_layers  # noqa: E402
 from clbench.core.speed import device_name, fast_train_options, synchronize  # noqa: E402
 from clbench.nets.augment import make_augment  # noqa: E402
 from clbench.nets.networks import build_network  # noqa: E402
+from clbench.training.batched import train_networks  # noqa: E402
 from clbench.training.recipe import TrainRecipe, train_network  # noqa: E402
 
 SHAPES = {"fmnist": (1, 28, 10), "cifar": (3, 32, 10)}  # channels, size, classes
@@ -87,6 +91,31 @@ def measure(case: dict, variants: dict[str, Callable], recipes: dict[str, TrainR
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def measure_networks(case: dict, args) -> dict[str, float]:
+    """Median seconds per epoch of `args.networks` networks trained one after the other and in one batched
+    pass (fp32, every other switch off), interleaved within every repeat."""
+    device = torch.device(args.device)
+    c, s, k = SHAPES[case["shape"]]
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randn(case["n"], c, s, s, generator=gen).to(device)
+    labels = torch.randint(0, k, (case["n"],), generator=gen).to(device)
+    augment = make_augment(TrainRecipe().dsa_strategy)
+    times: dict[str, list[float]] = {"sequential": [], "batched": []}
+    for r in range(args.repeats + 1):  # repeat 0 warms up
+        for name in times:
+            recipe = TrainRecipe(epochs=args.epochs, batched_networks=name == "batched")
+            nets = [build_network("convnet", c, k, s, seed=10 * r + j, device=device, width=args.width)
+                    for j in range(args.networks)]
+            gens = [torch.Generator(device=device).manual_seed(10 * r + j) for j in range(args.networks)]
+            synchronize(device)
+            start = time.perf_counter()
+            train_networks(nets, images, labels, recipe, augment, gens)
+            synchronize(device)
+            if r:
+                times[name].append((time.perf_counter() - start) / args.epochs)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu")
@@ -99,6 +128,8 @@ def main() -> None:
     p.add_argument("--no-amp", action="store_true", help="leave bf16 out of the fast variant")
     p.add_argument("--compile", action="store_true",
                    help="also time the fast variant with torch.compile (its compile time falls in the warm-up)")
+    p.add_argument("--networks", type=int, default=3, help="networks for the sequential/batched comparison (0: none)")
+    p.add_argument("--only-networks", action="store_true", help="time only the sequential/batched comparison")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -117,11 +148,17 @@ def main() -> None:
     print(f"clbench fast = {fast}")
     for shape in args.shapes.split(","):
         for n in (int(v) for v in args.sizes.split(",")):
-            result = measure({"shape": shape, "n": n}, variants, recipes, args)
-            base = result["reference loop"]
             c, s, _ = SHAPES[shape]
-            cells = "  ".join(f"{name} {sec:.3f}s (x{base / sec:.2f})" for name, sec in result.items())
-            print(f"{shape} {c}x{s}x{s}, {n} images, s/epoch: {cells}", flush=True)
+            if not args.only_networks:
+                result = measure({"shape": shape, "n": n}, variants, recipes, args)
+                base = result["reference loop"]
+                cells = "  ".join(f"{name} {sec:.3f}s (x{base / sec:.2f})" for name, sec in result.items())
+                print(f"{shape} {c}x{s}x{s}, {n} images, s/epoch: {cells}", flush=True)
+            if args.networks > 1:
+                nets = measure_networks({"shape": shape, "n": n}, args)
+                print(f"{shape} {c}x{s}x{s}, {n} images, {args.networks} networks, s/epoch: sequential "
+                      f"{nets['sequential']:.3f}s, batched {nets['batched']:.3f}s "
+                      f"(x{nets['sequential'] / nets['batched']:.2f})", flush=True)
 
 
 if __name__ == "__main__":

@@ -109,6 +109,7 @@ def test_which_runs_are_batched():
     assert build_options(TrainRecipe, {}).batched_networks == "auto"
     assert build_options(TrainRecipe, {"batched_networks": "on"}).batched_networks is True
     assert not batches_networks(_nets(), TrainRecipe(batched_networks=True, channels_last=True), cpu)
+    assert not batches_networks(_nets(), TrainRecipe(batched_networks=True, amp=True), cpu)  # no autocast in vmap
     with pytest.raises(Exception, match="generators"):
         train_networks(_nets(), torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.long), TrainRecipe(),
                        make_augment(None), _gens()[:2])

@@ -10,8 +10,9 @@ are summed before the backward pass: each network's gradient is that of its own 
 stacked weights is elementwise the same update as one SGD per network (momentum, weight decay and the lr
 step act on each element alone).
 
-Batch norm is left out: its running statistics are state updated in place during training, so networks
-with it are trained one after the other (the same results, without the speed).
+Left out, trained one after the other instead (the same results, without the speed): networks with batch
+norm (their running statistics are state updated in place during training), and bf16 (`amp`): autocast does
+not reach inside `vmap` in PyTorch 2.14 (the convolutions stay fp32 and then fail on mixed dtypes).
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from clbench.core.errors import NonFiniteError, UsageError
-from clbench.core.speed import tf32, use_batched_networks
+from clbench.core.speed import tf32, use_batched_networks, use_bf16
 from clbench.nets.augment import DSA
 from clbench.nets.networks import samples_are_independent
 from clbench.training.recipe import (
@@ -44,10 +45,10 @@ NetworksProgress = Callable[[int, int, int], None]  # (network index, epochs don
 
 def batches_networks(nets: list[nn.Module], recipe: TrainRecipe, device: torch.device) -> bool:
     """Whether `train_networks` trains these networks together: the recipe's switch for this device and count,
-    networks without batch norm, and no channels-last layout (a per-network memory format has no meaning for
-    the stacked weights)."""
+    networks without batch norm, no bf16, and no channels-last layout (a per-network memory format has no
+    meaning for the stacked weights)."""
     return (use_batched_networks(recipe.batched_networks, device, len(nets)) and not recipe.channels_last
-            and all(samples_are_independent(net) for net in nets))
+            and not use_bf16(recipe.amp, device) and all(samples_are_independent(net) for net in nets))
 
 
 def train_networks(nets: list[nn.Module], images: Tensor, labels: Tensor, recipe: TrainRecipe, augment: Any,
