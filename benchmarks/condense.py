@@ -1,4 +1,4 @@
-"""Condensation speed: clbench's DM and DDM against a plain per-class fp32 loop written the reference's way.
+"""Condensation speed: clbench's DM-family condensers against a plain per-class fp32 loop written the reference's way.
 
 One process, one device, the same data, network family and sizes. The baseline is the reference structure:
 every iteration a fresh frozen network (pooling with avg_pool2d, as the reference's layers do: see
@@ -11,7 +11,12 @@ switches it uses), timed per iteration.
 It also checks that the two compute the same thing: on one iteration's network, real batch, synthetic images
 and DSA draws, it prints the relative difference between the baseline's fp32 loss and the condenser's.
 
-    .venv/bin/python benchmarks/condense.py --device cpu --repeats 3
+DataDAM's reference adds its attention term per class (the code's hooks on the ReLU outputs read the same
+tensors as `embed_and_taps`). IDM's reference loop is its own (`reference_idm`): a queue of trained networks,
+per class a forward of the real batch, one of the partitioned synthetic images for the embedding and another
+for the logits (as the public code does), one image step per class, the loss read back per class.
+
+    .venv/bin/python benchmarks/condense.py --device cpu --repeats 3 --methods dm,ddm,datadam,idm
 """
 from __future__ import annotations
 
@@ -44,7 +49,7 @@ CASES = {"fmnist": (1, 28, 2, 10), "cifar": (3, 32, 20, 100)}
 def reference_class_loss(method: str, weights: dict[str, float], k: int, net: nn.Module, real: Tensor,
                          syn: Tensor) -> Tensor:
     """One class's loss, the reference way: the real batch through the net detached, the synthetic with autograd."""
-    if method == "dm" or not any(t in weights for t in ("mm", "cm")):
+    if not any(t in weights for t in ("mm", "cm", "attention")):
         real_emb, syn_emb = net.embed(real).detach(), net.embed(syn)
         real_taps: list[Tensor] = []
         syn_taps: list[Tensor] = []
@@ -53,6 +58,8 @@ def reference_class_loss(method: str, weights: dict[str, float], k: int, net: nn
         real_emb, real_taps = real_emb.detach(), [t.detach() for t in real_taps]
         syn_emb, syn_taps = net.embed_and_taps(syn)
     loss = weights["dm"] * losses.dm_loss(real_emb, syn_emb)
+    if "attention" in weights:  # DataDAM: every block but the last, post-ReLU, power 1
+        loss = loss + weights["attention"] * losses.attention_loss(real_taps[:-1], syn_taps[:-1], 1.0)
     if "mm" in weights:
         loss = loss + weights["mm"] * losses.layer_mean(losses.moments_loss, real_taps, syn_taps)
     if "cm" in weights:
@@ -102,6 +109,58 @@ def reference_condense(method: str, weights: dict[str, float], k: int, task, ite
     return syn.detach()
 
 
+def reference_idm(task, iterations: int, o, ce_weight: float) -> Tensor:
+    """IDM's loop the public code's way (no partition of the real side, a second forward for the logits)."""
+    import torch.nn.functional as F
+
+    from clbench.condensers.idm import partition
+
+    g, ipc, parts = task.generator, task.ipc, o.factor ** 2
+    indices = [torch.nonzero(task.labels == c).flatten() for c in task.classes]
+    everything = torch.cat(indices)
+    syn = torch.cat([task.images[idx[torch.randperm(idx.numel(), generator=g, device=g.device)[:ipc]
+                                     .to(idx.device)]] for idx in indices]).clone().requires_grad_(True)
+    optimiser = torch.optim.SGD([syn], lr=o.lr, momentum=o.momentum)
+
+    def new_model():
+        net = task.new_network()
+        return [net, torch.optim.SGD(net.parameters(), lr=o.net_lr, momentum=o.net_momentum,
+                                     weight_decay=o.net_weight_decay), 0, 0]
+
+    queue = [new_model() for _ in range(o.queue_start)]
+    for it in range(iterations):
+        if it % (o.push_every or 30) == 0:
+            queue = (queue + [new_model()])[-o.queue_size:]
+        net, _, correct, seen = queue[int(torch.randint(len(queue), (1,), generator=g))]
+        net.eval()
+        for c, idx in enumerate(indices):
+            real = task.images[idx[torch.randperm(idx.numel(), generator=g, device=g.device)[:o.batch_real]
+                                   .to(idx.device)]]
+            img = partition(syn[c * ipc:(c + 1) * ipc], o.factor)
+            params = task.augment.sample(torch.zeros(1, dtype=torch.long), g, share_params=True)
+            real = task.augment.apply(real, params.select(torch.zeros(real.shape[0], dtype=torch.long)))
+            img = task.augment.apply(img, params.select(torch.zeros(img.shape[0], dtype=torch.long)))
+            loss = losses.dm_loss(net.embed(real).detach(), net.embed(img))
+            target = torch.full((parts * ipc,), task.classes[c], dtype=torch.long, device=img.device)
+            loss = loss + ce_weight * (100.0 * correct / max(seen, 1)) * F.cross_entropy(net(img), target)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            loss.item()  # the reference reads each class's loss back
+        for m in [queue[i] for i in torch.randperm(len(queue), generator=g)[:o.train_models].tolist()]:
+            m[0].train()
+            for _ in range(o.train_steps):
+                pick = everything[torch.randperm(everything.numel(), generator=g)[:o.train_batch]]
+                logits = m[0](task.images[pick])
+                step_loss = F.cross_entropy(logits, task.labels[pick])
+                m[1].zero_grad()
+                step_loss.backward()
+                m[1].step()
+                m[2] += int((logits.argmax(1) == task.labels[pick]).sum())
+                m[3] += pick.numel()
+    return syn.detach()
+
+
 # ----------------------------------------------------------------------------------------------- set-up
 def make_task(case: str, args, device: torch.device, seed: int):
     from clbench.condensers.base import CondenseTask, network_factory
@@ -139,6 +198,8 @@ def loss_difference(method: str, case: str, args, device: torch.device) -> tuple
 
     task = make_task(case, args, device, seed=7)
     cond = condenser_for(method, args, 1)
+    if method == "idm":
+        return idm_loss_difference(cond, task, args, device)
     indices = [torch.nonzero(task.labels == c).flatten() for c in task.classes]
     k = len(task.classes)
     sampler = ClassSampler(indices, args.batch_real, device)
@@ -160,6 +221,30 @@ def loss_difference(method: str, case: str, args, device: torch.device) -> tuple
     return ours, ours_amp, ref
 
 
+def idm_loss_difference(cond, task, args, device: torch.device) -> tuple[float, float, float]:
+    """One class's IDM loss (embedding term and accuracy-weighted CE at 50%), clbench's and the reference's."""
+    import torch.nn.functional as F
+
+    from clbench.condense.statistics import Batch, frozen, siamese_augment
+    from clbench.condensers.idm import partition
+
+    idx = torch.nonzero(task.labels == 0).flatten()
+    real = task.images[idx[: args.batch_real]]
+    img = partition(task.images[idx[-args.ipc:]].clone(), cond.options.factor)
+    net = frozen(task.new_network(seed=11)).eval()
+    zeros = torch.zeros(1, dtype=torch.long, device=device)
+    batch = Batch(real, zeros.expand(real.shape[0]), [real.shape[0]], img, zeros.expand(img.shape[0]), 1,
+                  img.shape[0])
+    drawn = siamese_augment(task.augment, batch, torch.Generator(device=device).manual_seed(5))
+    cond._ce_weight = 0.5
+    acc = torch.tensor(50.0)
+    ours = float(cond.objective(cond.class_losses(net, drawn, label=0, accuracy=acc)).detach())
+    real_a, img_a = drawn.augmented(real, batch.real_segment), drawn.augmented(img, batch.syn_segment)
+    ref = float(losses.dm_loss(net.embed(real_a), net.embed(img_a))
+                + 0.5 * 50.0 * F.cross_entropy(net(img_a), torch.zeros(img.shape[0], dtype=torch.long)))
+    return ours, float("nan"), ref
+
+
 # ----------------------------------------------------------------------------------------------- timing
 def time_case(method: str, case: str, args, device: torch.device) -> dict[str, float]:
     """Median seconds per iteration of the reference loop and of the condenser, interleaved per repeat."""
@@ -169,6 +254,8 @@ def time_case(method: str, case: str, args, device: torch.device) -> dict[str, f
     weights, k = probe.weights(), getattr(probe.options, "k", 2)
     def reference(task):
         with reference_layers():
+            if method == "idm":
+                return reference_idm(task, n, probe.options, 0.5 if len(task.classes) * task.ipc <= 100 else 0.1)
             return reference_condense(method, weights, k, task, n, args.batch_real, probe.options.lr,
                                       probe.options.momentum)
 
