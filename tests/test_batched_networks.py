@@ -144,3 +144,22 @@ def test_records_from_before_the_switches_resume_and_pool_with_new_runs():
     random_new = {"condenser": "random", "train": train_now, "condenser_options": {}, "learner": "retrain"}
     assert config_differences({**random_new, "train": old_train}, random_new) == []
     assert "opt.tf32" not in protocol_variant({"config": random_new})
+
+
+def test_a_run_with_batched_networks_scores_as_the_run_without(cli, tmp_path):
+    """The retrain strategy through the CLI: 3 networks per step, batched or not, give the same accuracies."""
+    import json
+
+    accuracies = {}
+    for batched in ("false", "true"):
+        out = tmp_path / batched
+        code, _, err = cli("run", "--condenser", "random", "--dataset", "digits", "--steps", "2", "--orders", "1",
+                           "--memory", "5ipc", "--nets", "3", "--train", "epochs=5", "--train", "amp=false",
+                           "--train", f"batched_networks={batched}", "--device", "cpu", "--profile", "quick",
+                           "--out", str(out))
+        assert code == 0, err
+        record = json.loads(next(out.glob("*.json")).read_text())
+        assert record["config"]["train"]["batched_networks"] is (batched == "true")
+        accuracies[batched] = [a for step in record["orders"][0]["steps"] for a in step["accuracies"]]
+    assert len(accuracies["true"]) == 6 and accuracies["true"] == pytest.approx(accuracies["false"], abs=1e-6)
+    assert len(set(accuracies["true"][:3])) > 1  # three different networks, not one counted three times
