@@ -63,8 +63,8 @@ class TrainRecipe:
         "auto", "train the networks of a step (--nets) in one batched pass (torch.func.vmap over their stacked "
                 "weights), each with its own initialisation, minibatch order and augmentation draws: the same "
                 "networks as trained one after the other, to float rounding. true, false, or auto (CUDA only: it "
-                "did not pay on the CPU measured). Networks with batch norm, and bf16 (amp), are trained one after "
-                "the other")
+                "did not pay on the CPU measured). Networks with batch norm, and runs with amp or channels_last, "
+                "are trained one after the other")
 
     def validate(self) -> None:
         """Checks across fields and of the strategy's names (the bounds are on the fields): called by
