@@ -39,6 +39,15 @@ def task_of(digits, classes=(0, 3, 8), ipc=4, seed=0):
     return CondenseTask(images, labels, tuple(classes), ipc, gen, new_network, DSA(), torch.device("cpu"), 10)
 
 
+def random_batch(seed: int, size: int, counts=(6, 9), ipc: int = 3):
+    """Two classes of random real and synthetic images, stored class by class, as a condenser's Batch."""
+    g = torch.Generator().manual_seed(seed)
+    real = torch.randn(sum(counts), 1, size, size, generator=g)
+    syn = torch.randn(len(counts) * ipc, 1, size, size, generator=g)
+    return Batch(real, torch.arange(len(counts)).repeat_interleave(torch.tensor(counts)), list(counts), syn,
+                 torch.arange(len(counts)).repeat_interleave(ipc), len(counts), ipc)
+
+
 # ----------------------------------------------------------------------------------------------- attention
 def test_spatial_attention_against_numpy():
     rng = np.random.default_rng(0)
@@ -99,13 +108,9 @@ def datadam_reference_loss(net, real_by_class, syn_by_class, power=1.0):
 
 @pytest.mark.parametrize("power", [1.0, 4.0])
 def test_datadam_objective_equals_its_definition(power):
-    g = torch.Generator().manual_seed(5)
     net = frozen(build_network("convnet", 1, 10, 16, seed=2, width=8))  # 16x16: 3 blocks, attention on 2
-    counts, ipc = [6, 9], 3
-    real = torch.randn(sum(counts), 1, 16, 16, generator=g)
-    syn = torch.randn(2 * ipc, 1, 16, 16, generator=g)
-    batch = Batch(real, torch.arange(2).repeat_interleave(torch.tensor(counts)), counts, syn,
-                  torch.arange(2).repeat_interleave(ipc), 2, ipc)
+    batch = random_batch(5, 16)
+    counts, ipc, real, syn = batch.real_counts, batch.ipc, batch.real, batch.syn
     condenser = DataDAM(build_options(DataDAM.Options, {"power": power, "chunk": 4}))
     terms = condenser.class_losses(net, batch)
     assert set(terms) == {"attention", "dm"}
@@ -115,12 +120,8 @@ def test_datadam_objective_equals_its_definition(power):
 
 
 def test_datadam_batch_norm_sends_all_classes_through_in_one_pass():
-    g = torch.Generator().manual_seed(6)
-    counts, ipc = [6, 9], 3
-    real = torch.randn(sum(counts), 1, 8, 8, generator=g)
-    syn = torch.randn(2 * ipc, 1, 8, 8, generator=g)
-    batch = Batch(real, torch.arange(2).repeat_interleave(torch.tensor(counts)), counts, syn,
-                  torch.arange(2).repeat_interleave(ipc), 2, ipc)
+    batch = random_batch(6, 8)
+    counts, ipc, real, syn = batch.real_counts, batch.ipc, batch.real, batch.syn
     condenser = DataDAM(build_options(DataDAM.Options, {"norm": "batch"}))
     task = task_of(load_dataset("digits").normalised("train"))
     net = condenser.new_network(task, seed=4)
@@ -237,13 +238,8 @@ def test_the_contract_check_passes_for_each_base_with_and_without_addons(cls, ad
 
 
 def test_style_matching_on_datadam_adds_exactly_the_addon_terms(digits):
-    g = torch.Generator().manual_seed(9)
     net = frozen(build_network("convnet", 1, 10, 8, seed=2, width=16))
-    counts, ipc = [6, 9], 3
-    real = torch.randn(sum(counts), 1, 8, 8, generator=g)
-    syn = torch.randn(2 * ipc, 1, 8, 8, generator=g)
-    batch = Batch(real, torch.arange(2).repeat_interleave(torch.tensor(counts)), counts, syn,
-                  torch.arange(2).repeat_interleave(ipc), 2, ipc)
+    batch = random_batch(9, 8)
     from clbench.condensers.ddm import DDM
 
     plain = DataDAM().class_losses(net, batch)
