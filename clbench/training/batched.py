@@ -41,6 +41,7 @@ from clbench.training.recipe import (
 )
 
 NetworksProgress = Callable[[int, int, int], None]  # (network index, epochs done, epochs)
+NetworksLoss = Callable[[int, int, float], None]  # (network index, epoch, the epoch's mean loss)
 
 
 def batches_networks(nets: list[nn.Module], recipe: TrainRecipe, device: torch.device) -> bool:
@@ -52,23 +53,26 @@ def batches_networks(nets: list[nn.Module], recipe: TrainRecipe, device: torch.d
 
 
 def train_networks(nets: list[nn.Module], images: Tensor, labels: Tensor, recipe: TrainRecipe, augment: Any,
-                   generators: list[torch.Generator], progress: NetworksProgress | None = None) -> list[float]:
+                   generators: list[torch.Generator], progress: NetworksProgress | None = None,
+                   on_loss: NetworksLoss | None = None) -> list[float]:
     """Train every network in place, network k with `generators[k]`; returns each one's mean loss of the last
-    epoch. Batched where `batches_networks` says so, else `train_network` on each in turn: the same networks."""
+    epoch. Batched where `batches_networks` says so, else `train_network` on each in turn: the same networks.
+    `on_loss(k, epoch, loss)`, where given, gets every epoch's mean loss of each network."""
     if len(nets) != len(generators):
         raise UsageError(f"{len(nets)} networks but {len(generators)} generators: each network needs its own")
     if not batches_networks(nets, recipe, images.device):
         losses = []
         for k, (net, gen) in enumerate(zip(nets, generators)):
             report = None if progress is None else (lambda done, total, k=k: progress(k, done, total))
+            loss = None if on_loss is None else (lambda epoch, value, k=k: on_loss(k, epoch, value))
             try:
-                losses.append(train_network(net, images, labels, recipe, augment, gen, report))
+                losses.append(train_network(net, images, labels, recipe, augment, gen, report, loss))
             except NonFiniteError as exc:
                 raise NonFiniteError(f"network {k + 1} of {len(nets)}: {exc}") from exc
         return losses
     _check(recipe)
     with tf32(recipe.tf32, images.device):
-        return _train_stacked(nets, images, labels, recipe, augment, generators, progress)
+        return _train_stacked(nets, images, labels, recipe, augment, generators, progress, on_loss)
 
 
 def _stacked_forward(net: nn.Module, shared_input: bool = False) -> Callable[[dict, dict, Tensor], Tensor]:
@@ -98,7 +102,8 @@ def _augment(augment: Any, x: Tensor, generators: list[torch.Generator]) -> Tens
 
 
 def _train_stacked(nets: list[nn.Module], images: Tensor, labels: Tensor, recipe: TrainRecipe, augment: Any,
-                   generators: list[torch.Generator], progress: NetworksProgress | None) -> list[float]:
+                   generators: list[torch.Generator], progress: NetworksProgress | None,
+                   on_loss: NetworksLoss | None = None) -> list[float]:
     device, count, n = images.device, len(nets), images.shape[0]
     for net in nets:
         net.train()
@@ -130,6 +135,9 @@ def _train_stacked(nets: list[nn.Module], images: Tensor, labels: Tensor, recipe
             if bad:
                 raise NonFiniteError(f"network {bad[0] + 1} of {count}: training loss became non-finite at "
                                      f"epoch {epoch + 1}")
+        if on_loss is not None:
+            for k, value in enumerate((epoch_loss / n).tolist()):
+                on_loss(k, epoch + 1, value)
         if progress is not None:
             for k in range(count):
                 progress(k, epoch + 1, recipe.epochs)

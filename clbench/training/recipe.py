@@ -128,8 +128,10 @@ def train_network(
     augment: Any,
     generator: torch.Generator,
     progress: ProgressFn | None = None,
+    on_loss: Callable[[int, float], None] | None = None,
 ) -> float:
-    """Train `net` in place on the tensors; returns the mean loss of the last epoch.
+    """Train `net` in place on the tensors; returns the mean loss of the last epoch. `on_loss(epoch, loss)`,
+    where given, gets every epoch's mean loss (reading it back each epoch: `clbench run --log`).
 
     With `recipe.channels_last` the network's weights are also converted to that memory format, in place.
 
@@ -138,11 +140,12 @@ def train_network(
     """
     _check(recipe)
     with tf32(recipe.tf32, images.device):
-        return _train(net, images, labels, recipe, augment, generator, progress)
+        return _train(net, images, labels, recipe, augment, generator, progress, on_loss)
 
 
 def _train(net: nn.Module, images: Tensor, labels: Tensor, recipe: TrainRecipe, augment: Any,
-           generator: torch.Generator, progress: ProgressFn | None) -> float:
+           generator: torch.Generator, progress: ProgressFn | None,
+           on_loss: Callable[[int, float], None] | None = None) -> float:
     device = images.device
     if recipe.channels_last:
         net.to(memory_format=torch.channels_last)
@@ -180,6 +183,8 @@ def _train(net: nn.Module, images: Tensor, labels: Tensor, recipe: TrainRecipe, 
             last_loss = float(epoch_loss / n)
             if last_loss != last_loss or last_loss in (float("inf"), float("-inf")):
                 raise NonFiniteError(f"training loss became non-finite at epoch {epoch + 1}")
+        if on_loss is not None:
+            on_loss(epoch + 1, float(epoch_loss / n))
         if progress is not None:
             progress(epoch + 1, recipe.epochs)
     return last_loss
