@@ -9,7 +9,8 @@ trained matching models, and a class-aware cross-entropy term.
 - Model queue: 3 random networks to start; a new one pushed every 30 iterations (5 at ipc 1), the oldest dropped
   beyond 100. Each iteration one queue model (eval mode, frozen) is the matching network, and 2 random queue
   models then take 10 SGD steps on real images of the step's classes (no augmentation), keeping their training
-  accuracy since the last reset (every 100 iterations, as the reference resets its meters at each evaluation).
+  accuracy since the last reset (every 100 iterations, 500 at ipc 50, as the reference resets its meters at each
+  evaluation).
 - Per class, one image step (the reference's order: class by class, one optimiser for all images):
       L_c = || mean embed(real_c) - mean embed(expanded syn_c) ||^2 + ce_weight * acc% * CE(net(expanded syn_c), c)
   with one Siamese DSA draw per class; plus any add-on (`sm`, `icd`) on the same forward pass.
@@ -37,6 +38,8 @@ CE_AUTO_LIMIT = 100  # stored images in a step at or below which the reference's
 @dataclass
 class IDMOptions(DMOptions):
     lr: float = option(0.2, "SGD learning rate on the synthetic images", above=0)
+    batch_real: int = option(0, "real images per class per image step; 0 = auto: the whole class at ipc 1 (the "
+                                "reference's ipc-1 commands), else 256", quick=256, min=0)
     init: Literal["mosaic", "real", "noise"] = option(
         "mosaic", "'mosaic': each part of a stored image is a different real image of the class, downscaled "
                   "(the reference); 'real': one real image per stored image; 'noise': N(0, 1)")
@@ -60,7 +63,9 @@ class IDMOptions(DMOptions):
                                    "accuracy in percent); 0 = auto: 0.5 where the step stores at most 100 images "
                                    "(classes x ipc), else 0.1, which gives the reference's value in each of its "
                                    "CIFAR settings", min=0)
-    acc_reset_every: int = option(100, "iterations between resets of the queue models' running accuracy", min=1)
+    acc_reset_every: int = option(0, "iterations between resets of the queue models' running accuracy; 0 = auto: "
+                                     "500 at ipc 50 and above, else 100 (the reference resets at each of its "
+                                     "evaluations, at those intervals in its commands)", min=0)
     shrink: Literal["random"] = option("random", "under a total memory budget, a seeded random subset of the "
                                                  "stored images stays, each with all its parts")
 
@@ -164,8 +169,10 @@ class IDM(DM):
         if o.ce_weight == 0:
             self._ce_weight = 0.5 if k * ipc <= CE_AUTO_LIMIT else 0.1
         push_every = o.push_every or (5 if ipc == 1 else 30)
+        reset_every = o.acc_reset_every or (500 if ipc >= 50 else 100)
+        batch_real = o.batch_real or (max(int(i.numel()) for i in class_indices) if ipc == 1 else 256)
         augment = task.augmentation(o.dsa, o.dsa_strategy)
-        sampler = ClassSampler(class_indices, o.batch_real, task.device)
+        sampler = ClassSampler(class_indices, batch_real, task.device)
         everything = torch.cat(class_indices).to(task.device)
         syn = self.initial_images(task, class_indices).requires_grad_(True)
         optimiser = torch.optim.SGD([syn], lr=o.lr, momentum=o.momentum)
@@ -178,7 +185,7 @@ class IDM(DM):
         for it in range(o.iterations):
             if it % push_every == 0:
                 queue = (queue + [self._new_model(task)])[-o.queue_size:]
-            if it and it % o.acc_reset_every == 0:
+            if it and it % reset_every == 0:
                 for model in queue:
                     model.reset()
             pending: dict[str, Tensor] = {}
@@ -217,6 +224,8 @@ class IDM(DM):
             "stored_per_class": ipc,
             "training_images_per_class": parts * ipc,
             "queue_models": len(queue),
+            "batch_real": batch_real,
+            "acc_reset_every": reset_every,
             "amp": use_bf16(o.amp, task.device),
             "shrink_rule": self.shrink_rule,
         }

@@ -127,11 +127,15 @@ def test_datadam_batch_norm_sends_all_classes_through_in_one_pass():
     net = condenser.new_network(task, seed=4)
     assert not any(p.requires_grad for p in net.parameters())
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
-    got = condenser.class_losses(net, batch)["dm"]
+    got = condenser.class_losses(net, batch)
     # the reference: one forward of every real image, one of every synthetic image (batch statistics over both)
-    er, es = net.embed(real), net.embed(syn)
+    er, tr = net.embed_and_taps(real)
+    es, ts = net.embed_and_taps(syn)
     expected = torch.stack([((r.mean(0) - s.mean(0)) ** 2).sum() for r, s in zip(er.split(counts), es.split(ipc))])
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got["dm"], expected, rtol=1e-5, atol=1e-6)
+    ar, as_ = spatial_attention(tr[0], 1.0), spatial_attention(ts[0], 1.0)  # 2 blocks on 8x8: attention on block 0
+    expected = torch.stack([((r.mean(0) - s.mean(0)) ** 2).sum() for r, s in zip(ar.split(counts), as_.split(ipc))])
+    torch.testing.assert_close(got["attention"], expected, rtol=1e-5, atol=1e-7)
 
 
 # ----------------------------------------------------------------------------------------------- IDM
@@ -213,6 +217,20 @@ def test_idm_cross_entropy_weight_follows_the_reference_commands(digits, classes
     condenser = IDM(build_options(IDM.Options, {"iterations": 0}))
     condenser.condense(task_of(digits, classes=classes, ipc=ipc))
     assert condenser.weights()["ce"] == weight
+
+
+@pytest.mark.parametrize("ipc,batch_real,reset", [(1, 180, 100), (10, 256, 100), (50, 256, 500)])
+def test_idm_automatic_settings_follow_the_reference_commands(ipc, batch_real, reset):
+    # the whole class at ipc 1, 256 otherwise; accuracy meters reset every 100 iterations, 500 at ipc 50
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(2 * 180, 1, 8, 8, generator=g)
+    labels = torch.arange(2).repeat_interleave(180)
+    task = CondenseTask(images, labels, (0, 1), ipc, g, lambda s=None: build_network("convnet", 1, 10, 8, seed=s or 1,
+                                                                                      width=8),
+                        DSA(), torch.device("cpu"), 10)
+    facts = IDM(build_options(IDM.Options, {"iterations": 0}, "paper")).condense(task).facts
+    assert (facts["batch_real"], facts["acc_reset_every"]) == (batch_real, reset)
+    assert IDM(build_options(IDM.Options, {"iterations": 0}, "quick")).condense(task).facts["batch_real"] == 256
 
 
 def test_idm_same_seed_same_queue_and_images(digits):
