@@ -23,7 +23,7 @@ class JobReport:
     steps_done: int  # completed steps in the job's record (what a retry resumes from)
     steps_total: int
     resumed: int  # times a retry continued the record instead of starting again
-    error: str  # the last attempt's error, or the latest one of an earlier attempt
+    error: str  # the latest error of any attempt (a done job shows what its retries got past)
     engine_id: str
 
 
@@ -44,8 +44,7 @@ def job_report(job: Job) -> JobReport:
     if state == "running" and _process_gone(status):
         state = "lost"
     return JobReport(job, state, str(last.get("host", "")), str(last.get("node", "")), len(started), steps_done,
-                     int(job.config.get("steps", 0)), resumed,
-                     "" if complete else (status.get("error") or (errors[-1] if errors else "")),
+                     int(job.config.get("steps", 0)), resumed, errors[-1] if errors else "",
                      str(last.get("engine_id", "")))
 
 

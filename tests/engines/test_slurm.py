@@ -1,0 +1,98 @@
+"""Sweeps on a real one-node Slurm (slurmctld, slurmd, slurmdbd; tests/engines/slurm/cluster.sh) through
+submitit, with the faults a cluster deals out: a job cancelled mid-run, a job that hits its time limit, a driver
+that dies. Each sweep must gather every order, equal to the fault-free sweep's to the bit.
+"""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from clbench.sweep.status import sweep_status
+from tests.engines.sweeps import (
+    assert_resumed,
+    assert_same_as,
+    attempts,
+    clbench,
+    job_folders,
+    jobs_with_steps,
+    start_clbench,
+    status,
+    wait_until,
+    write_spec,
+)
+
+pytestmark = pytest.mark.slow
+
+SLURM_TABLE = """
+[slurm]
+time = {minutes}
+cpus_per_task = 1
+poll_seconds = 1
+signal_delay_s = {warn}
+"""
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait(timeout=30)
+
+
+def test_cancelled_job_is_retried_and_resumes_from_its_checkpoint(slurm_cluster, reference, tmp_path):
+    folder = tmp_path / "sweep"
+    spec = write_spec(folder, extra=SLURM_TABLE.format(minutes=10, warn=90))
+    log = tmp_path / "driver.log"
+    driver = start_clbench("sweep", str(spec), "--launcher", "slurm", "--retries", "1", log=log)
+    try:
+        (victim,) = wait_until("a job with a saved step", lambda: jobs_with_steps(folder, 1))
+        subprocess.run(["scancel", status(victim)["engine_id"]], check=True)
+        assert driver.wait(timeout=300) == 0, log.read_text()[-3000:]
+    finally:
+        stop(driver)
+    assert_same_as(reference, folder)
+    assert len(attempts(victim)) == 2
+    assert_resumed(victim)
+    for job in job_folders(folder):
+        if job != victim:
+            assert len(attempts(job)) == 1
+
+    reports = {r.job.id: r for r in sweep_status(folder)}  # what --status shows, from the files alone
+    cancelled = reports[victim.name]
+    assert cancelled.state == "done" and cancelled.attempts == 2 and cancelled.resumed == 1
+    assert cancelled.error and cancelled.host and cancelled.engine_id
+    shown = clbench("sweep", "--status", str(folder))
+    assert shown.returncode == 0, shown.stderr
+    (row,) = [line for line in shown.stdout.splitlines() if victim.name in line]
+    assert "done" in row and "(1 resumed)" in row and cancelled.error[:20] in row
+
+
+def test_time_limit_requeues_the_job_which_resumes_from_its_checkpoint(slurm_cluster, reference, tmp_path):
+    """A 2-minute limit and a job of over a minute: Slurm warns it (USR2) 60 s before the limit (give or take
+    the 30 s between two of its checks), the job asks submitit to requeue it, and the next attempt continues the
+    record; no --retries involved."""
+    folder = tmp_path / "sweep"
+    spec = write_spec(folder, orders=[0], delay=10.0, extra=SLURM_TABLE.format(minutes=2, warn=60))
+    done = clbench("sweep", str(spec), "--launcher", "slurm", timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (job,) = job_folders(folder)
+    assert_same_as(reference, folder)
+    assert_resumed(job)
+    history = attempts(job)
+    assert len(history) >= 2 and any("requeued by Slurm" in a.get("note", "") for a in history)
+    assert len({a["engine_id"] for a in history}) == 1  # the same Slurm job, requeued, not a new submission
+
+
+def test_killed_driver_then_attach_follows_the_jobs_to_the_end(slurm_cluster, reference, tmp_path):
+    folder = tmp_path / "sweep"
+    spec = write_spec(folder, extra=SLURM_TABLE.format(minutes=10, warn=90))
+    driver = start_clbench("sweep", str(spec), "--launcher", "slurm", log=tmp_path / "driver.log")
+    try:
+        wait_until("a job with a saved step", lambda: jobs_with_steps(folder, 1))
+    finally:
+        stop(driver)  # SIGKILL: no goodbye, the jobs stay queued and running on Slurm
+    done = clbench("sweep", "--attach", str(folder))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 job(s): 2 done" in done.stdout
+    assert_same_as(reference, folder)
+    assert all(len(attempts(job)) == 1 for job in job_folders(folder))  # followed, not resubmitted
