@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: run test test-fast lint setup data clean
+.PHONY: run test test-fast lint setup data engines clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,13 +14,21 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-setup: $(STAMP) data
+setup: $(STAMP) data engines
 
 # Debian's copy of the real Fashion-MNIST, where the machine allows it (root and apt); skipped otherwise.
 data:
 	@if [ ! -d $(FMNIST) ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		(apt-get update -q && apt-get install -y -q dataset-fashion-mnist) >/dev/null 2>&1 \
 		|| echo "note: could not install dataset-fashion-mnist; tests that need it are skipped"; \
+	fi
+
+# Debian's Slurm, slurmdbd, munge and MariaDB for the real-engine sweep tests (tests/engines), where the machine
+# allows it (root and apt); their tests skip otherwise (and fail under CLBENCH_REQUIRE_ENGINES=1, as on CI).
+engines:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		bash tests/engines/slurm/cluster.sh install \
+		|| echo "note: could not install Slurm; the Slurm sweep tests are skipped"; \
 	fi
 
 # The demo: random, herding, DM and DDM on Fashion-MNIST (quick profile), then the comparison table.
