@@ -1,0 +1,86 @@
+"""`clbench sweep --status FOLDER` reads each job's state, host, attempts, progress and last error from the sweep
+folder alone; the sweep's folder option is spelled like run's (--out/-o, --folder kept); flags read as flags."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+
+import pytest
+
+from clbench.sweep import driver
+from clbench.sweep.launchers import make_launcher
+from clbench.sweep.status import sweep_status
+from tests.test_sweep import fake_execute, fake_spec
+
+
+def rows(out: str) -> dict[str, str]:
+    """The status table's first line per job, by job id."""
+    return {m.group(1): line for line in out.splitlines() if (m := re.search(r"\b([0-9a-f]{16})\b", line))}
+
+
+def test_status_shows_state_host_attempts_and_last_error(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    spec = fake_spec(tmp_path, [0, 1, 2, 3])
+    result = driver.run_sweep(spec, make_launcher("local", spec, retries=1),
+                              execute=fake_execute(fail_once=(1,), fail_always=(2,)))
+    by_seed = {j.config["seed"]: j for j in result.jobs}
+    # seed 3: pretend its worker was killed without a word while running (its pid is gone)
+    status_file = by_seed[3].folder / ".status.json"
+    for path in by_seed[3].folder.glob("fake-*.json"):
+        path.unlink()
+    status = json.loads(status_file.read_text())
+    dead = max(os.getpid() + 100000, 4194000)
+    status_file.write_text(json.dumps({**status, "state": "running", "pid": dead, "host": socket.gethostname()}))
+
+    reports = {r.job.config["seed"]: r for r in sweep_status(spec.folder)}
+    assert [reports[s].state for s in range(4)] == ["done", "done", "failed", "lost"]
+    assert [reports[s].attempts for s in range(3)] == [1, 2, 2]
+    assert reports[0].error == "" and reports[1].error == "RuntimeError: flaky"
+    assert reports[2].error == "ValueError: boom 2" and reports[0].host == socket.gethostname()
+    assert reports[0].steps_done == reports[0].steps_total == 2 and reports[3].steps_done == 0
+
+    code, out, err = cli("sweep", "--status", str(spec.folder))
+    assert code == 0, err
+    shown = rows(out)
+    assert set(shown) == {j.id for j in result.jobs}
+    assert "done" in shown[by_seed[1].id] and "RuntimeError: flaky" in shown[by_seed[1].id]
+    assert "failed" in shown[by_seed[2].id] and "boom 2" in shown[by_seed[2].id]
+    assert "lost" in shown[by_seed[3].id]
+    assert "2 done" in out and "1 failed" in out and "1 lost" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--status", "NOWHERE"], "not a sweep folder"),
+    (["SPEC", "--status", "FOLDER"], "--status FOLDER only reads a sweep folder"),
+    (["SPEC", "--out", "a", "--folder", "b"], "give the sweep folder once"),
+])
+def test_status_and_folder_misuse_is_one_line_exit_2(cli, tmp_path, args, message):
+    spec = fake_spec(tmp_path, [0])
+    args = [str(spec.source) if a == "SPEC" else str(tmp_path / a) if a in ("NOWHERE", "FOLDER") else a
+            for a in args]
+    code, out, err = cli("sweep", *args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("spelling", ["--out", "-o", "--folder"])
+def test_sweep_folder_is_spelled_like_run_and_the_old_spelling_still_works(cli, tmp_path, spelling):
+    spec = fake_spec(tmp_path, [0, 1])
+    target = tmp_path / f"elsewhere{spelling}"
+    code, out, err = cli("sweep", str(spec.source), spelling, str(target), "--dry-run")
+    assert code == 0, err
+    assert str(target) in out and not target.exists()  # a dry run writes nothing
+
+
+def test_help_shows_flags_as_flags(cli, monkeypatch):
+    """typer would list `--dry-run <bool>` as if it took a value; flags (and --help) are shown bare."""
+    monkeypatch.setenv("COLUMNS", "200")
+    for command in (["sweep"], ["run"], ["diagnose"], []):
+        code, out, _ = cli(*command, "--help")
+        assert code == 0 and "<bool>" not in out, command
+    code, out, _ = cli("sweep", "--help")
+    assert re.search(r"--dry-run\s+list the jobs", out) and re.search(r"--out\s+-o\s+FOLDER", out)
+    assert "--folder" not in out  # the old spelling works but is not advertised
+    code, out, _ = cli("run", "--help")
+    assert re.search(r"--out\s+-o\s+<str>", out)
