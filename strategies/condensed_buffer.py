@@ -67,7 +67,8 @@ class CondensedBuffer(ExemplarsBuffer):
                  network: str = "convnet", width: int | None = None, seed: int = 0, order: int = 0,
                  device: torch.device | str = "cpu", make_network: Callable[[int], nn.Module] | None = None,
                  class_order: list[int] | None = None, progress: Callable[[int, int, dict], None] | None = None,
-                 extras: dict[str, Any] | None = None, read_batch_size: int = 1024):
+                 extras: dict[str, Any] | None = None, read_batch_size: int = 1024,
+                 reader: Callable[[Any], tuple[Tensor, Tensor] | None] | None = None):
         self.budget = memory if isinstance(memory, MemoryBudget) else MemoryBudget.parse(memory)
         if num_classes < 1:
             raise UsageError(f"num_classes {num_classes}: give the size of the label space")
@@ -85,6 +86,7 @@ class CondensedBuffer(ExemplarsBuffer):
         self.progress = progress
         self.extras = {"profile": profile, **(extras or {})}
         self.read_batch_size = read_batch_size
+        self.reader = reader
         self.memory = Memory()
         self.step = 0  # experiences condensed so far (the `step` of the seeds)
         self.last_ipc = 0
@@ -110,6 +112,11 @@ class CondensedBuffer(ExemplarsBuffer):
         if self.memory.classes:
             self._shrink(self.budget.per_class(len(self.memory.classes)), max(self.step - 1, 0))
             self.buffer = self._dataset()
+
+    def restore(self, step: int, memory: Memory) -> None:
+        """Continue after `step` condensed experiences with their memory (a resumed run: seeds depend on it)."""
+        self.step, self.memory = step, memory
+        self.buffer = self._dataset()
 
     # -- condensing one experience ------------------------------------------------------------------------
     def add_experience(self, exp: Any) -> None:
@@ -141,8 +148,13 @@ class CondensedBuffer(ExemplarsBuffer):
         self.step += 1
 
     def read(self, dataset: Any) -> tuple[Tensor, Tensor]:
-        """All (image, label) pairs of an Avalanche dataset, with its eval transforms, on the device."""
+        """All (image, label) pairs of an Avalanche dataset, with its eval transforms, on the device (from
+        `reader(dataset)` where it gives them: a caller that holds the dataset's tensors reads them at once)."""
         data = dataset.eval() if hasattr(dataset, "eval") else dataset
+        tensors = self.reader(data) if self.reader is not None else None
+        if tensors is not None:
+            torch.empty((), dtype=torch.int64).random_()  # the draw a DataLoader's iterator makes: later draws stay
+            return tensors[0].to(self.device, torch.float32), tensors[1].to(self.device, torch.long)
         loader = torch.utils.data.DataLoader(data, batch_size=self.read_batch_size, shuffle=False,
                                              collate_fn=getattr(data, "collate_fn", None))
         xs, ys = [], []
@@ -166,8 +178,10 @@ class CondensedBuffer(ExemplarsBuffer):
             return concat_datasets([])
         images, labels = self.memory.tensors()
         images, labels = images.detach().cpu(), labels.cpu()
-        return _make_taskaware_tensor_classification_dataset(images, labels, task_labels=0,
-                                                             targets=labels.tolist())
+        dataset = _make_taskaware_tensor_classification_dataset(images, labels, task_labels=0,
+                                                                targets=labels.tolist())
+        # each sample's row in memory.tensors(), for loaders that gather batches from them (clbench's replay)
+        return dataset.update_data_attribute("memory_index", list(range(len(labels))))
 
     def sizes(self) -> dict[int, int]:
         """Images per class in memory, classes in arrival order."""

@@ -78,6 +78,7 @@ class CondensedRehearsal(BaseTemplate):
         device: torch.device,
         condense_progress: Callable[[int, int, dict], None] | None = None,
         train_progress: Callable[[int, int, int], None] | None = None,
+        train_loss: Callable[[int, int, float], None] | None = None,
         plugins: list | None = None,
         extras: dict | None = None,
     ):
@@ -94,6 +95,7 @@ class CondensedRehearsal(BaseTemplate):
         self.order_index = order_index
         self.condense_progress = condense_progress
         self.train_progress = train_progress
+        self.train_loss = train_loss  # (network, epoch, mean loss), every epoch, where given
         self.extras = extras or {}
         self.memory = Memory()
         self.networks: list[nn.Module] = []
@@ -150,7 +152,8 @@ class CondensedRehearsal(BaseTemplate):
             networks.append(self.make_network(derive_seed(self.seed, self.order_index, self.step, "network", k)))
             generators.append(generator(derive_seed(self.seed, self.order_index, self.step, "train", k), self.device))
         try:
-            train_networks(networks, images, labels, self.recipe, self.augment, generators, self.train_progress)
+            train_networks(networks, images, labels, self.recipe, self.augment, generators, self.train_progress,
+                           self.train_loss)
         except NonFiniteError as exc:
             raise NonFiniteError(f"retraining on the memory: {exc}") from exc
         return networks

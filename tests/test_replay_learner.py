@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "digits", "--steps", "2", "--orders", "2", "--memory", "3ipc", "--width", "8",
@@ -72,8 +73,6 @@ TINY_CONFIG = dict(condenser="random", dataset="digits", steps=2, orders=2, memo
 @pytest.fixture(scope="module")
 def replay_runs(tmp_path_factory):
     """The same tiny replay run with --jobs 2 and sequentially, one thread per order in both (as test_jobs)."""
-    import torch
-
     from clbench.protocol.config import RunConfig
     from clbench.protocol.continual import run
 
@@ -135,3 +134,137 @@ def test_an_interrupted_replay_order_restarts_from_its_first_step(replay_runs, c
     resumed = json.loads(path.read_text())
     assert resumed["complete"] and len(resumed["orders"][1]["steps"]) == 2
     assert _accuracies(path) == _accuracies(source)
+
+
+# -- minibatches gathered from the tensors: Avalanche's batches, Avalanche's draws -----------------------------
+def _loaders():
+    """Step 1 of a digits replay: Avalanche's ReplayDataLoader over the experience and a 3ipc memory, and the
+    TaskBalancedDataLoader of step 0 (no memory yet); both as Naive + ReplayPlugin build them."""
+    import warnings
+
+    from avalanche.benchmarks.utils.data_loader import ReplayDataLoader, TaskBalancedDataLoader
+
+    from clbench.data.datasets import load_dataset
+    from clbench.protocol.replay import _tensor_stream
+    from clbench.strategies.condensed_buffer import CondensedBuffer
+    from clbench.strategies.condensed_rehearsal import RealData
+
+    ds = load_dataset("digits")
+    (train_x, train_y), (test_x, test_y) = ds.normalised("train"), ds.normalised("test")
+    data = RealData(train_x, train_y, test_x, test_y, 10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stream = _tensor_stream(data, [3, 1, 4, 0, 5, 2, 8, 7, 6, 9], 2).train_stream
+    buffer = CondensedBuffer("random", "3ipc", num_classes=10, width=8)
+    buffer.add_experience(stream[0])
+    first = stream[1].dataset.train()
+    step0 = TaskBalancedDataLoader(stream[0].dataset.train(), oversample_small_groups=True, batch_size=16,
+                                   shuffle=True, num_workers=0)
+    step1 = ReplayDataLoader(first, buffer.buffer, batch_size=16, batch_size_mem=16, shuffle=True, num_workers=0)
+    sources = {"sample_index": lambda: (train_x, train_y), "memory_index": lambda: buffer.memory.tensors()}
+    return [step0, step1], sources
+
+
+def _epochs(loader, seed: int, epochs: int = 2) -> tuple[list, torch.Tensor]:
+    """Every batch of `epochs` epochs from a seeded global generator, and the generator's state after them."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        batches = [[t.clone() for t in batch] for _ in range(epochs) for batch in loader]
+        return batches, torch.get_rng_state()
+
+
+def test_gathered_batches_are_avalanches_batches_with_the_same_draws():
+    from types import SimpleNamespace
+
+    from clbench.protocol.tensor_batches import TensorBatches
+
+    loaders, sources = _loaders()
+    for loader in loaders:
+        expected, state = _epochs(loader, seed=5)
+        TensorBatches(sources).before_training_exp(SimpleNamespace(dataloader=loader))
+        got, state_after = _epochs(loader, seed=5)
+        assert len(got) == len(expected) > 2
+        for a, b in zip(got, expected):
+            assert len(a) == len(b) == 3
+            for x, y in zip(a, b):
+                assert x.dtype == y.dtype and torch.equal(x, y)
+        assert torch.equal(state, state_after)  # later draws (the next epoch, the next step) are unchanged
+    assert any(len(set(b[1].tolist())) > 5 for b in expected)  # step 1 batches mix new classes and memory
+
+
+def test_a_loader_over_other_datasets_keeps_avalanches_path():
+    from types import SimpleNamespace
+
+    from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dataset as tensors
+    from avalanche.benchmarks.utils.data_loader import TaskBalancedDataLoader
+
+    from clbench.protocol.tensor_batches import TensorBatches
+
+    loader = TaskBalancedDataLoader(tensors(torch.zeros(8, 1, 2, 2), torch.arange(8)), batch_size=4)
+    before = loader._make_pytorch_loader
+    TensorBatches({"sample_index": lambda: (torch.zeros(8, 1, 2, 2), torch.arange(8))}).before_training_exp(
+        SimpleNamespace(dataloader=loader))
+    assert loader._make_pytorch_loader == before
+
+
+# -- a killed replay run resumes at its next step with the uninterrupted numbers ------------------------------
+KILL_CONFIG = dict(condenser="tests.faulty_condensers:Slow", dataset="digits", steps=5, orders=1, memory="3ipc",
+                   width=8, train={"epochs": 2}, device="cpu", profile="quick", learner="replay")
+
+
+@pytest.mark.slow
+def test_sigkill_mid_replay_order_then_resume_gives_the_uninterrupted_numbers(tmp_path, cli):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from clbench.protocol.config import RunConfig
+    from clbench.protocol.continual import run
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        reference, whole = run(RunConfig(opt={"delay": "0"}, out=str(tmp_path / "whole"), **KILL_CONFIG))
+    finally:
+        torch.set_num_threads(threads)
+    out = tmp_path / "killed"
+    args = ["--condenser", KILL_CONFIG["condenser"], "--opt", "delay=1", "--dataset", "digits", "--steps", "5",
+            "--orders", "1", "--memory", "3ipc", "--width", "8", "--train", "epochs=2", "--device", "cpu",
+            "--profile", "quick", "--learner", "replay", "--log", "csv", "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", "clbench", "run", *args], cwd=ROOT,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline, path = time.monotonic() + 240, None
+    try:
+        while path is None and time.monotonic() < deadline and proc.poll() is None:
+            for candidate in out.glob("*.json"):
+                if json.loads(candidate.read_text())["orders"]:
+                    proc.send_signal(signal.SIGKILL)
+                    path = candidate
+            time.sleep(0.05)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert path is not None, proc.stderr.read().decode()[-2000:]
+    done = len(json.loads(path.read_text())["orders"][0]["steps"])
+    assert 1 <= done < 5
+    assert list(path.with_suffix("").glob("checkpoint-order0.pt"))
+    code, _, err = cli("resume", str(path))
+    assert code == 0, err
+    resumed = json.loads(path.read_text())
+    assert resumed["complete"]
+
+    def outcome(record: dict) -> list:
+        return [(s["step"], s["accuracies"], s["class_accuracy"], s["memory_size"])
+                for o in record["orders"] for s in o["steps"]]
+
+    assert outcome(resumed) == outcome(whole)
+    memory = torch.load(path.parent / resumed["orders"][0]["memory_file"], weights_only=True)["images"]
+    assert torch.equal(memory, torch.load(reference.parent / whole["orders"][0]["memory_file"],
+                                          weights_only=True)["images"])
+    # the log of the killed run continues: one row per step, none twice (a cut step's rows are dropped)
+    steps_csv = (path.with_suffix("") / "logs" / "order0" / "steps.csv").read_text().splitlines()[1:]
+    assert [float(r.split(",")[3]) for r in steps_csv] == [s["accuracies"][0] for s in resumed["orders"][0]["steps"]]

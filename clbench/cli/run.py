@@ -26,6 +26,7 @@ def run(
     out: Optional[str] = typer.Option(None, "--out", "-o", help="folder for the record, snapshots and pictures [default: results]"),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="dataset folder (else $CLBENCH_DATA, the system copy, download)"),
     learner: Optional[str] = typer.Option(None, "--learner", help="retrain: fresh networks trained from scratch on the memory each step; replay: one network trained continually (Avalanche Naive + ReplayPlugin) on new data plus the memory [default: retrain]"),
+    log: Optional[str] = typer.Option(None, "--log", help="live logs in the run's folder (logs/order<k>/): csv, tensorboard (pip install -e '.[tensorboard]'), or csv,tensorboard: step accuracies, condensation losses, epoch losses"),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="orders run side by side in this many processes (one per GPU when there are several) [default: 1]"),
     resume: Optional[str] = typer.Option(None, "--resume", help="continue this record (same options) from the last completed step of each order"),
 ) -> None:
@@ -38,7 +39,7 @@ def run(
         "condenser": condenser, "memory": memory, "orders": orders, "first_order": first_order, "dataset": dataset,
         "steps": steps, "profile": profile, "device": device, "seed": seed, "network": network,
         "networks_per_step": nets, "width": width, "out": out, "data_dir": data_dir, "jobs": jobs,
-        "learner": learner,
+        "learner": learner, "log": log,
     }
     overrides = {k: v for k, v in cli_values.items() if v is not None}
     if opt:

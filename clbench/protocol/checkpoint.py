@@ -2,7 +2,9 @@
 
 Every step's randomness is derived from (seed, order, step) (clbench.core.seeding), so continuing an order needs
 only the memory after its last completed step and the records of the steps done: no RNG state. A checkpoint
-holds exactly that, written atomically after every step and loaded with `torch.load(weights_only=True)`.
+holds exactly that, written atomically after every step and loaded with `torch.load(weights_only=True)`; for
+the replay learner, whose one network carries over from step to step, also that network's weights and its
+optimizer's state (SGD momentum), under `learner`.
 For an order that is not complete, the checkpoint is the authority (the record is a view written beside it);
 for a complete order, the record is, and its checkpoint is removed.
 """
@@ -38,6 +40,7 @@ class OrderState:
     order: int
     steps: list[dict[str, Any]] = field(default_factory=list)
     memory: dict[str, Tensor] | None = None
+    learner: dict[str, Any] | None = None  # replay: {"network": state_dict, "optimizer": state_dict}
     complete_entry: dict[str, Any] | None = None  # the record's entry when the order is complete
 
     @property
@@ -50,9 +53,11 @@ def checkpoint_path(record_path: Path, order: int) -> Path:
 
 
 def save_checkpoint(record_path: Path, run_id: str, order: int, steps: list[dict[str, Any]],
-                    memory: dict[str, Tensor]) -> None:
+                    memory: dict[str, Tensor], learner: dict[str, Any] | None = None) -> None:
     """Atomically replace the order's checkpoint (steps as JSON text: the weights-only loader takes it as is)."""
+    extra = {} if learner is None else {"learner": learner}
     atomic_torch_save(checkpoint_path(record_path, order), {
+        **extra,
         "format": CHECKPOINT_FORMAT,
         "run_id": run_id,
         "order": order,
@@ -86,9 +91,13 @@ def load_checkpoint(record_path: Path, run_id: str, order: int) -> OrderState | 
               and isinstance(labels, Tensor) and images.shape[:1] == labels.shape)
     except (KeyError, TypeError, json.JSONDecodeError):
         ok = False
+    learner = data.get("learner")
+    if learner is not None and not (isinstance(learner, dict) and isinstance(learner.get("network"), dict)
+                                    and isinstance(learner.get("optimizer"), dict)):
+        ok = False
     if not ok:
         raise RecordError(f"checkpoint {path} is damaged (inconsistent fields); {hint}")
-    return OrderState(order, steps, {"images": images, "labels": labels})
+    return OrderState(order, steps, {"images": images, "labels": labels}, learner)
 
 
 def remove_checkpoint(record_path: Path, order: int) -> None:

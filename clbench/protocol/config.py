@@ -45,6 +45,7 @@ class RunConfig:
     data_dir: str | None = None
     jobs: int = 1
     learner: str = "retrain"  # retrain: fresh networks on the memory each step; replay: one network, replayed memory
+    log: str = ""  # live logs beside the record: csv, tensorboard or both (clbench.protocol.logs); not in `config`
 
     def validate(self) -> None:
         if self.orders < 1:
@@ -61,6 +62,9 @@ class RunConfig:
         if self.learner not in LEARNERS:
             raise UsageError(f"--learner {self.learner!r}: choose one of {', '.join(LEARNERS)}")
         MemoryBudget.parse(self.memory)
+        from clbench.protocol.logs import parse_log
+
+        parse_log(self.log)
 
 
 def check_shared(profile: str, width: int | None, data_dir: str | None) -> None:

@@ -19,9 +19,10 @@ import torch
 from clbench.core.errors import ClbenchError, NonFiniteError, OutputError, UsageError
 from clbench.memory.store import MemoryBudget
 from clbench.protocol import config as cfg
-from clbench.protocol.checkpoint import OrderState, save_checkpoint
+from clbench.protocol.checkpoint import OrderState, checkpoint_path, save_checkpoint
 from clbench.protocol.plugins import StepRecorder, StepReport
 from clbench.protocol.resolve import PreparedRun, Resolved, resolve
+from clbench.records.record import RecordError
 from clbench.records.schema import OrderEntry, StepEntry
 from clbench.records.snapshots import save_memory
 
@@ -119,10 +120,8 @@ def execute_order(p: Prepared, state: OrderState, data, record_path: Path, run_i
                   check_stop: Callable[[], None], on_step: Callable[[int, StepEntry], None]) -> OrderEntry:
     """Run the steps of one order after those `state` holds; a checkpoint after each. Returns the order's entry."""
     from clbench.data.streams import class_incremental_stream, class_order
-    from clbench.memory.store import Memory
-    from clbench.nets.augment import make_augment
     from clbench.nets.networks import build_network
-    from clbench.strategies.condensed_rehearsal import CondensedRehearsal
+    from clbench.protocol.logs import OrderLog, parse_log
 
     ds, order = p.dataset, state.order
     classes = class_order(order, ds.num_classes)
@@ -133,17 +132,59 @@ def execute_order(p: Prepared, state: OrderState, data, record_path: Path, run_i
         return build_network(p.config.network, ds.channels, ds.num_classes, ds.image_size, seed=seed,
                              device=p.device, width=p.width)
 
+    log = OrderLog(parse_log(p.config.log), record_path, order, len(state.steps)) if p.config.log else None
+
     def condense_progress(done: int, total: int, info: dict) -> None:
         check_stop()
+        if log is not None:
+            log.condense(done, total, info)
         reporter.condense_progress(done, total, info)
 
     def train_progress(network: int, done: int, total: int) -> None:
         check_stop()
         reporter.train_progress(network, done, total)
 
-    if p.config.learner == "replay":
-        return _replay_order(p, order, classes, groups, data, make_network, record_path, reporter,
-                             condense_progress, train_progress, check_stop, on_step)
+    def step_started(order: int, step: int, classes: list[int]) -> None:
+        if log is not None:
+            log.started(step)
+        reporter.step_started(order, step, classes)
+
+    def step_done(order: int, entry: StepEntry) -> None:
+        if log is not None:
+            log.step_done(entry)
+        on_step(order, entry)
+
+    hooks = Hooks(condense_progress, train_progress, log.epoch if log is not None else None, step_started,
+                  step_done, check_stop)
+    try:
+        if p.config.learner == "replay":
+            return _replay_order(p, state, classes, groups, data, make_network, record_path, run_id, hooks)
+        return _retrain_order(p, state, classes, benchmark, groups, data, make_network, record_path, run_id, hooks)
+    finally:
+        if log is not None:
+            log.close()
+
+
+@dataclass
+class Hooks:
+    """What an order calls as it goes: the reporter's progress and the run's logs, then the session's record."""
+
+    condense_progress: Callable[[int, int, dict], None]
+    train_progress: Callable[[int, int, int], None]
+    train_loss: Callable[[int, int, int, float], None] | None  # (network, epoch, epochs, loss); None: not logged
+    step_started: Callable[[int, int, list[int]], None]
+    step_done: Callable[[int, StepEntry], None]
+    check_stop: Callable[[], None]
+
+
+def _retrain_order(p: Prepared, state: OrderState, classes: list[int], benchmark, groups: list[list[int]], data,
+                   make_network, record_path: Path, run_id: str, hooks: Hooks) -> OrderEntry:
+    from clbench.memory.store import Memory
+    from clbench.nets.augment import make_augment
+    from clbench.strategies.condensed_rehearsal import CondensedRehearsal
+
+    ds, order = p.dataset, state.order
+    epochs = p.recipe.epochs
     steps = list(state.steps)
     checkpoint = lambda steps, memory: saving(  # noqa: E731
         lambda: save_checkpoint(record_path, run_id, order, steps, memory), record_path)
@@ -152,8 +193,11 @@ def execute_order(p: Prepared, state: OrderState, data, record_path: Path, run_i
         make_network=make_network, recipe=p.recipe,
         augment=make_augment(p.recipe.dsa_strategy if p.recipe.dsa else None),
         networks_per_step=p.networks_per_step, seed=p.config.seed, order_index=order, device=p.device,
-        condense_progress=condense_progress, train_progress=train_progress,
-        plugins=[StepReport(order, groups, reporter.step_started), StepRecorder(order, steps, checkpoint, on_step)],
+        condense_progress=hooks.condense_progress, train_progress=hooks.train_progress,
+        train_loss=None if hooks.train_loss is None else (
+            lambda k, epoch, loss: hooks.train_loss(k, epoch, epochs, loss)),
+        plugins=[StepReport(order, groups, hooks.step_started),
+                 StepRecorder(order, steps, checkpoint, hooks.step_done)],
         extras={"dataset": p.config.dataset, "profile": p.profile},
     )
     if state.memory is not None:
@@ -161,7 +205,7 @@ def execute_order(p: Prepared, state: OrderState, data, record_path: Path, run_i
     for t, experience in enumerate(benchmark.train_stream):
         if t < len(state.steps):
             continue
-        check_stop()
+        hooks.check_stop()
         with step_errors(p, order, t, groups[t], strategy.condenser_name):
             strategy.train(experience, eval_streams=[])
             strategy.eval(benchmark.test_stream[: t + 1])
@@ -169,23 +213,29 @@ def execute_order(p: Prepared, state: OrderState, data, record_path: Path, run_i
     return {"order": order, "class_order": classes, "complete": True, "steps": steps, "memory_file": memory_file}
 
 
-def _replay_order(p: Prepared, order: int, classes: list[int], groups: list[list[int]], data, make_network,
-                  record_path: Path, reporter: Reporter, condense_progress, train_progress, check_stop,
-                  on_step: Callable[[int, StepEntry], None]) -> OrderEntry:
-    """One order with the replay learner (clbench.protocol.replay); no checkpoint: an interrupted order restarts."""
+def _replay_order(p: Prepared, state: OrderState, classes: list[int], groups: list[list[int]], data, make_network,
+                  record_path: Path, run_id: str, hooks: Hooks) -> OrderEntry:
+    """One order with the replay learner (clbench.protocol.replay), continued after the steps `state` holds; a
+    checkpoint (memory, network, optimizer) after each step."""
     from clbench.protocol.replay import run_replay_order
 
-    steps: list[StepEntry] = []
+    order = state.order
+    if state.steps and state.learner is None:
+        raise RecordError(f"checkpoint {checkpoint_path(record_path, order)} has no network for the replay "
+                          f"learner; delete it to redo order {order} from its first step")
+    steps: list[StepEntry] = list(state.steps)
 
-    def step_done(entry: StepEntry) -> None:
+    def step_done(entry: StepEntry, memory: dict, learner: dict) -> None:
         steps.append(entry)
-        on_step(order, entry)
+        saving(lambda: save_checkpoint(record_path, run_id, order, steps, memory, learner), record_path)
+        hooks.step_done(order, entry)
 
     memory = run_replay_order(
-        p, order, classes, groups, data, make_network, condense_progress=condense_progress,
-        train_progress=train_progress, check_stop=check_stop, step_done=step_done,
-        step_started=lambda t, new: reporter.step_started(order, t, new),
-        guard=lambda t, name: step_errors(p, order, t, groups[t], name))
+        p, order, classes, groups, data, make_network, condense_progress=hooks.condense_progress,
+        train_progress=hooks.train_progress, check_stop=hooks.check_stop, step_done=step_done,
+        step_started=lambda t, new: hooks.step_started(order, t, new),
+        guard=lambda t, name: step_errors(p, order, t, groups[t], name), train_loss=hooks.train_loss,
+        start=len(steps), memory_state=state.memory if steps else None, learner_state=state.learner)
     memory_file = saving(lambda: save_memory(record_path, order, memory, p.dataset), record_path)
     return {"order": order, "class_order": classes, "complete": True, "steps": steps, "memory_file": memory_file}
 

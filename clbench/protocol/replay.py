@@ -12,8 +12,9 @@ batch (new and replayed images alike), `amp`, `eval_batch_size`. Seeds follow (s
 is initialised with derive_seed(seed, order, 0, "network"); step t's shuffling and augmentation draw from
 derive_seed(seed, order, t, "train"), and its memory from the same condense/shrink seeds as `retrain`.
 
-No mid-order checkpoint is written (it would need the network and optimizer state): an interrupted order is run
-again from its first step on resume; complete orders are kept.
+After every step the order's checkpoint (clbench.protocol.checkpoint) holds the memory, the network's weights
+and the optimizer's state (SGD momentum carries over between experiences), so a killed run resumes at the next
+step with the numbers of an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -64,17 +65,24 @@ class _Recipe(SupervisedPlugin):
     """The recipe's per-experience schedule and augmentation on Avalanche's hooks, seeded by (seed, order, step)."""
 
     def __init__(self, recipe: Any, seed: int, order: int, device: torch.device,
-                 progress: Callable[[int, int], None], check_stop: Callable[[], None]):
+                 progress: Callable[[int, int], None], check_stop: Callable[[], None],
+                 train_loss: Callable[[int, int, int, float], None] | None = None, step: int = 0,
+                 optimizer_state: dict | None = None):
         super().__init__()
         self.recipe, self.seed, self.order, self.device = recipe, seed, order, device
         self.augment = make_augment(recipe.dsa_strategy if recipe.dsa else None)
-        self.progress, self.check_stop = progress, check_stop
-        self.step, self.epoch = 0, 0
+        self.progress, self.check_stop, self.train_loss = progress, check_stop, train_loss
+        self.step, self.epoch = step, 0
+        self.optimizer_state = optimizer_state  # a resumed order's SGD momentum, loaded at its first experience
         self.generator: torch.Generator | None = None
+        self.loss_sum, self.seen = torch.zeros(()), 0
 
     def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
         self.epoch = 0
         self.generator = generator(derive_seed(self.seed, self.order, self.step, "train"), self.device)
+        if self.optimizer_state is not None:  # after Avalanche's first make_optimizer, which clears the state
+            strategy.optimizer.load_state_dict(self.optimizer_state)
+            self.optimizer_state = None
         for group in strategy.optimizer.param_groups:
             group["lr"] = self.recipe.lr
 
@@ -82,6 +90,7 @@ class _Recipe(SupervisedPlugin):
         if self.epoch == int(self.recipe.epochs * self.recipe.decay_at) and self.epoch > 0:
             for group in strategy.optimizer.param_groups:
                 group["lr"] *= 0.1
+        self.loss_sum, self.seen = torch.zeros((), device=self.device), 0
 
     def before_forward(self, strategy: Any, **kwargs: Any) -> None:
         if self.recipe.dsa:
@@ -90,10 +99,15 @@ class _Recipe(SupervisedPlugin):
     def after_training_iteration(self, strategy: Any, **kwargs: Any) -> None:
         if not torch.isfinite(strategy.loss.detach()).all():
             raise NonFiniteError(f"training loss became non-finite at epoch {self.epoch + 1}")
+        if self.train_loss is not None:
+            self.loss_sum += strategy.loss.detach().sum() * len(strategy.mb_y)  # Avalanche's loss has shape [1]
+            self.seen += len(strategy.mb_y)
         self.check_stop()
 
     def after_training_epoch(self, strategy: Any, **kwargs: Any) -> None:
         self.epoch += 1
+        if self.train_loss is not None:
+            self.train_loss(0, self.epoch, self.recipe.epochs, float(self.loss_sum / max(self.seen, 1)))
         self.progress(self.epoch, self.recipe.epochs)
 
     def after_training_exp(self, strategy: Any, **kwargs: Any) -> None:
@@ -109,34 +123,66 @@ def _seeded_cpu_rng(seed: int) -> Iterator[None]:
 
 
 def _tensor_stream(data: Any, classes: list[int], steps: int):
-    """A class-incremental Avalanche benchmark of (image, label, task 0) over the normalised tensors (CPU)."""
+    """A class-incremental Avalanche benchmark of (image, label, task 0) over the normalised tensors (CPU),
+    each training sample carrying its row of data.train_images (clbench.protocol.tensor_batches)."""
     from avalanche.benchmarks import nc_benchmark
     from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dataset as tensors
 
-    train = tensors(data.train_images.cpu(), data.train_labels.cpu())
+    from clbench.protocol.tensor_batches import with_rows
+
+    train = with_rows(tensors(data.train_images.cpu(), data.train_labels.cpu()), "sample_index")
     test = tensors(data.test_images.cpu(), data.test_labels.cpu())
     return nc_benchmark(train, test, n_experiences=steps, task_labels=False, fixed_class_order=classes)
+
+
+def _real_rows(data: Any) -> Callable[[Any], tuple[Tensor, Tensor] | None]:
+    """The storage policy's reader: an experience's images at once, by their rows of the resident tensors."""
+    from clbench.protocol.tensor_batches import rows_of
+
+    def read(dataset: Any) -> tuple[Tensor, Tensor] | None:
+        rows = rows_of(dataset, "sample_index")
+        if rows is None:
+            return None
+        rows = rows.to(data.train_images.device)
+        return data.train_images[rows], data.train_labels[rows]
+
+    return read
 
 
 def run_replay_order(p: Any, order: int, classes: list[int], groups: list[list[int]], data: Any,
                      make_network: Callable[[int], nn.Module], *, step_started: Callable[[int, list[int]], None],
                      condense_progress: Callable[[int, int, dict], None],
                      train_progress: Callable[[int, int, int], None], check_stop: Callable[[], None],
-                     step_done: Callable[[dict], None], guard: Callable[[int, str], Any]) -> Memory:
-    """Every step of one order with the replay learner; `step_done(entry)` after each. Returns the memory."""
+                     step_done: Callable[[dict, dict, dict], None], guard: Callable[[int, str], Any],
+                     train_loss: Callable[[int, int, int, float], None] | None = None, start: int = 0,
+                     memory_state: dict[str, Tensor] | None = None, learner_state: dict[str, Any] | None = None,
+                     fast_batches: bool = True) -> Memory:
+    """The steps of one order from step `start` with the replay learner (a resumed order passes the memory, the
+    network's and the optimizer's state after step `start - 1`). After each step: `step_done(entry, memory
+    state, learner state)`, the last two what a checkpoint needs to continue. Returns the memory.
+    `fast_batches=False` keeps Avalanche's sample-by-sample loading (the same numbers; benchmarks/replay.py)."""
     from avalanche.training import Naive
     from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
 
     from clbench.protocol.plugins import step_entry
+    from clbench.protocol.tensor_batches import TensorBatches
     from clbench.strategies.condensed_buffer import CondensedBuffer
     from clbench.strategies.condensed_rehearsal import StepResult
 
     recipe, seed, device = p.recipe, p.config.seed, p.device
     net = make_network(derive_seed(seed, order, 0, "network"))
+    if learner_state is not None:
+        net.load_state_dict(learner_state["network"])
     buffer = CondensedBuffer(p.resolved.new_condenser(), p.budget, num_classes=p.dataset.num_classes, seed=seed,
                              order=order, device=device, make_network=make_network, class_order=classes,
-                             progress=condense_progress, extras={"dataset": p.config.dataset, "profile": p.profile})
-    schedule = _Recipe(recipe, seed, order, device, lambda done, total: train_progress(0, done, total), check_stop)
+                             progress=condense_progress, extras={"dataset": p.config.dataset, "profile": p.profile},
+                             reader=_real_rows(data) if fast_batches else None)
+    if memory_state is not None:
+        buffer.restore(start, Memory.from_state(memory_state, device))
+    batches = [TensorBatches({"sample_index": lambda: (data.train_images, data.train_labels),
+                              "memory_index": lambda: buffer.memory.tensors()})] if fast_batches else []
+    schedule = _Recipe(recipe, seed, order, device, lambda done, total: train_progress(0, done, total), check_stop,
+                       train_loss, start, learner_state["optimizer"] if learner_state is not None else None)
     optimizer = torch.optim.SGD(net.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                 weight_decay=recipe.weight_decay)
     with warnings.catch_warnings():
@@ -145,21 +191,24 @@ def run_replay_order(p: Any, order: int, classes: list[int], groups: list[list[i
     strategy = Naive(model=_Autocast(net, device, recipe.amp), optimizer=optimizer,
                      criterion=nn.CrossEntropyLoss(), train_mb_size=recipe.batch_size, train_epochs=recipe.epochs,
                      eval_mb_size=recipe.eval_batch_size, device=device, evaluator=evaluator,
-                     plugins=[ReplayPlugin(buffer.max_size, storage_policy=buffer), schedule])
+                     plugins=[ReplayPlugin(buffer.max_size, storage_policy=buffer), schedule, *batches])
     benchmark = _tensor_stream(data, classes, len(groups))
     for t, experience in enumerate(benchmark.train_stream):
+        if t < start:
+            continue
         check_stop()
         step_started(t, groups[t])
         with guard(t, buffer.condenser_name):
-            start = time.perf_counter()
+            began = time.perf_counter()
             with _seeded_cpu_rng(derive_seed(seed, order, t, "train")):
                 strategy.train(experience, num_workers=0)
-            seconds = time.perf_counter() - start
+            seconds = time.perf_counter() - began
             seen = [c for g in groups[: t + 1] for c in g]
             mask = torch.isin(data.test_labels, torch.tensor(seen, device=data.test_labels.device))
             accuracy, class_accuracy = evaluate(net, data.test_images[mask], data.test_labels[mask], recipe)
         result = StepResult(t, list(groups[t]), seen, buffer.last_ipc, buffer.sizes(), [accuracy], class_accuracy,
                             buffer.last_condense_seconds, seconds - buffer.last_condense_seconds,
                             jsonable(buffer.last_facts))
-        step_done(step_entry(result))
+        step_done(step_entry(result), buffer.memory.state(),
+                  {"network": net.state_dict(), "optimizer": optimizer.state_dict()})
     return buffer.memory

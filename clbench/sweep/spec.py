@@ -47,7 +47,7 @@ from clbench.core.errors import UsageError
 
 ID_VERSION = "clbench.sweep.job/1"  # salt of every job id: bump it when the meaning of a field changes
 ID_LENGTH = 16  # hex digits of sha256 kept: 64 bits, no collision in any realistic sweep
-NOT_HASHED = ("out", "data_dir", "jobs")  # where and how fast a run goes, not what it computes
+NOT_HASHED = ("out", "data_dir", "jobs", "log")  # where and how fast a run goes, and what it logs: not what it computes
 ORDER_KEYS = ("orders", "first_order")
 LAUNCHERS = ("local", "ray", "slurm")
 SWEEP_KEYS = ("folder", "launcher", "retries", "max_parallel")
