@@ -119,8 +119,8 @@ def test_replay_runs_with_jobs(replay_runs):
 
 
 @pytest.mark.slow
-def test_an_interrupted_replay_order_restarts_from_its_first_step(replay_runs, cli, tmp_path):
-    # a record cut after order 1's first step (as a kill would leave it: no checkpoint for replay)
+def test_a_replay_order_without_its_checkpoint_restarts_from_its_first_step(replay_runs, cli, tmp_path):
+    # a record cut after order 1's first step whose checkpoint is gone (e.g. written by an older clbench)
     source = replay_runs[0]
     record = json.loads(source.read_text())
     record["complete"] = False
