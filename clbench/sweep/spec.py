@@ -21,14 +21,15 @@ A spec (TOML): top-level keys are RunConfig's, as in `clbench run --config`; a l
     iterations = 20000
     [sweep]                     # folder (default sweeps/<spec name>), launcher, retries, max_parallel
     folder = "sweeps/paper"
-    [slurm]                     # partition, time, gpus, cpus_per_task, mem_gb, array_parallelism, additional, setup
-    partition = "gpu"
-    [ray]                       # address, num_cpus, num_gpus, gpus_per_job, cpus_per_job, max_retries
+    [slurm]                     # partition, time, gpus, cpus_per_task, mem_gb, array_parallelism, additional, setup,
+    partition = "gpu"           #   signal_delay_s (warned this long before its time limit, a job requeues itself)
+    [ray]                       # address, num_cpus, num_gpus, gpus_per_job, cpus_per_job, max_retries, spread
 
 A sweep folder:
     .sweep.json                the resolved spec and the job list (what `--attach` reloads)
     jobs/<id>/.job.json        the job's RunConfig
-    jobs/<id>/.status.json     written by the worker: queued, running, done or failed; host, GPU, times, error
+    jobs/<id>/.status.json     written by the worker: queued, running, done or failed; host, engine node, GPU,
+                               times, error; earlier attempts in `history` (what `clbench sweep --status` shows)
     jobs/<id>/<run>.json       the job's run record and, beside it, its memory snapshots
     records/<name>.json        one run record per run configuration, gathered from its jobs
 (The bookkeeping files are hidden so that `clbench compare` on the folder reads only run records.)
