@@ -1,4 +1,4 @@
-"""Session fixtures of the real-engine tests: the one-node Slurm cluster (tests/engines/slurm/cluster.sh), the
+"""Fixtures of the real-engine tests: the one-node Slurm cluster (tests/engines/slurm/cluster.sh), the
 3-node Ray cluster (tests/engines/ray_cluster.py) and the fault-free reference sweep.
 
 Where an engine cannot start (not root, no Debian packages), its tests skip saying why; with
@@ -26,7 +26,7 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # only test_slurm.py: its daemons stop when it ends
 def slurm_cluster():
     """The one-node Slurm cluster, started unless it runs already (then it is left running afterwards);
     SLURM_CONF points this process and the CLI subprocesses at it."""
@@ -51,7 +51,7 @@ def slurm_cluster():
         subprocess.run(["bash", str(SLURM), "stop"], capture_output=True, timeout=120)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # only test_ray.py: the nodes stop when it ends
 def ray_cluster():
     """A head (no CPUs) and two worker nodes of 2 CPUs each, on 127.0.0.1."""
     pytest.importorskip("ray")
