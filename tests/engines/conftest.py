@@ -67,10 +67,16 @@ def ray_cluster():
     shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+_REFERENCE: dict[str, dict] = {}
+
+
+@pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """The fault-free sweep (local process pool): what every faulty sweep must gather, order by order."""
-    folder = tmp_path_factory.mktemp("reference") / "sweep"
-    done = clbench("sweep", str(write_spec(folder)), "--launcher", "local", "--max-parallel", "2")
-    assert done.returncode == 0, done.stdout + done.stderr
-    return outcome(folder)
+    """The fault-free sweep (local process pool): what every faulty sweep must gather, order by order. Run once
+    per session; module-scoped so that it comes after the cluster fixture (a test that skips costs nothing)."""
+    if "outcome" not in _REFERENCE:
+        folder = tmp_path_factory.mktemp("reference") / "sweep"
+        done = clbench("sweep", str(write_spec(folder)), "--launcher", "local", "--max-parallel", "2")
+        assert done.returncode == 0, done.stdout + done.stderr
+        _REFERENCE["outcome"] = outcome(folder)
+    return _REFERENCE["outcome"]

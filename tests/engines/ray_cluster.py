@@ -30,9 +30,10 @@ class RayCluster:
 
     def _start(self, name: str, *args: str) -> subprocess.Popen:
         log = open(self.folder / f"{name}.log", "w")
+        # a small object store: jobs return a path, and a container's /dev/shm may be tiny
         return subprocess.Popen([str(RAY), "start", "--node-ip-address=127.0.0.1", "--disable-usage-stats",
-                                 "--block", *args], env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                 "--object-store-memory=100000000", "--block", *args],
+                                env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def start(self, workers: int = 2, cpus_per_worker: int = 2, timeout: float = 120) -> "RayCluster":
         self.head = self._start("head", "--head", f"--port={BASE_PORT}", f"--ray-client-server-port={BASE_PORT + 1}",
