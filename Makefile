@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-setup: $(STAMP) data engines
+setup: $(STAMP) data
 
 # Debian's copy of the real Fashion-MNIST, where the machine allows it (root and apt); skipped otherwise.
 data:
@@ -41,7 +41,7 @@ run: setup
 	$(VENV)/bin/clbench compare $(DEMO_OUT)
 
 # The whole suite (what CI runs), after the linter: a lint error fails the build.
-test: setup lint
+test: setup engines lint
 	$(VENV)/bin/python -m pytest
 
 # Everyday work: the suite without the end-to-end CLI runs (`slow`), after the linter.

@@ -231,6 +231,11 @@ def test_bad_run_configuration_fails_before_anything_runs(tmp_path):
     assert not (tmp_path / "s" / "jobs").exists()
     with pytest.raises(UsageError, match="unknown keys in \\[ray\\]: gpu"):
         make_launcher("ray", sw.parse_spec({"ray": {"gpu": 1}}, folder=tmp_path))
+    # a step count that does not divide the dataset's classes is refused on the driver, not in each job
+    spec = sw.parse_spec({"dataset": "digits", "steps": 3}, folder=tmp_path / "t")
+    with pytest.raises(UsageError, match="--steps 3 does not divide the 10 classes"):
+        driver.plan(spec, "local")
+    assert not (tmp_path / "t" / "jobs").exists()
 
 
 def test_engines_are_not_imported_by_clbench_or_the_cli():

@@ -274,6 +274,8 @@ def expand(spec: SweepSpec) -> list[Job]:
 
 def check_runs(spec: SweepSpec) -> None:
     """What `prepare` would reject, without loading a dataset: fail on the driver, not in a queued job."""
+    from clbench.data.datasets import DATASETS
+    from clbench.data.streams import split_classes
     from clbench.nets.networks import NETWORKS
     from clbench.protocol import config as cfg
     from clbench.protocol.resolve import condenser_and_options, train_recipe
@@ -286,3 +288,4 @@ def check_runs(spec: SweepSpec) -> None:
             condenser_and_options(config.condenser, config.opt, profile)
             train_recipe(config.train, profile)
         NETWORKS.check(config.network, where="network")
+        split_classes(list(range(DATASETS.get(config.dataset).num_classes)), config.steps)
