@@ -27,6 +27,10 @@ from clbench.report.stats import TEST_NAME, paired_difference
 
 KEY_FIELDS = ("dataset", "steps", "memory", "condenser", "profile", "learner")  # never pooled across
 CONFIDENCE = 0.95
+# Options a condenser gained after some of its records were written, whose new default computes something
+# else than those records did: the value such a record ran with (DDM before its fidelity options: pre-ReLU
+# taps, unscaled weights). Any other option a record lacks ran as the option's default does now.
+LEGACY_OPTIONS = {"ddm": {"style_tap": "pre_relu", "balance": "none"}}
 
 
 # -- grouping ----------------------------------------------------------------------------------------------
@@ -49,27 +53,31 @@ def _recipe_and_options(config: dict[str, Any]) -> dict[str, Any]:
     flat = {f"train.{k}": v for k, v in sorted((config.get("train") or {}).items())}
     flat.update({f"opt.{k}": v for k, v in sorted((config.get("condenser_options") or {}).items())})
     # What records written before a key was added ran with, so that they pool with new runs of the same settings.
-    options = _option_names(config.get("condenser"))
+    options = _option_defaults(config.get("condenser"), config.get("profile"))
     for key, value in RECORD_DEFAULTS.items():
         section, _, name = key.partition(".")
         if section == "train" and config.get("train") and f"train.{name}" not in flat:
             flat[f"train.{name}"] = value
-        if section == "condenser_options" and name in options and f"opt.{name}" not in flat:
-            flat[f"opt.{name}"] = value
-    return flat
+    if config.get("condenser_options") is not None:
+        legacy = LEGACY_OPTIONS.get(str(config.get("condenser")), {})
+        for name, value in options.items():
+            flat.setdefault(f"opt.{name}", legacy.get(name, value))
+    return dict(sorted(flat.items()))
 
 
-def _option_names(condenser: Any) -> frozenset[str]:
-    """The option names of a condenser as installed now (none where it is not installed)."""
+def _option_defaults(condenser: Any, profile: Any) -> dict[str, Any]:
+    """A condenser's options as installed now, at their defaults for `profile` (none where it is not installed)."""
     import dataclasses
 
     from clbench.condensers import get_condenser
+    from clbench.core.options import build_options
 
     try:
         options = get_condenser(str(condenser)).Options
-        return frozenset(f.name for f in dataclasses.fields(options)) if options else frozenset()
+        built = build_options(options, {}, "quick" if profile == "quick" else "paper")
+        return {f.name: json.loads(json.dumps(getattr(built, f.name))) for f in dataclasses.fields(options)}
     except Exception:  # a plugin that is not installed, or a record without a condenser: nothing to fill in
-        return frozenset()
+        return {}
 
 
 def _frozen(d: dict[str, Any]) -> tuple:
