@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from clbench.core.errors import NonFiniteError, UsageError
 from clbench.core.seeding import derive_seed, generator
+from clbench.core.speed import tf32
 from clbench.memory.store import Memory
 from clbench.nets.augment import make_augment
 from clbench.records.record import jsonable
@@ -200,7 +201,8 @@ def run_replay_order(p: Any, order: int, classes: list[int], groups: list[list[i
         step_started(t, groups[t])
         with guard(t, buffer.condenser_name):
             began = time.perf_counter()
-            with _seeded_cpu_rng(derive_seed(seed, order, t, "train")):
+            # the recipe's TF32 switch (off: full fp32 on CUDA, the reference); condensation sets its own
+            with _seeded_cpu_rng(derive_seed(seed, order, t, "train")), tf32(recipe.tf32, device):
                 strategy.train(experience, num_workers=0)
             seconds = time.perf_counter() - began
             seen = [c for g in groups[: t + 1] for c in g]
