@@ -70,14 +70,19 @@ def clbench_epochs(net, images, labels, recipe: TrainRecipe, augment, epochs: in
     return train_network(net, images, labels, dataclasses.replace(recipe, epochs=epochs), augment, gen)
 
 
-def measure(case: dict, variants: dict[str, Callable], recipes: dict[str, TrainRecipe], args) -> dict[str, float]:
-    """Median seconds per epoch of each variant; variants interleaved within every repeat."""
+def _memory(case: dict, args):
+    """The device, (channels, size, classes), a random memory of the case's shape and size, and the DSA."""
     device = torch.device(args.device)
     c, s, k = SHAPES[case["shape"]]
     gen = torch.Generator().manual_seed(0)
     images = torch.randn(case["n"], c, s, s, generator=gen).to(device)
     labels = torch.randint(0, k, (case["n"],), generator=gen).to(device)
-    augment = make_augment(TrainRecipe().dsa_strategy)
+    return device, (c, s, k), images, labels, make_augment(TrainRecipe().dsa_strategy)
+
+
+def measure(case: dict, variants: dict[str, Callable], recipes: dict[str, TrainRecipe], args) -> dict[str, float]:
+    """Median seconds per epoch of each variant; variants interleaved within every repeat."""
+    device, (c, s, k), images, labels, augment = _memory(case, args)
     times: dict[str, list[float]] = {name: [] for name in variants}
     for r in range(args.repeats + 1):  # repeat 0 warms up (kernel selection, allocator), not counted
         for name, run in variants.items():
@@ -94,12 +99,7 @@ def measure(case: dict, variants: dict[str, Callable], recipes: dict[str, TrainR
 def measure_networks(case: dict, args) -> dict[str, float]:
     """Median seconds per epoch of `args.networks` networks trained one after the other and in one batched
     pass (fp32, every other switch off), interleaved within every repeat."""
-    device = torch.device(args.device)
-    c, s, k = SHAPES[case["shape"]]
-    gen = torch.Generator().manual_seed(0)
-    images = torch.randn(case["n"], c, s, s, generator=gen).to(device)
-    labels = torch.randint(0, k, (case["n"],), generator=gen).to(device)
-    augment = make_augment(TrainRecipe().dsa_strategy)
+    device, (c, s, k), images, labels, augment = _memory(case, args)
     times: dict[str, list[float]] = {"sequential": [], "batched": []}
     for r in range(args.repeats + 1):  # repeat 0 warms up
         for name in times:
