@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
-from clbench.protocol.config import RunConfig
 from clbench.records.record import load_record
+from tests.conftest import run_parallel_and_sequential
 
 TINY_CONFIG = dict(condenser="herding", dataset="digits", steps=5, orders=2, memory="5ipc", networks_per_step=1,
                    train={"epochs": 2}, device="cpu", profile="quick")
@@ -18,18 +17,7 @@ def outcome(record: dict) -> list:
 
 @pytest.mark.slow
 def test_jobs_2_gives_the_sequential_record(tmp_path):
-    from clbench.protocol.continual import run
-
-    # CPU numbers depend on the intra-op thread count: --jobs 2 gives each order half of the threads, so the
-    # sequential reference runs with that many too.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)  # --jobs 2 then gives each order one thread
-    try:
-        path, parallel = run(RunConfig(out=str(tmp_path / "par"), jobs=2, **TINY_CONFIG))
-        torch.set_num_threads(1)
-        _, sequential = run(RunConfig(out=str(tmp_path / "seq"), **TINY_CONFIG))
-    finally:
-        torch.set_num_threads(threads)
+    (path, parallel), (_, sequential) = run_parallel_and_sequential(tmp_path, **TINY_CONFIG)
     assert parallel["complete"] and [o["order"] for o in parallel["orders"]] == [0, 1]
     assert parallel["environment"]["threads_per_order"] == 1
     assert outcome(parallel) == outcome(sequential)

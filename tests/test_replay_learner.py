@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import run_parallel_and_sequential
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--dataset", "digits", "--steps", "2", "--orders", "2", "--memory", "3ipc", "--width", "8",
         "--train", "epochs=1", "--device", "cpu", "--profile", "quick", "--condenser", "random"]
@@ -73,18 +75,7 @@ TINY_CONFIG = dict(condenser="random", dataset="digits", steps=2, orders=2, memo
 @pytest.fixture(scope="module")
 def replay_runs(tmp_path_factory):
     """The same tiny replay run with --jobs 2 and sequentially, one thread per order in both (as test_jobs)."""
-    from clbench.protocol.config import RunConfig
-    from clbench.protocol.continual import run
-
-    folder = tmp_path_factory.mktemp("replay")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)  # --jobs 2 then gives each order one thread
-    try:
-        parallel, _ = run(RunConfig(out=str(folder / "jobs"), jobs=2, **TINY_CONFIG))
-        torch.set_num_threads(1)
-        sequential, _ = run(RunConfig(out=str(folder / "seq"), **TINY_CONFIG))
-    finally:
-        torch.set_num_threads(threads)
+    (parallel, _), (sequential, _) = run_parallel_and_sequential(tmp_path_factory.mktemp("replay"), **TINY_CONFIG)
     return sequential, parallel
 
 
