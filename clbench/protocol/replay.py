@@ -33,7 +33,7 @@ from clbench.core.speed import tf32
 from clbench.memory.store import Memory
 from clbench.nets.augment import make_augment
 from clbench.records.record import jsonable
-from clbench.training.recipe import autocast, evaluate
+from clbench.training.recipe import autocast, decay_lr, evaluate
 
 RETRAIN_ONLY = ("micro_batch", "compile", "channels_last")  # recipe switches of the from-scratch trainer
 
@@ -88,9 +88,7 @@ class _Recipe(SupervisedPlugin):
             group["lr"] = self.recipe.lr
 
     def before_training_epoch(self, strategy: Any, **kwargs: Any) -> None:
-        if self.epoch == int(self.recipe.epochs * self.recipe.decay_at) and self.epoch > 0:
-            for group in strategy.optimizer.param_groups:
-                group["lr"] *= 0.1
+        decay_lr(strategy.optimizer, self.recipe, self.epoch)
         self.loss_sum, self.seen = torch.zeros((), device=self.device), 0
 
     def before_forward(self, strategy: Any, **kwargs: Any) -> None:

@@ -35,6 +35,7 @@ from clbench.training.recipe import (
     accuracy,
     autocast,
     compiled,
+    decay_lr,
     per_class_accuracy,
     predict,
     train_network,
@@ -112,12 +113,9 @@ def _train_stacked(nets: list[nn.Module], images: Tensor, labels: Tensor, recipe
     optimizer = torch.optim.SGD(list(params.values()), lr=recipe.lr, momentum=recipe.momentum,
                                 weight_decay=recipe.weight_decay)
     chunk = recipe.micro_batch if 0 < recipe.micro_batch < recipe.batch_size else recipe.batch_size
-    decay_epoch = int(recipe.epochs * recipe.decay_at)
     last = [float("nan")] * count
     for epoch in range(recipe.epochs):
-        if epoch == decay_epoch and epoch > 0:
-            for group in optimizer.param_groups:
-                group["lr"] *= 0.1
+        decay_lr(optimizer, recipe, epoch)
         orders = torch.stack([torch.randperm(n, generator=g, device=g.device).to(device) for g in generators])
         epoch_loss = torch.zeros(count, device=device)
         for start in range(0, n, recipe.batch_size):

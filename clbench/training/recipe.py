@@ -120,6 +120,13 @@ def _chunk_size(net: nn.Module, recipe: TrainRecipe) -> int:
     return recipe.micro_batch
 
 
+def decay_lr(optimizer: torch.optim.Optimizer, recipe: TrainRecipe, epoch: int) -> None:
+    """The recipe's one lr step, at the start of epoch int(epochs * decay_at) (never the first): lr x 0.1."""
+    if epoch == int(recipe.epochs * recipe.decay_at) and epoch > 0:
+        for group in optimizer.param_groups:
+            group["lr"] *= 0.1
+
+
 def train_network(
     net: nn.Module,
     images: Tensor,
@@ -154,14 +161,11 @@ def _train(net: nn.Module, images: Tensor, labels: Tensor, recipe: TrainRecipe, 
     optimizer = torch.optim.SGD(
         net.parameters(), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
     )
-    decay_epoch = int(recipe.epochs * recipe.decay_at)
     n = images.shape[0]
     net.train()
     last_loss = float("nan")
     for epoch in range(recipe.epochs):
-        if epoch == decay_epoch and epoch > 0:
-            for group in optimizer.param_groups:
-                group["lr"] *= 0.1
+        decay_lr(optimizer, recipe, epoch)
         order = torch.randperm(n, generator=generator, device=generator.device).to(device)
         epoch_loss = torch.zeros((), device=device)
         for start in range(0, n, recipe.batch_size):
