@@ -9,6 +9,7 @@ that both ran. The metrics themselves come from clbench.records.summary, as a re
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -53,7 +54,7 @@ def _recipe_and_options(config: dict[str, Any]) -> dict[str, Any]:
     flat = {f"train.{k}": v for k, v in sorted((config.get("train") or {}).items())}
     flat.update({f"opt.{k}": v for k, v in sorted((config.get("condenser_options") or {}).items())})
     # What records written before a key was added ran with, so that they pool with new runs of the same settings.
-    options = _option_defaults(config.get("condenser"), config.get("profile"))
+    options = _option_defaults(str(config.get("condenser")), str(config.get("profile")))
     for key, value in RECORD_DEFAULTS.items():
         section, _, name = key.partition(".")
         if section == "train" and config.get("train") and f"train.{name}" not in flat:
@@ -65,8 +66,10 @@ def _recipe_and_options(config: dict[str, Any]) -> dict[str, Any]:
     return dict(sorted(flat.items()))
 
 
+@functools.lru_cache(maxsize=None)
 def _option_defaults(condenser: Any, profile: Any) -> dict[str, Any]:
-    """A condenser's options as installed now, at their defaults for `profile` (none where it is not installed)."""
+    """A condenser's options as installed now, at their defaults for `profile` (none where it is not installed).
+    Cached: a compare reads many records of few condensers (callers only read the dict)."""
     import dataclasses
 
     from clbench.condensers import get_condenser
