@@ -98,3 +98,36 @@ def test_training_without_dsa_leaves_the_condensers_augmentation_on(cli, tmp_pat
     facts = record["orders"][0]["steps"][0]["condenser_facts"]
     assert facts == {"augment": "DSA", "strategy": "color_crop_cutout_flip_scale_rotate"}
     assert record["config"]["train"]["dsa"] is False
+
+
+def _commands(group, path=()):
+    """Every (command path, click command) below the group, the group's own subgroups included."""
+    import click
+
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*path, name))
+        else:
+            yield (*path, name), command
+
+
+def test_help_shows_every_bracket_of_every_help_text(cli, monkeypatch):
+    """The help renderer reads [..] as markup and silently drops it ('[default: random]', '[opt]' vanished from
+    `run --help`); every help text's literal brackets must reach the screen."""
+    import re
+
+    import typer
+
+    from clbench.cli import app
+
+    monkeypatch.setenv("COLUMNS", "1000")  # no wrapping inside the option table
+    checked = 0
+    for path, command in _commands(typer.main.get_command(app)):
+        code, out, _ = cli(*path, "--help")
+        assert code == 0, path
+        for param in command.params:
+            text = (getattr(param, "help", None) or "").replace("\\[", "[")
+            for bracketed in re.findall(r"\[[^\]]*\]", text):
+                assert bracketed in out, (path, param.name, bracketed)
+                checked += 1
+    assert checked >= 3  # run's --config and --log, at least, have brackets
