@@ -124,7 +124,7 @@ def condenser_options(cls: type, name: str, opt: dict[str, Any], profile: str, f
     addons = [key for key in opt if key in ADDON_SWITCHES]
     if addons and not (isinstance(options_type, type) and issubclass(options_type, AddOnOptions)):
         raise UsageError(f"condenser {name!r} cannot take the add-on {addons[0]!r}: the add-ons (sm, icd) apply to "
-                         f"distribution-matching condensers (dm, ddm, or a plugin built on "
+                         f"distribution-matching condensers (dm, ddm, datadam, idm, or a plugin built on "
                          f"clbench.condensers.dm.DM)")
     if options_type is None:
         if opt:

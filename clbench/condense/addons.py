@@ -2,7 +2,7 @@
 
 The seed paper's Table 5 shows style matching is orthogonal to the matching objective, so in clbench it is an
 add-on, not a condenser: a DM-family condenser (clbench.condensers.dm.DM and what derives from it: `ddm`,
-`datadam`, a user's plugin) computes its own base terms from per-class statistics, and each add-on switched
+`datadam`, `idm`, a user's plugin) computes its own base terms from per-class statistics, and each add-on switched
 on in its options asks the same forward pass for what it needs (SM: the style taps' batch-averaged maps and
 Gram matrices; ICD: the synthetic images' embeddings, always kept) and returns its terms per class with their
 weights. `ddm` is `dm` with both add-ons on by default.
