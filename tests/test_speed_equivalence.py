@@ -113,10 +113,16 @@ def test_every_speed_switch_is_a_documented_recipe_option():
 
 
 def test_speed_helpers():
-    assert threads_per_job(1, cores=2) == 2
-    assert threads_per_job(2, cores=2) == 1
-    assert threads_per_job(3, cores=2) == 1
-    assert threads_per_job(2, cores=16) == 8
+    assert threads_per_job(1, threads=2) == 2
+    assert threads_per_job(2, threads=2) == 1
+    assert threads_per_job(3, threads=2) == 1
+    assert threads_per_job(2, threads=16) == 8
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)  # the default follows torch's thread count (OMP_NUM_THREADS), not the cores
+    try:
+        assert threads_per_job(2) == 2
+    finally:
+        torch.set_num_threads(before)
     with pytest.raises(ValueError):
         threads_per_job(0)
     assert bf16_is_fast(torch.device("meta")) is False

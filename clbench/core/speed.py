@@ -146,8 +146,10 @@ def fast_train_options(device: torch.device) -> dict[str, Any]:
             "eval_batch_size": CPU_EVAL_BATCH}
 
 
-def threads_per_job(jobs: int, cores: int | None = None) -> int:
-    """Intra-op threads for each of `jobs` processes sharing the cores (at least 1)."""
+def threads_per_job(jobs: int, threads: int | None = None) -> int:
+    """Intra-op threads for each of `jobs` processes sharing this process's `threads` (default: torch's current
+    count, which follows OMP_NUM_THREADS and torch.set_num_threads rather than the cores), at least 1. CPU
+    numbers depend on the thread count, so a sequential run reproduces a `--jobs N` run at this count."""
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
-    return max(1, (usable_cores() if cores is None else cores) // jobs)
+    return max(1, (torch.get_num_threads() if threads is None else threads) // jobs)

@@ -14,9 +14,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from clbench.core.errors import AlreadyComplete, ClbenchError, Interrupted, OutputError, UsageError
+from clbench.core.speed import threads_per_job
 from clbench.protocol import config as cfg
 from clbench.protocol.checkpoint import (
     OrderState,
@@ -106,7 +105,7 @@ class RunSession:
 
         self.p, self.path, self.record, self.states, self.reporter = p, path, record, states, reporter
         self.jobs = p.config.jobs
-        self.threads = max(1, torch.get_num_threads() // self.jobs)
+        self.threads = threads_per_job(self.jobs)
         self.entries: dict[int, dict[str, Any]] = {}
         for order, state in states.items():
             if state.complete_entry is not None:
