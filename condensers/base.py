@@ -5,7 +5,6 @@ A condenser is a class with a `name`, an `Options` dataclass (see `clbench.core.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
@@ -54,6 +53,7 @@ class CondenseTask:
     extras: dict[str, Any] = field(default_factory=dict)  # harness facts (dataset name, speed switches)
 
     def class_images(self, c: int) -> Tensor:
+        """The real images of class `c` (a masked copy; for many passes over every class, `class_indices`)."""
         return self.images[self.labels == c]
 
     def class_indices(self) -> dict[int, Tensor]:
@@ -121,9 +121,6 @@ class Condenser:
         """Indices (into `images`, one class's memory) of the `keep` images to retain (`keep` counts training
         images: budget images times `expansion`)."""
         return torch.randperm(images.shape[0], generator=generator, device=generator.device)[:keep].sort().values
-
-    def options_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self.options)
 
 
 CONDENSERS: Registry[type[Condenser]] = Registry("condenser", entry_point_group="clbench.condensers")

@@ -213,7 +213,3 @@ def build_options(options_type: type, overrides: Mapping[str, Any], profile: str
     if callable(validate):
         validate()  # checks across fields; raises UsageError
     return options
-
-
-def as_dict(options: Any) -> dict[str, Any]:
-    return dataclasses.asdict(options)

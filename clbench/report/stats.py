@@ -8,8 +8,8 @@ t interval of the mean difference. Pure functions on arrays, no records.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -28,9 +28,6 @@ class PairedDifference:
     p_value: float | None
     confidence: float
     test: str = TEST_NAME
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def paired_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> PairedDifference:
