@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from clbench.core.errors import UsageError
-from clbench.report.rows import Group, _differing, _hardware, group_records
+from clbench.report.rows import Group, differing_settings, group_records, hardware_label
 
 FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 
@@ -37,7 +37,7 @@ def protocol_title(records: list[dict[str, Any]]) -> str:
             f"{_common_or_mixed(c.get('steps') for c in configs)} steps · "
             f"memory {_common_or_mixed(c.get('memory') for c in configs)} · "
             f"profile {_common_or_mixed(c.get('profile') for c in configs)} · "
-            f"{_common_or_mixed(_hardware(r) for r in records)}")
+            f"{_common_or_mixed(hardware_label(r) for r in records)}")
 
 
 def _labels(groups: list[Group]) -> list[str]:
@@ -51,7 +51,7 @@ def _labels(groups: list[Group]) -> list[str]:
                 label += f" {name}={g.key[i]}"
         same_key = [h for h in groups if h.key == g.key]
         if len(same_key) > 1:
-            label += f" [{_differing([h.variant for h in same_key], g.variant)}]"
+            label += f" [{differing_settings([h.variant for h in same_key], g.variant)}]"
         labels.append(label)
     return labels
 

@@ -119,14 +119,15 @@ class Group:
                 for k, a in enumerate(order_final_accuracies(entry))}
 
     def hardware(self) -> list[str]:
-        return sorted({_hardware(r) for r in self.records})
+        return sorted({hardware_label(r) for r in self.records})
 
     def curve(self) -> list[dict[str, float]]:
         """Accuracy after each step, pooled over every order that reached it: classes seen, mean, std, n."""
         return [p for p in accuracy_curve(list(self.orders.values())) if p["n"]]
 
 
-def _hardware(record: dict[str, Any]) -> str:
+def hardware_label(record: dict[str, Any]) -> str:
+    """The machine a record's times come from: "<device name> (<device kind>)", e.g. "NVIDIA H100 (cuda)"."""
     env = record.get("environment") or {}
     name = env.get("device_name") or "unknown hardware"
     device = env.get("device") or record["config"].get("device") or ""
@@ -172,7 +173,8 @@ def compress_ids(ids: Iterable[int]) -> str:
     return ",".join(parts)
 
 
-def _differing(variants: list[dict[str, Any]], mine: dict[str, Any]) -> str:
+def differing_settings(variants: list[dict[str, Any]], mine: dict[str, Any]) -> str:
+    """`mine`'s values of the settings that differ among `variants`: "k=v k2=v2" (what tells rows apart)."""
     keys = sorted({k for v in variants for k in v if any(v.get(k) != w.get(k) for w in variants)})
     return " ".join(f"{k}={mine.get(k)}" for k in keys)
 
@@ -240,7 +242,7 @@ def summary_rows(records: list[dict[str, Any]], baseline: str | None = None) -> 
         if len(indices) > 1:
             variants = [groups[i].variant for i in indices]
             for i in indices:
-                rows[i]["variant"] = _differing(variants, groups[i].variant)
+                rows[i]["variant"] = differing_settings(variants, groups[i].variant)
                 rows[i]["notes"].append(
                     f"{groups[i].condenser} on {_protocol_words(groups[i])} was run with different settings; "
                     f"each setting has its own row (not pooled)")
@@ -284,7 +286,7 @@ def _add_baseline(groups: list[Group], rows: list[dict[str, Any]], baseline: str
         if len(matches) > 1:
             row["notes"].append(
                 f"{baseline} has {len(matches)} settings for {_protocol_words(g)} "
-                f"({' | '.join(_differing([m.variant for m in matches], m.variant) for m in matches)}); "
+                f"({' | '.join(differing_settings([m.variant for m in matches], m.variant) for m in matches)}); "
                 f"no single baseline to pair with")
             continue
         base = matches[0]
@@ -368,7 +370,7 @@ def static_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             train += sum(float(s["train_seconds"].get(name, 0.0)) for s in done)
         row = dict(zip(STATIC_KEY_FIELDS, key))
         siblings = by_condenser[_without_ipc(full)]
-        differs = _differing(siblings, variants[full]) if len(siblings) > 1 else ""
+        differs = differing_settings(siblings, variants[full]) if len(siblings) > 1 else ""
         if differs:
             row["condenser"] = f"{row['condenser']} [{differs}]"
         mean, std = mean_std(values)
