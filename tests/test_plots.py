@@ -66,6 +66,23 @@ def test_curve_names_what_differs_between_lines():
     assert "memory mixed (10ipc, 20ipc)" in fig.get_suptitle() and "Other GPU" in fig.get_suptitle()
 
 
+def test_one_condenser_named_two_ways_is_one_line(cli, tmp_path):
+    """A built-in given by name and by module:Class, and a plugin whose record names it by its entry point:
+    one line each, pooling both records' orders, in `clbench plot curve` as in compare."""
+    by_path = make_record("clbench.condensers.dm:DM", {2: DM[0]})
+    plugin = {**make_record("mypkg.cond:Mine", HERDING), "condenser_source": {"name": "mine"}}
+    fig = curve_figure([make_record("dm", DM), by_path, make_record("mine", HERDING), plugin])
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    assert set(lines) == {"dm", "mine"}
+    pooled = [[90, 80, 100, 90, 90, 80], [70, 60, 60, 70, 70, 60], [50, 40, 45, 35, 50, 40]]
+    assert np.allclose(lines["dm"].get_ydata(), [np.mean(a) for a in pooled])
+    for name, record in (("a", make_record("dm", DM)), ("b", by_path)):
+        atomic_write_json(tmp_path / f"{name}.json", record)
+    code, _, err = cli("plot", "curve", str(tmp_path), "--out", str(tmp_path / "c.svg"))
+    assert code == 0, err
+    assert (tmp_path / "c.svg").read_text().count("clbench.condensers.dm") == 0  # the legend says dm only
+
+
 def test_curve_without_records_is_a_usage_error():
     with pytest.raises(UsageError):
         curve_figure([])

@@ -22,6 +22,7 @@ def compare(
     from clbench.core.errors import UsageError
     from clbench.records.record import find_records
     from clbench.report.compare import FORMATS, print_table, summary_rows
+    from clbench.report.rows import canonical_records
 
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
@@ -31,7 +32,7 @@ def compare(
         typer.echo(f"warning: {warning}", err=True)
     if not records:
         raise UsageError(f"no run records found in {', '.join(roots)}; run `clbench run` first or give a record path")
-    found = [_canonical(r) for _, r in records]
+    found = canonical_records(r for _, r in records)
     if baseline is not None:
         from clbench.condensers import canonical_name
 
@@ -56,16 +57,3 @@ def compare(
         save_figure(curve_figure(continual), plot)
         typer.echo(f"curve: {plot}", err=True)
 
-
-def _canonical(record: dict) -> dict:
-    """The record with its condenser keyed by one canonical name (the same plugin given by entry-point name
-    and by module:Class is one condenser): the name its record's condenser_source holds, else computed."""
-    from clbench.condensers import canonical_name
-
-    source = record.get("condenser_source")
-    name = source.get("name") if isinstance(source, dict) else None
-    given = record["config"].get("condenser")
-    name = name if isinstance(name, str) else canonical_name(given) if isinstance(given, str) else given
-    if name == given:
-        return record
-    return {**record, "config": {**record["config"], "condenser": name}}

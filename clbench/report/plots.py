@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from clbench.core.errors import UsageError
-from clbench.report.rows import Group, differing_settings, group_records, hardware_label
+from clbench.report.rows import Group, canonical_records, differing_settings, group_records, hardware_label
 
 FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
 
@@ -57,10 +57,11 @@ def _labels(groups: list[Group]) -> list[str]:
 
 
 def curve_figure(records: list[dict[str, Any]], title: str | None = None):
-    """Accuracy (%) against the number of classes seen: one line per condenser (and protocol), ± std band."""
+    """Accuracy (%) against the number of classes seen: one line per condenser (and protocol), ± std band; a
+    condenser named two ways (entry point, module:Class) is one line."""
     if not records:
         raise UsageError("no records to plot")
-    groups = group_records(records)
+    groups = group_records(canonical_records(records))
     fig = _new_figure(6.4, 4.4)
     ax = fig.add_subplot()
     ticks: set[int] = set()

@@ -35,6 +35,22 @@ LEGACY_OPTIONS = {"ddm": {"style_tap": "pre_relu", "balance": "none"}}
 
 
 # -- grouping ----------------------------------------------------------------------------------------------
+def canonical_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records with each condenser keyed by one name, so that a plugin given by its entry-point name in one
+    run and by module:Class in another is one condenser: the name its record's condenser_source holds, else
+    clbench.condensers.canonical_name of the name given. The records themselves are left unchanged."""
+    from clbench.condensers import canonical_name
+
+    out = []
+    for record in records:
+        source = record.get("condenser_source")
+        name = source.get("name") if isinstance(source, dict) else None
+        given = record["config"].get("condenser")
+        name = name if isinstance(name, str) else canonical_name(given) if isinstance(given, str) else given
+        out.append(record if name == given else {**record, "config": {**record["config"], "condenser": name}})
+    return out
+
+
 def protocol_key(record: dict[str, Any]) -> tuple:
     c = {"learner": "retrain", **record["config"]}  # records from before the learners were all retrain
     return tuple(c.get(k) for k in KEY_FIELDS)
