@@ -53,6 +53,15 @@ class Raises(Faulty):
         raise RuntimeError("plugin bug on purpose")
 
 
+class OutOfMemory(Faulty):
+    """Runs out of device memory while condensing (a large condensation on a small GPU): not a plugin bug."""
+
+    name = "out-of-memory"
+
+    def fault(self, task: CondenseTask) -> SyntheticSet:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+
 class WrongShape(Faulty):
     """Returns images one pixel too tall."""
 

@@ -367,3 +367,12 @@ def test_out_of_memory_in_training_is_a_clear_error_after_saving(cli, tmp_path, 
     assert code == 1 and last.startswith("error: order 0, step 2") and "out of memory on cpu" in last
     assert "then resume" in last and "Traceback" not in err
     assert [len(o["steps"]) for o in load_record(records_in(tmp_path)[0])["orders"]] == [2]
+
+
+def test_out_of_memory_while_condensing_is_the_out_of_memory_error_not_a_plugin_bug(cli, tmp_path):
+    code, _, err = cli("run", "--condenser", "tests.faulty_condensers:OutOfMemory", "--opt", "at_call=1", *TINY,
+                       "--out", str(tmp_path))
+    last = err.strip().splitlines()[-1]
+    assert code == 1 and last.startswith("error: order 0, step 1") and "out of memory on cpu" in last
+    assert "then resume" in last and "raised" not in err and "Traceback" not in err
+    assert [len(o["steps"]) for o in load_record(records_in(tmp_path)[0])["orders"]] == [1]

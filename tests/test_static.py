@@ -182,3 +182,12 @@ def test_a_variant_keeps_one_name_across_ipc_columns():
     assert names == {(1, "ddm [opt.cm=True opt.mm=True]"), (1, "ddm [opt.cm=False opt.mm=True]"),
                      (10, "ddm [opt.cm=True opt.mm=True]"), (10, "ddm [opt.cm=False opt.mm=True]"),
                      (10, "ddm [opt.cm=True opt.mm=False]")}
+
+
+def test_out_of_memory_while_condensing_is_one_line_saying_what_to_lower(cli, tmp_path) -> None:
+    code, _, err = cli("condense", "--condenser", "tests.faulty_condensers:OutOfMemory", *TINY, "--sets", "2",
+                       "--first-set", "3", "--out", str(tmp_path))
+    last = err.strip().splitlines()[-1]  # the lines above it are the progress display
+    assert code == 1 and "Traceback" not in err and "raised" not in err
+    assert last.startswith("error: set 3: out of memory on cpu (CUDA out of memory")
+    assert last.endswith("with the same command and --first-set 3 --sets 2")

@@ -5,6 +5,10 @@ import torch
 
 from clbench.core.errors import ClbenchError, CondenserError
 
+# Running out of memory says how large the work is for this device, not that the condenser is faulty: it passes
+# through to the caller, which says what to lower.
+OUT_OF_MEMORY = (getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError), MemoryError)
+
 
 def condenser_name(condenser) -> str:
     return getattr(condenser, "name", "") or type(condenser).__name__
@@ -16,7 +20,7 @@ def run_condenser(condenser, task):
     before = fingerprint(task.images), task.labels.clone()
     try:
         result = condenser.condense(task)
-    except ClbenchError:
+    except (ClbenchError, *OUT_OF_MEMORY):
         raise
     except Exception as exc:  # a plugin's own bug: name it, keep the cause
         raise CondenserError(f"condenser {name!r} raised {type(exc).__name__}: {exc}") from exc

@@ -16,17 +16,15 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from clbench.condense.checks import OUT_OF_MEMORY
 from clbench.core.errors import ClbenchError, NonFiniteError, OutputError, UsageError
 from clbench.memory.store import MemoryBudget
 from clbench.protocol import config as cfg
 from clbench.protocol.checkpoint import OrderState, checkpoint_path, save_checkpoint
-from clbench.protocol.plugins import StepRecorder, StepReport
 from clbench.protocol.resolve import PreparedRun, Resolved, resolve
 from clbench.records.record import RecordError
 from clbench.records.schema import OrderEntry, StepEntry
 from clbench.records.snapshots import save_memory
-
-OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
 class Reporter:
@@ -181,6 +179,7 @@ def _retrain_order(p: Prepared, state: OrderState, classes: list[int], benchmark
                    make_network, record_path: Path, run_id: str, hooks: Hooks) -> OrderEntry:
     from clbench.memory.store import Memory
     from clbench.nets.augment import make_augment
+    from clbench.protocol.plugins import StepRecorder, StepReport  # Avalanche: imported by the orders that use it
     from clbench.strategies.condensed_rehearsal import CondensedRehearsal
 
     ds, order = p.dataset, state.order
@@ -253,8 +252,13 @@ def step_errors(p: Prepared, order: int, step: int, classes: list[int], condense
     except ClbenchError as exc:
         raise type(exc)(f"{where}: {exc}") from exc
     except OUT_OF_MEMORY as exc:
-        raise ClbenchError(f"{where}: out of memory on {p.device} ({str(exc).splitlines()[0]}); free the "
-                           f"device or lower the memory budget, --nets or --jobs, then resume") from exc
+        raise out_of_memory(where, p.device, exc, "lower the memory budget, --nets or --jobs, then resume") from exc
+
+
+def out_of_memory(where: str, device: torch.device, exc: BaseException, advice: str) -> ClbenchError:
+    """The one error for running out of memory (condensing or training): where, on which device, what to do."""
+    detail = (str(exc).splitlines() or [type(exc).__name__])[0]
+    return ClbenchError(f"{where}: out of memory on {device} ({detail}); free the device or {advice}")
 
 
 def saving(write: Callable[[], Any], record_path: Path) -> Any:

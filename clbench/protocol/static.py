@@ -22,10 +22,12 @@ from typing import Any, Callable
 import numpy as np
 from torch import Tensor, nn
 
+from clbench.condense.checks import OUT_OF_MEMORY
 from clbench.core.errors import UsageError
 from clbench.core.seeding import derive_seed, generator
 from clbench.nets.augment import DSA
 from clbench.protocol import config as cfg
+from clbench.protocol.orders import out_of_memory
 from clbench.protocol.resolve import PreparedRun, Resolved, resolve
 from clbench.records.record import jsonable, new_run_id
 from clbench.records.snapshots import save_synthetic
@@ -172,7 +174,11 @@ def run_static(config: StaticConfig, reporter: StaticReporter | None = None) -> 
     test_x, test_y = p.dataset.normalised("test", p.device)
     for index in p.sets:
         reporter.set_started(index)
-        entry = run_set(p, index, (train_x, train_y, test_x, test_y), reporter, path)
+        try:
+            entry = run_set(p, index, (train_x, train_y, test_x, test_y), reporter, path)
+        except OUT_OF_MEMORY as exc:
+            advice = f"lower --ipc or --width, then {remaining(p, index)}"
+            raise out_of_memory(f"set {index}", p.device, exc, advice) from exc
         record["sets"].append(entry)
         record["summary"] = summarise_static(record["sets"], record["config"]["eval_nets"])
         writer.write(record)
@@ -181,6 +187,11 @@ def run_static(config: StaticConfig, reporter: StaticReporter | None = None) -> 
     writer.write(record)
     reporter.run_finished(record, path)
     return path, record
+
+
+def remaining(p: PreparedStatic, index: int) -> str:
+    """How to make the sets from `index` on, which the record does not hold yet (a static run is not resumed)."""
+    return f"make the remaining sets with the same command and --first-set {index} --sets {p.sets[-1] - index + 1}"
 
 
 def run_set(p: PreparedStatic, index: int, data: tuple[Tensor, Tensor, Tensor, Tensor], reporter: StaticReporter,
