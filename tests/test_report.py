@@ -232,3 +232,25 @@ def test_compare_cli_baseline_and_plot(cli, tmp_path):
     assert code == 2 and "no record of that condenser" in err and "dm, herding" in err
     code, _, err = cli("compare", str(tmp_path), "--format", "xml")
     assert code == 2 and "--format 'xml'" in err
+
+
+def test_compare_refuses_a_bad_plot_name_before_printing(cli, tmp_path):
+    atomic_write_json(tmp_path / "dm.json", make_record("dm", DM))
+    code, out, err = cli("compare", str(tmp_path), "--plot", str(tmp_path / "curve.gif"))
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "--plot" in err and "curve.gif" in err and ".png" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dm.json"]  # nothing written
+
+
+def test_compare_plot_of_static_records_only_says_nothing_was_drawn(cli, tmp_path):
+    from tests.test_static_compare import _record
+
+    static = {**_record("dm", {}, 70.0, "s"), "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
+              "created": "2026-01-01T00:00:00", "environment": {}, "orders": [], "summary": {}}
+    atomic_write_json(tmp_path / "static.json", static)
+    code, out, err = cli("compare", str(tmp_path), "--plot", str(tmp_path / "curve.png"))
+    assert code == 0, err
+    assert "70.00" in out  # the static table is printed
+    (line,) = [x for x in err.splitlines() if x.strip()]
+    assert "--plot" in line and "static" in line and "no curve" in line
+    assert not (tmp_path / "curve.png").exists()

@@ -26,6 +26,13 @@ def compare(
 
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if plot is not None:
+        from clbench.report.plots import picture_format
+
+        try:
+            picture_format(plot)
+        except UsageError as exc:
+            raise UsageError(f"--plot {exc}") from None
     roots = paths or ["results"]
     records, warnings = find_records(roots)
     for warning in warnings:
@@ -56,4 +63,7 @@ def compare(
 
         save_figure(curve_figure(continual), plot)
         typer.echo(f"curve: {plot}", err=True)
+    elif plot is not None:
+        typer.echo(f"--plot: no curve written to {plot}: these are static records only, which have no accuracy "
+                   f"curve (`clbench plot curve` takes continual run records)", err=True)
 

@@ -16,8 +16,9 @@ def curve(
     """Accuracy against the number of classes seen, one line per condenser with a ± std band."""
     from clbench.core.errors import UsageError
     from clbench.records.record import find_records
-    from clbench.report.plots import curve_figure, save_figure
+    from clbench.report.plots import curve_figure, picture_format, save_figure
 
+    picture_format(out)  # a bad name is refused before any record is read
     records, warnings = find_records(paths)
     for warning in warnings:
         typer.echo(f"warning: {warning}", err=True)
@@ -38,8 +39,9 @@ def memory(
 
     from clbench.core.errors import UsageError
     from clbench.records.record import load_record
-    from clbench.report.plots import memory_figure, save_figure
+    from clbench.report.plots import memory_figure, picture_format, save_figure
 
+    picture_format(out)
     if not Path(path).is_file():
         raise UsageError(f"{path}: give one record file (a .json written by clbench run)")
     record = load_record(path)

@@ -169,14 +169,21 @@ def memory_figure(record: dict[str, Any], record_path: str | Path, order: int | 
     return fig
 
 
+def picture_format(path: str | Path) -> str:
+    """The format a picture file's suffix asks for (.png, .pdf, .svg); a UsageError for any other, so that a
+    command can refuse a bad name before it does any work."""
+    fmt = FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise UsageError(f"{path}: give a file ending in {', '.join(FORMATS)}")
+    return fmt
+
+
 def save_figure(fig, path: str | Path) -> Path:
     """Write the figure atomically; the format follows the suffix (.png, .pdf, .svg)."""
     from clbench.records.record import atomic_write_bytes
 
     path = Path(path)
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise UsageError(f"{path}: give a file ending in {', '.join(FORMATS)}")
+    fmt = picture_format(path)
     buffer = io.BytesIO()
     fig.savefig(buffer, format=fmt, dpi=150)
     try:
