@@ -84,3 +84,19 @@ def test_help_shows_flags_as_flags(cli, monkeypatch):
     assert "--folder" not in out  # the old spelling works but is not advertised
     code, out, _ = cli("run", "--help")
     assert re.search(r"--out\s+-o\s+<str>", out)
+
+
+def test_a_submitted_job_is_pending_in_the_board_and_its_status_file_and_old_folders_read_the_same(tmp_path):
+    from clbench.sweep import spec as sw
+    from clbench.sweep.jobs import JobBoard, mark, read_status
+    from clbench.sweep.status import job_report
+
+    job, old = sw.expand(fake_spec(tmp_path, [0, 1]))
+    board = JobBoard([job, old])
+    board.submitted(job.id)
+    assert board.states[job.id].state == read_status(job.folder)["state"] == job_report(job).state == "pending"
+    assert job_report(old).state == "not started"
+    mark(old.folder, "queued", queued=1.0, attempt=1)  # what a sweep folder of an older clbench holds
+    assert job_report(old).state == "pending"
+    mark(old.folder, "running", started=2.0, host="h")
+    assert job_report(old).state == "running"

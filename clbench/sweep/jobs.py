@@ -101,11 +101,11 @@ def mark(folder: Path, state: str, **info: Any) -> dict[str, Any]:
     previous = read_status(folder)
     history = list(previous.pop("history", []))
     before = previous.pop("state", None)
-    starts_attempt = {"queued": ("running", "done", "failed"), "running": ("running", "done", "failed")}
+    starts_attempt = {"pending": ("running", "done", "failed"), "running": ("running", "done", "failed")}
     if before in starts_attempt.get(state, ()):  # a new attempt: the last one goes to the history
         history.append({"state": before, **previous})
         previous = {}
-    elif state == "queued":
+    elif state == "pending":
         previous = {}
     status = {**previous, "state": state, **info, "history": history}
     atomic_write_json(folder / STATUS_FILE, status)
@@ -275,8 +275,8 @@ class JobBoard:
         entry.attempts += 1
         entry.started = entry.ended = None
         entry.error = entry.log = None
-        entry.state, entry.detail = "pending", "queued" if entry.attempts == 1 else f"retry {entry.attempts - 1}"
-        mark(self.jobs[job_id].folder, "queued", queued=time.time(), attempt=entry.attempts)
+        entry.state, entry.detail = "pending", "submitted" if entry.attempts == 1 else f"retry {entry.attempts - 1}"
+        mark(self.jobs[job_id].folder, "pending", queued=time.time(), attempt=entry.attempts)
         self.tick()
         return entry.attempts
 

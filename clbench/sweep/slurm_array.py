@@ -65,7 +65,7 @@ class SlurmEntry:
         try:
             return self.execute(job)
         except SystemExit:  # submitit's exit after requeueing the task
-            mark(job.folder, "queued", queued=time.time(), note="requeued by Slurm (time limit or preemption)")
+            mark(job.folder, "pending", queued=time.time(), note="requeued by Slurm (time limit or preemption)")
             raise
 
     def checkpoint(self, job: Job) -> Any:

@@ -28,8 +28,9 @@ A spec (TOML): top-level keys are RunConfig's, as in `clbench run --config`; a l
 A sweep folder:
     .sweep.json                the resolved spec and the job list (what `--attach` reloads)
     jobs/<id>/.job.json        the job's RunConfig
-    jobs/<id>/.status.json     written by the worker: queued, running, done or failed; host, engine node, GPU,
-                               times, error; earlier attempts in `history` (what `clbench sweep --status` shows)
+    jobs/<id>/.status.json     pending (written on submission), then by the worker running, done or failed; host,
+                               engine node, GPU, times, error; earlier attempts in `history` (what `clbench sweep
+                               --status` shows). Folders of older versions may say "queued" for pending.
     jobs/<id>/<run>.json       the job's run record and, beside it, its memory snapshots
     records/<name>.json        one run record per run configuration, gathered from its jobs
 (The bookkeeping files are hidden so that `clbench compare` on the folder reads only run records.)
@@ -56,7 +57,7 @@ ENGINE_TABLES = ("local", "ray", "slurm")  # settings checked by the launcher th
 SWEEP_FILE = ".sweep.json"
 JOB_FILE = ".job.json"
 STATUS_FILE = ".status.json"
-STATES = ("pending", "running", "done", "failed")
+STATES = ("pending", "running", "done", "failed")  # the live table and .status.json alike
 
 
 # -- the spec --------------------------------------------------------------------------------------------

@@ -12,11 +12,13 @@ from typing import Any
 from clbench.sweep.jobs import job_records, read_plan, read_status
 from clbench.sweep.spec import Job
 
+OLD_STATES = {"queued": "pending"}  # what status files written before clbench said "pending" hold
+
 
 @dataclass
 class JobReport:
     job: Job
-    state: str  # not started, queued, running, done, failed, or lost (running, but its process is gone)
+    state: str  # not started, pending, running, done, failed, or lost (running, but its process is gone)
     host: str
     node: str  # the engine's node (Ray node id, Slurm node name) where it differs from the host
     attempts: int  # attempts that started on a worker
@@ -41,6 +43,7 @@ def job_report(job: Job) -> JobReport:
     errors = [a["error"] for a in attempts if a.get("error")]
     steps_done, resumed, complete = _progress(job.folder)
     state = "done" if complete else status.get("state", "not started")
+    state = OLD_STATES.get(state, state) if isinstance(state, str) else state
     if state == "running" and _process_gone(status):
         state = "lost"
     return JobReport(job, state, str(last.get("host", "")), str(last.get("node", "")), len(started), steps_done,
