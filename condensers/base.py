@@ -117,6 +117,10 @@ class Condenser:
     def condense(self, task: CondenseTask) -> SyntheticSet:
         raise NotImplementedError
 
+    def check_data(self, image_shape: tuple[int, ...], num_classes: int) -> None:
+        """Raise UsageError if the options cannot work on the run's dataset: images of `image_shape` (C, H, W),
+        `num_classes` classes. The harness calls it once before any work; the default accepts everything."""
+
     def shrink(self, images: Tensor, keep: int, generator: torch.Generator) -> Tensor:
         """Indices (into `images`, one class's memory) of the `keep` images to retain (`keep` counts training
         images: budget images times `expansion`)."""

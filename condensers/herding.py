@@ -8,7 +8,6 @@ import torch
 from torch import Tensor
 
 from clbench.condensers.base import Condenser, CondenseTask, SyntheticSet, register, stack_by_class
-from clbench.core.errors import UsageError
 from clbench.core.options import option
 from clbench.core.speed import forward_chunk
 
@@ -39,7 +38,7 @@ class HerdingOptions:
     embed_seed: int = option(0, "seed of the randomly initialised embedding network (fixed: same for every class)")
     network: str = option("", "embedding architecture (a clbench network name); empty = the run's network")
     batch_size: int = option(0, "images per embedding pass (speed and memory only); 0 = 32 on a CPU (cache-sized), "
-                                "all of a class at once on a GPU")
+                                "all of a class at once on a GPU", min=0)
 
 
 @register
@@ -51,8 +50,6 @@ class Herding(Condenser):
     shrink_rule = "herding prefix (keeps the first images of the herding order)"
 
     def condense(self, task: CondenseTask) -> SyntheticSet:
-        if self.options.batch_size < 0:
-            raise UsageError(f"herding: batch_size must be >= 0 (0 = automatic), got {self.options.batch_size}")
         start = time.perf_counter()
         net = self._network(task)
         chosen = {}

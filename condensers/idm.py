@@ -117,6 +117,13 @@ class IDM(DM):
         self.shrink_rule = IDM.shrink_rule
         self._ce_weight = self.options.ce_weight  # resolved for the step's size in `condense` where 0 (auto)
 
+    def check_data(self, image_shape: tuple[int, ...], num_classes: int) -> None:
+        factor, (height, width) = self.options.factor, image_shape[-2:]
+        if height % factor or width % factor:
+            fits = [f for f in range(1, min(height, width) + 1) if height % f == 0 and width % f == 0]
+            raise UsageError(f"factor={factor} does not divide the images' size ({height}x{width} px) into parts; "
+                             f"use one of {', '.join(map(str, fits))}")
+
     # ------------------------------------------------------------------------------------------- the objective
     def base_weights(self) -> dict[str, float]:
         return {"dm": 1.0, **({"ce": self._ce_weight} if self.options.ce else {})}
@@ -159,9 +166,7 @@ class IDM(DM):
     # ------------------------------------------------------------------------------------------- the loop
     def condense(self, task: CondenseTask) -> SyntheticSet:
         o = self.options
-        size = task.images.shape[-1]
-        if task.images.shape[-2] % o.factor or size % o.factor:
-            raise UsageError(f"idm: factor {o.factor} does not divide the images' size {tuple(task.images.shape[-2:])}")
+        self.check_data(tuple(task.images.shape[1:]), task.num_classes)
         start = time.perf_counter()
         by_class = task.class_indices()
         class_indices = [by_class[c] for c in task.classes]

@@ -48,6 +48,7 @@ def _dist(name: str, entry_points: str) -> dict[str, str]:
             f"{folder}/entry_points.txt": f"[clbench.condensers]\n{entry_points}\n"}
 
 
+IDM_FACTOR = ("'idm' on digits", "factor=3", "(8x8 px)", "use one of 1, 2, 4, 8")
 CLASH = {**_dist("clbench-alpha", f"clash = {FAULTY}:NoName"), **_dist("clbench-beta", f"clash = {FAULTY}:Slow")}
 
 
@@ -83,6 +84,9 @@ CASES = [
     Case("opt-range", RUN + ["--condenser", "dm", "--opt", "lr=0"], ("lr", "> 0")),
     Case("opt-literal", RUN + ["--condenser", "dm", "--opt", "init=blue"], ("init", "blue", "real")),
     Case("opt-bool", RUN + ["--condenser", "dsa", "--opt", "dsa=perhaps"], ("dsa", "boolean")),
+    Case("opt-herding-batch", RUN + ["--condenser", "herding", "--opt", "batch_size=-1"], ("batch_size", ">= 0")),
+    # the dataset's images (digits: 8x8 px) cannot be cut into 3x3 parts: refused before the record is written
+    Case("opt-idm-factor", RUN + ["--condenser", "idm", "--opt", "factor=3"], IDM_FACTOR),
     # -- run: names and sizes
     Case("condenser-unknown", RUN + ["--condenser", "dn"], ("unknown condenser", "'dn'", "dm")),
     Case("condenser-no-module", RUN + ["--condenser", "nosuch.module:X"], ("cannot import", "nosuch.module")),
@@ -168,6 +172,8 @@ CASES = [
                                 "cpu"], ("nosuch",)),
     Case("condense-train", ["condense", "--dataset", "digits", "--train", "lr=0", "--device", "cpu"],
          ("lr", "> 0")),
+    Case("condense-idm-factor", ["condense", "--dataset", "digits", "--condenser", "idm", "--opt", "factor=3",
+                                 "--device", "cpu", "--out", "out"], IDM_FACTOR),
     # -- diagnose
     Case("diagnose-missing", ["diagnose", "gone.json"], ("gone.json",)),
     Case("diagnose-damaged", ["diagnose", "r.json"], ("damaged", '"orders"'), files={"r.json": _record(orders=7)}),

@@ -243,7 +243,7 @@ def test_idm_same_seed_same_queue_and_images(digits):
 
 
 def test_idm_refuses_a_factor_that_does_not_divide_the_images(digits):
-    with pytest.raises(UsageError, match="factor 3 does not divide"):
+    with pytest.raises(UsageError, match="factor=3 does not divide"):
         IDM(build_options(IDM.Options, {"factor": 3})).condense(task_of(digits))
 
 

@@ -3,8 +3,9 @@
 `resolve` turns what the user gave (device, profile, condenser and its options, training recipe, dataset,
 networks) into a `Resolved`: the device, the profile (`auto` -> paper on CUDA, quick otherwise), the condenser
 class with its checked options, the training recipe, the loaded dataset, and the networks, each built once on
-the CPU so that a network that cannot take the dataset's image size fails here, before any work. Bad input
-raises one UsageError naming the option and the fix.
+the CPU so that a network that cannot take the dataset's image size fails here, before any work, as do
+condenser options that cannot work on the dataset (`Condenser.check_data`). Bad input raises one UsageError
+naming the option and the fix.
 """
 from __future__ import annotations
 
@@ -82,6 +83,7 @@ def resolve(*, condenser: str, opt: dict[str, Any], train: dict[str, Any], datas
     resolved = Resolved(torch_device, resolved_profile, condenser_cls, options, recipe, data,
                         width or CONVNET_WIDTH[resolved_profile])
     check_networks(resolved, (network, *eval_networks), {network: "--network"})
+    check_condenser_data(resolved, condenser)
     return resolved
 
 
@@ -114,6 +116,19 @@ def condenser_and_options(name: str, opt: dict[str, Any], profile: str) -> tuple
 
     condenser_cls = get_condenser(name)
     return condenser_cls, condenser_options(condenser_cls, name, opt, profile)
+
+
+def check_condenser_data(resolved: Resolved, name: str) -> None:
+    """The condenser's options against the dataset (`Condenser.check_data`: e.g. IDM's factor must divide the
+    image size); a plugin without the hook accepts every dataset."""
+    ds = resolved.dataset
+    check = getattr(resolved.new_condenser(), "check_data", None)
+    if check is None:
+        return
+    try:
+        check((ds.channels, ds.image_size, ds.image_size), ds.num_classes)
+    except UsageError as exc:
+        raise UsageError(f"condenser {name!r} on {ds.name}: {exc}") from None
 
 
 def check_networks(resolved: Resolved, names: tuple[str, ...], flags: dict[str, str]) -> None:
