@@ -253,6 +253,27 @@ def test_tinyimagenet_layout_and_tensor_cache(tmp_path, monkeypatch):
     assert torch.equal(again.train_images, ds.train_images) and torch.equal(again.test_labels, ds.test_labels)
 
 
+def test_tinyimagenet_in_a_read_only_folder_loads_without_its_cache(tmp_path, monkeypatch):
+    import errno
+
+    folder = write_tiny(tmp_path)
+
+    def refused(path, obj):  # what a read-only folder (a system copy) answers, even to root's CI
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(readers, "atomic_torch_save", refused)
+    ds = load_dataset("tinyimagenet", data_dir=tmp_path)
+    assert ds.train_images.shape == (4, 3, 8, 8) and not (folder / readers.TINY_CACHE).exists()
+
+    def disk_full(path, obj):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    data.clear_cache()
+    monkeypatch.setattr(readers, "atomic_torch_save", disk_full)
+    with pytest.raises(OSError, match="No space"):  # any other failure is not hidden
+        load_dataset("tinyimagenet", data_dir=tmp_path)
+
+
 def test_same_dataset_is_read_once(tmp_path, monkeypatch):
     write_idx_dataset(tmp_path / "MNIST" / "raw", gz=True)
     first = load_dataset("mnist", data_dir=tmp_path)

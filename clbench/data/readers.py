@@ -8,10 +8,9 @@ what they already have). Which dataset uses which layout is `clbench.data.datase
 """
 from __future__ import annotations
 
+import errno
 import gzip
-import os
 import pickle
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from clbench.core.atomic import atomic_torch_save
 from clbench.core.errors import DataNotFoundError
 
 Split = tuple[Tensor, Tensor, Tensor, Tensor]  # train_images, train_labels, test_images, test_labels
@@ -236,22 +236,6 @@ def _decode_tiny(folder: Path, wnids: list[str]) -> Split:
             decode_images(test_paths), torch.tensor(test_labels, dtype=torch.long))
 
 
-def save_atomic(obj: dict, path: Path) -> bool:
-    """torch.save through a temporary file in the same folder and os.replace, so no reader sees half a file."""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    except OSError:
-        return False  # read-only folder (e.g. a system copy): decode again next time
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-        return True
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def read_tiny(folder: Path) -> tuple[list[str], Split]:
     """Tiny ImageNet: decoding 110k JPEGs takes a while, so the tensors are cached beside them as a .pt."""
     wnids, names = _tiny_classes(folder)
@@ -266,7 +250,12 @@ def read_tiny(folder: Path) -> tuple[list[str], Split]:
             raise damaged(cache, f"{type(exc).__name__}: {exc}") from None
     split = _decode_tiny(folder, wnids)
     keys = ("train_images", "train_labels", "test_images", "test_labels")
-    save_atomic({"wnids": wnids, **dict(zip(keys, split))}, cache)
+    try:
+        atomic_torch_save(cache, {"wnids": wnids, **dict(zip(keys, split))})
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        # a read-only folder (e.g. a system copy): no cache, decode again next time
     return names, split
 
 

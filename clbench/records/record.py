@@ -1,4 +1,4 @@
-"""Run record files: atomic writes, run ids, the environment a run records, and reading records back (the
+"""Run record files: run ids, the environment a run records, and reading records back (the
 schema is clbench.records.schema, the writer clbench.records.writer, the summaries clbench.records.summary).
 
 A record holds the resolved configuration, the environment, per order and step the classes, the accuracy of
@@ -13,12 +13,12 @@ import os
 import platform
 import socket
 import subprocess
-import tempfile
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from clbench.core.atomic import atomic_torch_save, atomic_write_bytes, atomic_write_json  # noqa: F401 (re-exported)
 from clbench.core.errors import UsageError
 from clbench.records.schema import KINDS, SCHEMA, SCHEMA_VERSION, schema_problem  # SCHEMA*: re-exported
 
@@ -28,47 +28,6 @@ RECORD_SUFFIX = ".json"
 def run_folder(record_path: Path) -> Path:
     """The folder beside a record for its snapshots and checkpoints (`<record-stem>/`)."""
     return record_path.with_suffix("")
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()
-
-
-# -- writing ---------------------------------------------------------------------------------------------
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename into place: never a half file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a record should be as readable as any file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
-
-
-def atomic_torch_save(path: str | Path, obj: Any) -> None:
-    import io
-
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
 
 
 def new_run_id(condenser: str, dataset: str) -> str:

@@ -180,7 +180,7 @@ def picture_format(path: str | Path) -> str:
 
 def save_figure(fig, path: str | Path) -> Path:
     """Write the figure atomically; the format follows the suffix (.png, .pdf, .svg)."""
-    from clbench.records.record import atomic_write_bytes
+    from clbench.core.atomic import atomic_write_bytes
 
     path = Path(path)
     fmt = picture_format(path)

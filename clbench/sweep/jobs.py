@@ -20,7 +20,7 @@ from clbench.sweep.spec import JOB_FILE, STATES, STATUS_FILE, SWEEP_FILE, Job, S
 # -- the sweep folder ------------------------------------------------------------------------------------
 def write_plan(spec: SweepSpec, jobs: list[Job], launcher: str) -> None:
     """The spec and job list on disk: what a re-attached driver and a curious user read."""
-    from clbench.records.record import atomic_write_json
+    from clbench.core.atomic import atomic_write_json
 
     plan_path = spec.folder / SWEEP_FILE
     previous = _read_json(plan_path) or {}
@@ -43,7 +43,7 @@ def read_plan(folder: str | Path) -> dict[str, Any]:
 
 def save_engine_state(folder: Path, state: dict[str, Any]) -> None:
     """Launcher bookkeeping (e.g. Slurm job ids) kept in .sweep.json, so that a driver can re-attach."""
-    from clbench.records.record import atomic_write_json
+    from clbench.core.atomic import atomic_write_json
 
     plan = read_plan(folder)
     plan["engine_state"] = state
@@ -96,7 +96,7 @@ def read_status(folder: Path) -> dict[str, Any]:
 
 def mark(folder: Path, state: str, **info: Any) -> dict[str, Any]:
     """Replace the job's status atomically; the previous attempts are kept in `history`."""
-    from clbench.records.record import atomic_write_json
+    from clbench.core.atomic import atomic_write_json
 
     previous = read_status(folder)
     history = list(previous.pop("history", []))
