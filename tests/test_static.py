@@ -191,3 +191,20 @@ def test_out_of_memory_while_condensing_is_one_line_saying_what_to_lower(cli, tm
     assert code == 1 and "Traceback" not in err and "raised" not in err
     assert last.startswith("error: set 3: out of memory on cpu (CUDA out of memory")
     assert last.endswith("with the same command and --first-set 3 --sets 2")
+
+
+def test_disk_full_while_saving_a_set_is_one_line_saying_how_to_continue(cli, tmp_path, monkeypatch) -> None:
+    import errno
+    import os
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(static, "save_synthetic", full)
+    code, _, err = cli("condense", "--condenser", "random", *TINY, "--sets", "2", "--out", str(tmp_path))
+    last = err.strip().splitlines()[-1]  # the lines above it are the progress display
+    assert code == 1 and "Traceback" not in err
+    assert last.startswith("error: cannot write beside") and "No space left on device" in last
+    assert last.endswith("with the same command and --first-set 0 --sets 2") and "clbench resume" not in last
+    [record] = [load_record(p) for p in tmp_path.glob("*.json")]
+    assert not record["complete"] and record["sets"] == []

@@ -261,13 +261,15 @@ def out_of_memory(where: str, device: torch.device, exc: BaseException, advice: 
     return ClbenchError(f"{where}: out of memory on {device} ({detail}); free the device or {advice}")
 
 
-def saving(write: Callable[[], Any], record_path: Path) -> Any:
-    """`write()`, with a failure to write turned into one error that says how to continue."""
+def saving(write: Callable[[], Any], record_path: Path, then: str | None = None) -> Any:
+    """`write()`, with a failure to write turned into one error that says how to continue: `then`, by default
+    resuming the record."""
     try:
         return write()
     except OSError as exc:
-        raise OutputError(f"cannot write beside {record_path} ({exc.strerror or exc}); the record keeps the steps "
-                          f"saved before. Free space, then: clbench resume {record_path}") from None
+        then = then or f"clbench resume {record_path}"
+        raise OutputError(f"cannot write beside {record_path} ({exc.strerror or exc}); the record keeps what was "
+                          f"saved before. Free space, then: {then}") from None
 
 
 @contextlib.contextmanager

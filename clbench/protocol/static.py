@@ -27,7 +27,7 @@ from clbench.core.errors import UsageError
 from clbench.core.seeding import derive_seed, generator
 from clbench.nets.augment import DSA
 from clbench.protocol import config as cfg
-from clbench.protocol.orders import out_of_memory
+from clbench.protocol.orders import out_of_memory, saving
 from clbench.protocol.resolve import PreparedRun, Resolved, resolve
 from clbench.records.record import jsonable, new_run_id
 from clbench.records.snapshots import save_synthetic
@@ -206,7 +206,7 @@ def run_set(p: PreparedStatic, index: int, data: tuple[Tensor, Tensor, Tensor, T
     synthetic = condense_all(p, index, train_x, train_y, reporter.condense_progress)
     condense_seconds = time.perf_counter() - start
     images, labels = synthetic.images.detach().to(p.device), synthetic.labels.to(p.device)
-    files = save_synthetic(record_path, index, images, labels, ds)
+    files = saving(lambda: save_synthetic(record_path, index, images, labels, ds), record_path, remaining(p, index))
 
     accuracies: dict[str, list[float]] = {}
     class_accuracy: dict[str, dict[str, float]] = {}
