@@ -185,6 +185,8 @@ class RunSession:
     def fail(self, exc: ClbenchError) -> ClbenchError:
         """Record the error beside the completed steps; returns the exception to raise, with where it happened."""
         message = f"{exc} (completed steps saved: {self.steps_done()}, in {self.path})"
+        # rebuilt with the longer message only where the class takes just a message; one with its own __init__
+        # (Interrupted, AlreadyComplete take paths and counts) cannot be, and is raised as it is
         failure = type(exc)(message) if type(exc).__init__ is Exception.__init__ else exc
         self.record["error"] = {"type": type(exc).__name__, "message": str(exc)}
         with contextlib.suppress(OutputError):

@@ -70,7 +70,8 @@ class Metrics:
 
 def metrics(orders: Iterable[dict[str, Any]]) -> Metrics:
     """Final accuracy, average incremental accuracy and forgetting over the orders whose every step is done."""
-    complete = [o for o in orders if o.get("complete") and o["steps"]]  # none in a run: test fixtures
+    # a complete order without steps has no final accuracy; a run never writes one (hand-made records can)
+    complete = [o for o in orders if o.get("complete") and o["steps"]]
     final = [a for o in complete for a in order_final_accuracies(o)]
     incremental = [a for o in complete for a in order_incremental_accuracies(o)]
     forgetting = [f for o in complete if (f := order_forgetting(o)) is not None]
