@@ -131,3 +131,16 @@ def test_help_shows_every_bracket_of_every_help_text(cli, monkeypatch):
                 assert bracketed in out, (path, param.name, bracketed)
                 checked += 1
     assert checked >= 3  # run's --config and --log, at least, have brackets
+
+
+def test_resume_refuses_a_static_record_by_name(cli, tmp_path):
+    """`clbench resume` on a `clbench condense` record said it was written by an older clbench."""
+    import shutil
+    from pathlib import Path
+
+    static = sorted(Path(__file__).resolve().parents[1].glob("results/reference-static/*.json"))[0]
+    record = tmp_path / static.name
+    shutil.copy(static, record)
+    code, out, err = cli("resume", str(record))
+    assert code == 2 and "static" in err and "--first-set" in err and "older" not in err
+    assert len(err.strip().splitlines()) == 1
