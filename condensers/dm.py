@@ -32,8 +32,8 @@ from clbench.condense.addons import PAPER_EMBED_DIM, AddOnOptions
 from clbench.condense.losses import dm_loss_from_means
 from clbench.condense.statistics import Batch, ClassSampler, Features, StyleTaps, embed_batch, frozen, siamese_augment
 from clbench.condensers.base import Condenser, CondenseTask, SyntheticSet, register
-from clbench.core.errors import NonFiniteError, UsageError
-from clbench.core.options import option
+from clbench.core.errors import NonFiniteError
+from clbench.core.options import check_options, option
 from clbench.core.speed import forward_chunk, tf32, use_bf16
 from clbench.nets.networks import build_network, samples_are_independent
 
@@ -179,8 +179,7 @@ class DM(Condenser):
 
     def condense(self, task: CondenseTask) -> SyntheticSet:
         o = self.options
-        if o.iterations < 0 or o.chunk < 0 or o.batch_real < 1 or o.report_every < 1:
-            raise UsageError(f"{self.name}: iterations and chunk must be >= 0, batch_real and report_every >= 1")
+        check_options(o, f"condenser {self.name!r}")  # options made in Python skip build_options' checks
         with tf32(o.tf32, task.device):
             return self._condense(task)
 

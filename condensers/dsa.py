@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from clbench.condensers.base import Condenser, CondenseTask, SyntheticSet, register
 from clbench.core.errors import NonFiniteError, UsageError
-from clbench.core.options import option
+from clbench.core.options import check_options, option
 from clbench.nets.networks import samples_are_independent
 
 # (outer, inner) loop counts by images per class, from the reference code (docs/methods.md).
@@ -209,16 +209,7 @@ class DSACondenser(Condenser):
     Options = DSAOptions
 
     def _check(self, task: CondenseTask) -> None:
-        o = self.options
-        if o.iterations < 0:
-            raise UsageError(f"iterations={o.iterations}: expected >= 0")
-        for key in ("batch_real", "batch_train", "bn_real_per_class", "report_every"):
-            if getattr(o, key) < 1:
-                raise UsageError(f"{key}={getattr(o, key)}: expected >= 1")
-        if o.distance not in ("ours", "mse", "cos"):
-            raise UsageError(f"distance={o.distance!r}: expected one of ours, mse, cos")
-        if o.init not in ("real", "noise"):
-            raise UsageError(f"init={o.init!r}: expected real or noise")
+        check_options(self.options, f"condenser {self.name!r}")  # options made in Python skip build_options'
         if task.ipc < 1:
             raise UsageError(f"ipc={task.ipc}: expected at least 1 image per class")
 

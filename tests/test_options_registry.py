@@ -57,3 +57,29 @@ def test_builtin_condensers_registered():
     for entry in CONDENSERS.entries():
         if entry.origin == "built-in":
             assert entry.load().name == entry.name
+
+
+def test_options_made_in_python_meet_the_bounds_declared_in_their_fields():
+    """Options built in Python skip build_options; the condensers and the trainer check them against the same
+    declared bounds and types (each bound is written once, in its option(...))."""
+    import torch
+
+    from clbench.condensers.dm import DM, DMOptions
+    from clbench.condensers.dsa import DSACondenser, DSAOptions
+    from clbench.core.errors import UsageError
+    from clbench.nets.augment import make_augment
+    from clbench.nets.networks import build_network
+    from clbench.testing import make_task
+    from clbench.training.recipe import TrainRecipe, train_network
+
+    task = make_task(classes=(0, 1), ipc=1, per_class=10)
+    with pytest.raises(UsageError, match=r"option iterations must be >= 0, got -1"):
+        DM(DMOptions(iterations=-1)).condense(task)
+    with pytest.raises(UsageError, match=r"option batch_real must be >= 1, got 0"):
+        DM(DMOptions(batch_real=0)).condense(task)
+    with pytest.raises(UsageError, match=r"option distance must be one of ours, mse, cos, got \"l1\""):
+        DSACondenser(DSAOptions(distance="l1")).condense(task)
+    net = build_network("convnet", 1, 10, 8, seed=1)
+    x, y = torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.long)
+    with pytest.raises(UsageError, match=r"training recipe: option epochs must be >= 1, got 0"):
+        train_network(net, x, y, TrainRecipe(epochs=0), make_augment(""), torch.Generator())

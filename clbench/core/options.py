@@ -204,12 +204,24 @@ def build_options(options_type: type, overrides: Mapping[str, Any], profile: str
             raise UsageError(f"{owner}: option {key} must be {expected(hints[key])}, got {show(raw)}")
         else:
             values[key] = float(raw) if hints[key] is float else raw
-    for key, value in values.items():
-        broken = check_bounds(value, fields[key].metadata.get("bounds", {}))
-        if broken:
-            raise UsageError(f"{owner}: option {key} must be {broken}, got {show(value)}")
     options = options_type(**values)
+    check_options(options, owner)
+    return options
+
+
+def check_options(options: Any, owner: str = "options") -> None:
+    """Every field of an options dataclass within its declared bounds and of its declared type, then its
+    `validate()` (checks across fields): a UsageError naming the field, the rule and the value. build_options
+    calls it; so does the code that receives options made in Python (`DMOptions(iterations=-1)`), so that each
+    bound is written once, in its `option(...)`."""
+    hints = typing.get_type_hints(type(options))
+    for f in dataclasses.fields(options):
+        value = getattr(options, f.name)
+        if not conforms(value, hints[f.name]):
+            raise UsageError(f"{owner}: option {f.name} must be {expected(hints[f.name])}, got {show(value)}")
+        broken = check_bounds(value, f.metadata.get("bounds", {}))
+        if broken:
+            raise UsageError(f"{owner}: option {f.name} must be {broken}, got {show(value)}")
     validate = getattr(options, "validate", None)
     if callable(validate):
-        validate()  # checks across fields; raises UsageError
-    return options
+        validate()  # raises UsageError

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from clbench.core.errors import NonFiniteError, UsageError
-from clbench.core.options import option
+from clbench.core.options import check_options, option
 from clbench.core.speed import tf32, use_bf16
 from clbench.nets.networks import samples_are_independent
 
@@ -91,12 +91,7 @@ def autocast(device: torch.device, amp: bool | str):
 
 
 def _check(recipe: TrainRecipe) -> None:
-    if recipe.epochs < 0 or recipe.batch_size < 1 or recipe.eval_batch_size < 1 or recipe.micro_batch < 0:
-        raise UsageError(
-            f"training recipe: epochs must be >= 0, batch_size and eval_batch_size >= 1, micro_batch >= 0 "
-            f"(got epochs={recipe.epochs}, batch_size={recipe.batch_size}, "
-            f"eval_batch_size={recipe.eval_batch_size}, micro_batch={recipe.micro_batch})"
-        )
+    check_options(recipe, "training recipe")  # a recipe made in Python skips build_options' checks
 
 
 def _memory_format(channels_last: bool, x: Tensor) -> Tensor:
