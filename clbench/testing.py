@@ -117,6 +117,7 @@ def check_condenser(
     condenser that passes here is accepted by `clbench run`.
     """
     from clbench.condense.checks import check_synthetic_set
+    from clbench.core.errors import UsageError
 
     instance = _instance(condenser, options)
     name = getattr(instance, "name", "") or type(instance).__name__
@@ -124,6 +125,13 @@ def check_condenser(
     assert callable(getattr(instance, "condense", None)), f"{label}: the condenser has no condense(task) method"
 
     task = make_task(dataset=dataset, classes=classes, ipc=ipc, seed=seed, network=network, device=device)
+    check_data = getattr(instance, "check_data", None)  # the harness asks it before any work
+    if callable(check_data):
+        try:
+            check_data(tuple(task.images.shape[1:]), task.num_classes)
+        except UsageError as exc:
+            raise AssertionError(f"{label}: check_data refuses the {dataset} test data ({exc}); pass dataset= "
+                                 f"and options it accepts") from exc
     real_images, real_labels = task.images.clone(), task.labels.clone()
     result = _run(instance, task, label)
 

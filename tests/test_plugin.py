@@ -132,6 +132,19 @@ def test_contract_check_names_each_broken_promise(broken, message):
     assert str(info.value).startswith("check_condenser(first)")
 
 
+def test_contract_check_asks_check_data_first_as_the_harness_does():
+    from clbench.core.errors import UsageError
+
+    class Picky(First):
+        def check_data(self, image_shape, num_classes):
+            if image_shape[-1] < 28:
+                raise UsageError(f"needs images of at least 28 px, got {image_shape[-1]}")
+
+    with pytest.raises(AssertionError, match=r"check_data refuses the digits test data \(needs images of at least 28 "
+                                             r"px, got 8\)"):
+        check_condenser(Picky)
+
+
 def test_make_task_interleaves_the_classes_and_is_seeded():
     a, b = make_task(classes=(3, 4), seed=5), make_task(classes=(3, 4), seed=5)
     assert sorted(a.labels.unique().tolist()) == [3, 4] and a.labels[:10].unique().numel() == 2
