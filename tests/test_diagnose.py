@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from clbench.core.atomic import atomic_torch_save, atomic_write_json
 from clbench.core.errors import UsageError
 from clbench.data.datasets import load_dataset
 from clbench.nets.networks import ConvNet
-from clbench.records.record import atomic_torch_save, atomic_write_json
 from clbench.report import diagnose as dg
 
 

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
+from clbench.core.atomic import atomic_torch_save, atomic_write_json
 from clbench.core.errors import UsageError
-from clbench.records.record import SCHEMA, SCHEMA_VERSION, atomic_torch_save, atomic_write_json
+from clbench.records.record import SCHEMA, SCHEMA_VERSION
 from clbench.report.plots import curve_figure, memory_figure, memory_grid, save_figure
 
 PNG = b"\x89PNG\r\n\x1a\n"

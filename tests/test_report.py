@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from clbench.core.atomic import atomic_write_json
 from clbench.core.errors import UsageError
-from clbench.records.record import SCHEMA, SCHEMA_VERSION, atomic_write_json
+from clbench.records.record import SCHEMA, SCHEMA_VERSION
 from clbench.report.compare import print_table, render, summary_rows
 from clbench.report.rows import compress_ids
 from clbench.report.stats import paired_difference

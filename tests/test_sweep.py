@@ -37,7 +37,7 @@ orders = 1
 # -- fakes -----------------------------------------------------------------------------------------------
 def write_fake_record(job: sw.Job, accuracy: float = 50.0) -> Path:
     """A complete one-order record shaped like runner.run's."""
-    from clbench.records.record import atomic_write_json
+    from clbench.core.atomic import atomic_write_json
     from clbench.records.schema import SCHEMA, SCHEMA_VERSION
     from clbench.records.summary import summarise
 

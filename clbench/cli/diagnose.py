@@ -24,7 +24,7 @@ def diagnose(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from clbench.records.record import atomic_write_json
+    from clbench.core.atomic import atomic_write_json
     from clbench.report.diagnose import DiagnoseConfig
     from clbench.report.diagnose import diagnose as run_diagnosis
 

@@ -21,8 +21,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from clbench.core.atomic import atomic_torch_save
 from clbench.core.errors import UsageError
-from clbench.records.record import RecordError, atomic_torch_save, run_folder
+from clbench.records.record import RecordError, run_folder
 
 CHECKPOINT_FORMAT = 1
 # Keys of the resolved configuration that do not change what is computed: a resume may differ in them.

@@ -18,7 +18,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from clbench.core.atomic import atomic_torch_save, atomic_write_bytes, atomic_write_json  # noqa: F401 (re-exported)
 from clbench.core.errors import UsageError
 from clbench.records.schema import KINDS, SCHEMA, SCHEMA_VERSION, schema_problem  # SCHEMA*: re-exported
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import torch
 
+from clbench.core.atomic import atomic_torch_save, atomic_write_bytes
 from clbench.core.errors import UsageError
-from clbench.records.record import atomic_torch_save, atomic_write_bytes, run_folder
+from clbench.records.record import run_folder
 
 
 def save_images(record_path: Path, stem: str, state: dict[str, torch.Tensor], dataset) -> tuple[str, str]:

@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from clbench.core.atomic import atomic_write_json
 from clbench.core.errors import OutputError
-from clbench.records.record import atomic_write_json, environment
+from clbench.records.record import environment
 from clbench.records.schema import SCHEMA, SCHEMA_VERSION, RunRecord
 
 
