@@ -113,6 +113,11 @@ def _provides(dist_name: str, file: str) -> bool:
     return url.startswith("file://") and Path(url.removeprefix("file://")).resolve() in target.parents
 
 
+def new_condenser(cls: type, options: Any) -> Any:
+    """An instance of condenser class `cls` with its checked `options` (None: a condenser without options)."""
+    return cls(options) if options is not None else cls()
+
+
 def condenser_options(cls: type, name: str, opt: dict[str, Any], profile: str, flag: str = "--opt") -> Any:
     """The options of condenser class `cls` for `profile` with the `opt` overrides, checked (None for a condenser
     without options); `name` and `flag` (where the overrides came from) are for the messages."""

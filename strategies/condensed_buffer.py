@@ -31,7 +31,7 @@ from avalanche.training.storage_policy import ExemplarsBuffer
 from torch import Tensor, nn
 
 from clbench.condense.checks import condenser_name
-from clbench.condensers import condenser_options, get_condenser
+from clbench.condensers import condenser_options, get_condenser, new_condenser
 from clbench.condensers.base import Condenser, expansion
 from clbench.core.errors import UsageError
 from clbench.memory.store import Memory, MemoryBudget
@@ -49,7 +49,7 @@ def make_condenser(condenser: str | Condenser | type, opt: dict[str, Any] | None
     cls = get_condenser(condenser) if isinstance(condenser, str) else condenser
     name = condenser if isinstance(condenser, str) else getattr(cls, "name", cls.__name__)
     options = condenser_options(cls, name, dict(opt or {}), profile, flag="opt")
-    return cls(options) if options is not None else cls()
+    return new_condenser(cls, options)
 
 
 class CondensedBuffer(ExemplarsBuffer):

@@ -52,10 +52,10 @@ def fake_split(rng: np.random.Generator, n: int, shape: tuple[int, ...], classes
     return images, labels
 
 
-def write_idx_dataset(folder: Path, gz: bool, seed: int = 0) -> dict[str, np.ndarray]:
+def write_idx_dataset(folder: Path, gz: bool, seed: int = 0, size: int = 28) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    tr_x, tr_y = fake_split(rng, 12, (5, 5), 10)
-    te_x, te_y = fake_split(rng, 10, (5, 5), 10)
+    tr_x, tr_y = fake_split(rng, 12, (size, size), 10)
+    te_x, te_y = fake_split(rng, 10, (size, size), 10)
     for stem, arr in (("train-images-idx3-ubyte", tr_x), ("train-labels-idx1-ubyte", tr_y),
                       ("t10k-images-idx3-ubyte", te_x), ("t10k-labels-idx1-ubyte", te_y)):
         write_idx(folder / stem, arr, gz)
@@ -116,11 +116,11 @@ def write_tiny(root: Path) -> Path:
     for w in wnids:
         (folder / "train" / w / "images").mkdir(parents=True)
         for k in range(2):
-            Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(
+            Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(
                 folder / "train" / w / "images" / f"{w}_{k}.JPEG")
-    Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8), mode="L").save(
+    Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8), mode="L").save(
         folder / "val" / "images" / "val_0.JPEG")  # greyscale, as some real ones are
-    Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / "val" / "images" / "val_1.JPEG")
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(folder / "val" / "images" / "val_1.JPEG")
     (folder / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn02\t0\t0\t8\t8\nval_1.JPEG\tn01\t1\t1\t7\t7\n")
     return folder
 
@@ -194,7 +194,7 @@ def test_fashion_mnist_torchvision_layout_gz(tmp_path):
     expected = write_idx_dataset(tmp_path / "FashionMNIST" / "raw", gz=True)
     ds = load_dataset("fashion-mnist", data_dir=tmp_path)
     assert_round_trip(ds, {**expected, "train_x": expected["train_x"][:, None], "test_x": expected["test_x"][:, None]})
-    assert ds.image_size == 5 and ds.mean == (0.2861,) and str(tmp_path) in ds.source
+    assert ds.image_size == 28 and ds.mean == (0.2861,) and str(tmp_path) in ds.source
 
 
 def test_mnist_torchvision_layout_plain_and_env_var(tmp_path, monkeypatch):
@@ -211,6 +211,13 @@ def test_idx_files_directly_in_root_or_named_folder(tmp_path, sub):
     expected = write_idx_dataset(tmp_path / sub, gz=True, seed=7)
     ds = load_dataset("mnist", data_dir=tmp_path)
     np.testing.assert_array_equal(ds.train_images[:, 0].numpy(), expected["train_x"])
+
+
+def test_images_of_another_size_than_the_dataset_are_refused(tmp_path):
+    """Checks made before loading (a sweep's driver, a condenser's check_data) trust the registry's image size."""
+    write_idx_dataset(tmp_path / "fashion-mnist", gz=False, size=5)
+    with pytest.raises(UsageError, match=r"fashion-mnist images are 28x28 px, these are 5x5"):
+        load_dataset("fashion-mnist", data_dir=tmp_path)
 
 
 def test_cifar10_layout(tmp_path):
@@ -232,7 +239,7 @@ def test_tinyimagenet_layout_and_tensor_cache(tmp_path, monkeypatch):
     folder = write_tiny(tmp_path)
     ds = load_dataset("tinyimagenet", data_dir=tmp_path)
     assert ds.class_names == ["goldfish", "tabby"]  # sorted wnids n01, n02
-    assert ds.train_images.shape == (4, 3, 8, 8) and ds.test_images.shape == (2, 3, 8, 8)
+    assert ds.train_images.shape == (4, 3, 64, 64) and ds.test_images.shape == (2, 3, 64, 64)
     assert ds.train_labels.tolist() == [0, 0, 1, 1] and ds.test_labels.tolist() == [1, 0]
     np.testing.assert_array_equal(ds.train_images[2].numpy(), pil_pixels(folder / "train/n02/images/n02_0.JPEG"))
     np.testing.assert_array_equal(ds.test_images[0].numpy(), pil_pixels(folder / "val/images/val_0.JPEG"))
@@ -263,7 +270,7 @@ def test_tinyimagenet_in_a_read_only_folder_loads_without_its_cache(tmp_path, mo
 
     monkeypatch.setattr(readers, "atomic_torch_save", refused)
     ds = load_dataset("tinyimagenet", data_dir=tmp_path)
-    assert ds.train_images.shape == (4, 3, 8, 8) and not (folder / readers.TINY_CACHE).exists()
+    assert ds.train_images.shape == (4, 3, 64, 64) and not (folder / readers.TINY_CACHE).exists()
 
     def disk_full(path, obj):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))

@@ -100,15 +100,15 @@ def test_measured_normalisation_of_a_bundled_dataset_has_its_channel_count():
     spec = DATASETS.get("digits")
     ds = load_dataset("digits")
     assert spec.mean is None and len(ds.mean) == len(ds.std) == spec.channels == ds.channels
-    assert ds.num_classes == spec.num_classes
+    assert ds.num_classes == spec.num_classes and ds.image_size == spec.image_size
 
 
 def test_dataset_spec_refuses_a_wrong_channel_count():
     with pytest.raises(ValueError, match="mean/std need 3 values"):
-        DatasetSpec("x", channels=3, num_classes=10, mean=(0.5,), std=(0.5,), how_to_get="-",
+        DatasetSpec("x", channels=3, image_size=32, num_classes=10, mean=(0.5,), std=(0.5,), how_to_get="-",
                     bundled=lambda: None)
     with pytest.raises(ValueError, match="either a layout"):
-        DatasetSpec("x", channels=1, num_classes=10, mean=(0.5,), std=(0.5,), how_to_get="-")
+        DatasetSpec("x", channels=1, image_size=28, num_classes=10, mean=(0.5,), std=(0.5,), how_to_get="-")
 
 
 def test_misspelt_dataset_gets_the_registry_suggestion_and_spelling_variants_load():

@@ -236,6 +236,12 @@ def test_bad_run_configuration_fails_before_anything_runs(tmp_path):
     with pytest.raises(UsageError, match="--steps 3 does not divide the 10 classes"):
         driver.plan(spec, "local")
     assert not (tmp_path / "t" / "jobs").exists()
+    # so are condenser options that cannot work on the dataset's images (IDM's parts of 8 px digits)
+    spec = sw.parse_spec({"dataset": "digits", "condenser": "idm", "opt": {"idm": {"factor": 3}}},
+                         folder=tmp_path / "u")
+    with pytest.raises(UsageError, match="condenser 'idm' on digits: factor=3 does not divide"):
+        driver.plan(spec, "local")
+    assert not (tmp_path / "u" / "jobs").exists()
 
 
 def test_engines_are_not_imported_by_clbench_or_the_cli():

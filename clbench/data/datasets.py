@@ -124,6 +124,7 @@ class DatasetSpec:
 
     name: str
     channels: int
+    image_size: int  # height = width in pixels: checks that depend on it run before any dataset is loaded
     num_classes: int  # of the real dataset (a partial copy may hold fewer)
     # Channel mean and std of the pixels in [0, 1]: the constants the dataset-condensation literature uses, so
     # that synthetic images are comparable; None: measured on the training split when loading (digits).
@@ -196,27 +197,30 @@ def _add(spec: DatasetSpec) -> None:
 
 
 _add(DatasetSpec(
-    "fashion-mnist", channels=1, num_classes=10, mean=(0.2861,), std=(0.3530,),
+    "fashion-mnist", channels=1, image_size=28, num_classes=10, mean=(0.2861,), std=(0.3530,),
     how_to_get="apt-get install dataset-fashion-mnist, or " + _torchvision_hint("FashionMNIST"),
     layout=IdxLayout("FashionMNIST", _FASHION_CLASSES), torchvision="FashionMNIST"))
 _add(DatasetSpec(
-    "mnist", channels=1, num_classes=10, mean=(0.1307,), std=(0.3081,),
+    "mnist", channels=1, image_size=28, num_classes=10, mean=(0.1307,), std=(0.3081,),
     how_to_get=_torchvision_hint("MNIST"), layout=IdxLayout("MNIST", _DIGIT_CLASSES), torchvision="MNIST"))
 _add(DatasetSpec(
-    "cifar10", channels=3, num_classes=10, mean=(0.4914, 0.4822, 0.4465), std=(0.2023, 0.1994, 0.2010),
+    "cifar10", channels=3, image_size=32, num_classes=10,
+    mean=(0.4914, 0.4822, 0.4465), std=(0.2023, 0.1994, 0.2010),
     how_to_get=_torchvision_hint("CIFAR10"), torchvision="CIFAR10",
     layout=CifarLayout("cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",),
                        "batches.meta", "labels", "label_names")))
 _add(DatasetSpec(
-    "cifar100", channels=3, num_classes=100, mean=(0.5071, 0.4866, 0.4409), std=(0.2673, 0.2564, 0.2762),
+    "cifar100", channels=3, image_size=32, num_classes=100,
+    mean=(0.5071, 0.4866, 0.4409), std=(0.2673, 0.2564, 0.2762),
     how_to_get=_torchvision_hint("CIFAR100"), torchvision="CIFAR100",
     layout=CifarLayout("cifar-100-python", ("train",), ("test",), "meta", "fine_labels", "fine_label_names")))
 _add(DatasetSpec(
-    "tinyimagenet", channels=3, num_classes=200, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
+    "tinyimagenet", channels=3, image_size=64, num_classes=200,
+    mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
     how_to_get="download http://cs231n.stanford.edu/tiny-imagenet-200.zip and unzip it into DIR "
     "(torchvision has no downloader for it)", layout=TinyImageNetLayout()))
 _add(DatasetSpec(
-    "digits", channels=1, num_classes=10, mean=None, std=None,
+    "digits", channels=1, image_size=8, num_classes=10, mean=None, std=None,
     how_to_get="it ships with scikit-learn: pip install scikit-learn", bundled=_load_digits))
 DATASET_NAMES: tuple[str, ...] = tuple(DATASETS.names())
 
@@ -273,6 +277,10 @@ def _build(spec: DatasetSpec, folder: Path, reader: Reader, origin: str) -> Imag
     key = (spec.name, str(folder.resolve()))
     if key not in _CACHE:
         classes, (train_x, train_y, test_x, test_y) = reader()
+        if tuple(train_x.shape[-2:]) != (spec.image_size, spec.image_size):
+            raise UsageError(f"{folder} ({origin}): {spec.name} images are {spec.image_size}x{spec.image_size} px, "
+                            f"these are {train_x.shape[-2]}x{train_x.shape[-1]}; point --data-dir at the original "
+                            f"dataset")
         _CACHE[key] = ImageDataset(spec.name, classes, train_x, train_y, test_x, test_y, spec.mean, spec.std,
                                    f"{folder} ({origin})")
     return _CACHE[key]

@@ -38,8 +38,9 @@ class Resolved:
         return self.convnet_width if network.startswith("convnet") else None
 
     def new_condenser(self) -> Any:
-        cls = self.condenser_cls
-        return cls(self.condenser_options) if self.condenser_options is not None else cls()
+        from clbench.condensers import new_condenser
+
+        return new_condenser(self.condenser_cls, self.condenser_options)
 
     def condenser_options_dict(self) -> dict[str, Any]:
         options = self.condenser_options
@@ -83,7 +84,7 @@ def resolve(*, condenser: str, opt: dict[str, Any], train: dict[str, Any], datas
     resolved = Resolved(torch_device, resolved_profile, condenser_cls, options, recipe, data,
                         width or CONVNET_WIDTH[resolved_profile])
     check_networks(resolved, (network, *eval_networks), {network: "--network"})
-    check_condenser_data(resolved, condenser)
+    check_condenser_data(resolved.new_condenser(), data, condenser)
     return resolved
 
 
@@ -118,17 +119,18 @@ def condenser_and_options(name: str, opt: dict[str, Any], profile: str) -> tuple
     return condenser_cls, condenser_options(condenser_cls, name, opt, profile)
 
 
-def check_condenser_data(resolved: Resolved, name: str) -> None:
+def check_condenser_data(condenser: Any, data: Any, name: str) -> None:
     """The condenser's options against the dataset (`Condenser.check_data`: e.g. IDM's factor must divide the
-    image size); a plugin without the hook accepts every dataset."""
-    ds = resolved.dataset
-    check = getattr(resolved.new_condenser(), "check_data", None)
+    image size); `data` is the loaded dataset or, on a sweep's driver, its registry entry (both say channels,
+    image_size, num_classes). A plugin without the hook accepts every dataset."""
+    check = getattr(condenser, "check_data", None)
     if check is None:
         return
     try:
-        check((ds.channels, ds.image_size, ds.image_size), ds.num_classes)
+        check((data.channels, data.image_size, data.image_size), data.num_classes)
     except UsageError as exc:
-        raise UsageError(f"condenser {name!r} on {ds.name}: {exc}") from None
+        raise UsageError(f"condenser {name!r} on {data.name}: {exc}") from None
+
 
 
 def check_networks(resolved: Resolved, names: tuple[str, ...], flags: dict[str, str]) -> None:

@@ -275,18 +275,20 @@ def expand(spec: SweepSpec) -> list[Job]:
 
 def check_runs(spec: SweepSpec) -> None:
     """What `prepare` would reject, without loading a dataset: fail on the driver, not in a queued job."""
+    from clbench.condensers import new_condenser
     from clbench.data.datasets import DATASETS
     from clbench.data.streams import split_classes
     from clbench.nets.networks import NETWORKS
     from clbench.protocol import config as cfg
-    from clbench.protocol.resolve import condenser_and_options, train_recipe
+    from clbench.protocol.resolve import check_condenser_data, condenser_and_options, train_recipe
 
     for run in spec.runs:
         cfg.check_types(run, f"sweep spec {spec.source or ''}".rstrip())
         config = cfg.RunConfig(**{**run, "out": str(spec.folder)})
         config.validate()
         for profile in ["paper", "quick"] if config.profile == "auto" else [config.profile]:
-            condenser_and_options(config.condenser, config.opt, profile)
+            condenser = new_condenser(*condenser_and_options(config.condenser, config.opt, profile))
+            check_condenser_data(condenser, DATASETS.get(config.dataset), config.condenser)
             train_recipe(config.train, profile)
         NETWORKS.check(config.network, where="network")
         split_classes(list(range(DATASETS.get(config.dataset).num_classes)), config.steps)
