@@ -25,6 +25,7 @@ from clbench.protocol.checkpoint import (
     remove_checkpoint,
     resume_states,
 )
+from clbench.protocol.failures import saving
 from clbench.protocol.orders import (
     Prepared,
     Reporter,
@@ -33,7 +34,6 @@ from clbench.protocol.orders import (
     prepare,
     resident_data,
     resolved_config,
-    saving,
     torch_threads,
 )
 from clbench.protocol.signals import StopRequested, StopSignals

@@ -21,6 +21,7 @@ from clbench.core.errors import ClbenchError, NonFiniteError, OutputError, Usage
 from clbench.memory.store import MemoryBudget
 from clbench.protocol import config as cfg
 from clbench.protocol.checkpoint import OrderState, checkpoint_path, save_checkpoint
+from clbench.protocol.failures import out_of_memory, saving
 from clbench.protocol.resolve import PreparedRun, Resolved, resolve
 from clbench.records.record import RecordError
 from clbench.records.schema import OrderEntry, StepEntry
@@ -253,23 +254,6 @@ def step_errors(p: Prepared, order: int, step: int, classes: list[int], condense
         raise type(exc)(f"{where}: {exc}") from exc
     except OUT_OF_MEMORY as exc:
         raise out_of_memory(where, p.device, exc, "lower the memory budget, --nets or --jobs, then resume") from exc
-
-
-def out_of_memory(where: str, device: torch.device, exc: BaseException, advice: str) -> ClbenchError:
-    """The one error for running out of memory (condensing or training): where, on which device, what to do."""
-    detail = (str(exc).splitlines() or [type(exc).__name__])[0]
-    return ClbenchError(f"{where}: out of memory on {device} ({detail}); free the device or {advice}")
-
-
-def saving(write: Callable[[], Any], record_path: Path, then: str | None = None) -> Any:
-    """`write()`, with a failure to write turned into one error that says how to continue: `then`, by default
-    resuming the record."""
-    try:
-        return write()
-    except OSError as exc:
-        then = then or f"clbench resume {record_path}"
-        raise OutputError(f"cannot write beside {record_path} ({exc.strerror or exc}); the record keeps what was "
-                          f"saved before. Free space, then: {then}") from None
 
 
 @contextlib.contextmanager

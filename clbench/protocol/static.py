@@ -27,7 +27,7 @@ from clbench.core.errors import UsageError
 from clbench.core.seeding import derive_seed, generator
 from clbench.nets.augment import DSA
 from clbench.protocol import config as cfg
-from clbench.protocol.orders import out_of_memory, saving
+from clbench.protocol.failures import out_of_memory, saving
 from clbench.protocol.resolve import PreparedRun, Resolved, resolve
 from clbench.records.record import jsonable, new_run_id
 from clbench.records.snapshots import save_synthetic
