@@ -1,5 +1,6 @@
-"""One writer per record: `acquire_lock` takes the lock in one step, so of two resumes started together one is
-refused, and a lock whose process is gone is taken over, by one of several contenders only."""
+"""One writer per record: acquirers of a record take turns (a kernel lock on its folder), so of two resumes
+started together one is refused, and a lock whose process is gone is taken over, by one of several contenders
+only."""
 from __future__ import annotations
 
 import json

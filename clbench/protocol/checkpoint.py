@@ -10,13 +10,14 @@ for a complete order, the record is, and its checkpoint is removed.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import socket
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import Tensor
@@ -114,24 +115,35 @@ def lock_path(record_path: Path) -> Path:
 def acquire_lock(record_path: Path) -> None:
     """Refuse to write a record that a live process on this machine is writing (e.g. a resume typed in a second
     terminal); a lock left by a killed process, by this process's pid (a restarted container), or by another
-    machine is taken over. Taking the lock, and taking over a stale one, are single filesystem steps: of
-    several processes acquiring at once, one takes the lock and the others are refused."""
+    machine is taken over. Acquirers of one record take turns (`_one_at_a_time`), so looking at the lock and
+    taking it (over) is one step: of several processes acquiring at once, one takes it, the others are refused."""
     path = lock_path(record_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     mine = json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
-    for _ in range(3):  # a stale lock removed, or a lock released meanwhile: try again
-        if _create(path, mine):
-            return
+    with _one_at_a_time(path.parent):
         try:
-            seen = path.read_text()
+            pid = _live_holder(path.read_text())
         except FileNotFoundError:
-            continue
-        pid = _live_holder(seen)
+            pid = None
         if pid is not None:
             raise UsageError(f"{record_path} is being written by process {pid} on this machine; let it finish, "
                              f"or stop it (Ctrl-C, or kill {pid}) and resume afterwards")
-        _remove_if_unchanged(path, seen)
-    raise UsageError(f"{record_path}: other processes keep taking its lock {path}; stop them and try again")
+        own = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        own.write_text(mine)
+        os.replace(own, path)  # readers never see a half-written lock
+
+
+@contextlib.contextmanager
+def _one_at_a_time(folder: Path) -> Iterator[None]:
+    """A kernel lock on the run's folder for the duration: the kernel drops it when its holder dies, so it is
+    never stale. (Where the filesystem has no flock, acquirers go unserialised, as before.)"""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the flock
 
 
 def _live_holder(text: str) -> int | None:
@@ -142,49 +154,6 @@ def _live_holder(text: str) -> int | None:
     except (ValueError, KeyError, TypeError):
         return None
     return pid if pid != os.getpid() and host == socket.gethostname() and _alive(pid) else None
-
-
-def _create(path: Path, text: str) -> bool:
-    """Create `path` holding `text` unless it exists (then False), in one step: the text goes into a file of
-    this process's own, which is then linked to `path`, so that no reader ever sees a lock half written."""
-    own = path.with_name(f"{path.name}.{uuid.uuid4().hex}")
-    try:
-        own.write_text(text)
-        return _link(own, path)
-    finally:
-        own.unlink(missing_ok=True)
-
-
-def _link(source: Path, target: Path) -> bool:
-    """Give `source`'s content the name `target` unless `target` exists (then False)."""
-    try:
-        os.link(source, target)
-    except FileExistsError:
-        return False
-    except OSError:  # a filesystem without hard links (FAT, some network shares): exclusive create, then write
-        try:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "w") as handle:
-            handle.write(source.read_text())
-    return True
-
-
-def _remove_if_unchanged(path: Path, seen: str) -> None:
-    """Remove the stale lock at `path` whose text was `seen`. It is moved aside in one step, so that of several
-    processes taking it over only one removes it; if what was moved is a lock created since (not `seen`), it
-    goes back."""
-    aside = path.with_name(f"{path.name}.{uuid.uuid4().hex}.stale")
-    try:
-        os.rename(path, aside)
-    except FileNotFoundError:
-        return
-    try:
-        if aside.read_text() != seen:
-            _link(aside, path)
-    finally:
-        aside.unlink(missing_ok=True)
 
 
 def release_lock(record_path: Path) -> None:
