@@ -132,7 +132,6 @@ def check_condenser_data(condenser: Any, data: Any, name: str) -> None:
         raise UsageError(f"condenser {name!r} on {data.name}: {exc}") from None
 
 
-
 def check_networks(resolved: Resolved, names: tuple[str, ...], flags: dict[str, str]) -> None:
     """Build each network once on the CPU: an unknown name, or a net that cannot take the dataset's image
     size, fails now. `flags` names the option each network came from, for the message."""
