@@ -22,7 +22,7 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor
 
-from clbench.core.atomic import atomic_torch_save
+from clbench.core.atomic import atomic_torch_save, atomic_write_json
 from clbench.core.errors import UsageError
 from clbench.records.record import RecordError, run_folder
 
@@ -119,18 +119,16 @@ def acquire_lock(record_path: Path) -> None:
     taking it (over) is one step: of several processes acquiring at once, one takes it, the others are refused."""
     path = lock_path(record_path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    mine = json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
+    mine = {"pid": os.getpid(), "host": socket.gethostname()}
     with _one_at_a_time(path.parent):
         try:
             pid = _live_holder(path.read_text())
-        except FileNotFoundError:
+        except OSError:  # none, or unreadable: nobody to wait for
             pid = None
         if pid is not None:
             raise UsageError(f"{record_path} is being written by process {pid} on this machine; let it finish, "
                              f"or stop it (Ctrl-C, or kill {pid}) and resume afterwards")
-        own = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        own.write_text(mine)
-        os.replace(own, path)  # readers never see a half-written lock
+        atomic_write_json(path, mine)  # readers never see a half-written lock
 
 
 @contextlib.contextmanager
