@@ -68,11 +68,15 @@ def test_cancelled_job_is_retried_and_resumes_from_its_checkpoint(slurm_cluster,
 
 
 def test_time_limit_requeues_the_job_which_resumes_from_its_checkpoint(slurm_cluster, reference, tmp_path):
-    """A 2-minute limit and a job of over a minute: Slurm warns it (USR2) 60 s before the limit (give or take
-    the 30 s between two of its checks), the job asks submitit to requeue it, and the next attempt continues the
-    record; no --retries involved."""
+    """A 3-minute limit and a job of over 2 minutes: Slurm warns it (USR2) 60 s before the limit, the job asks
+    submitit to requeue it, and the next attempt continues the record; no --retries involved.
+
+    Slurm checks time limits every 30 s and may send the warning up to 60 s early (its --signal docs), so the
+    warning lands 60 to 120 s into the job: after its first step (24 s of sleep plus start-up and training) and
+    before its end (5 x 24 s of sleep alone). A 2-minute limit put that window at 0 to 60 s, and a warning
+    before the first step left nothing to resume (a CI run failed so)."""
     folder = tmp_path / "sweep"
-    spec = write_spec(folder, orders=[0], delay=10.0, extra=SLURM_TABLE.format(minutes=2, warn=60))
+    spec = write_spec(folder, orders=[0], delay=24.0, extra=SLURM_TABLE.format(minutes=3, warn=60))
     done = clbench("sweep", str(spec), "--launcher", "slurm", timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     (job,) = job_folders(folder)
