@@ -24,88 +24,81 @@ def _losses(info: dict) -> str:
     return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items())
 
 
-class RichReporter(Reporter):
+class _Bars:
+    """What both reporters show: a header, then three bars (the outer loop: a run's orders x steps or a
+    benchmark's sets; one condensation's iterations; one network's training epochs) with a line per item done."""
+
     def __init__(self, console: Console | None = None):
         self.console = console or Console(stderr=True)
         self.progress = _bars(self.console)
-        self.run_task = self.condense_task = self.train_task = None
+        self.outer_task = self.condense_task = self.train_task = None
 
-    def run_started(self, plan: dict[str, Any]) -> None:
-        self.console.print(
-            f"[bold]clbench run[/bold] {plan['condenser']} on {plan['dataset']}, memory {plan['memory']}, "
-            f"{plan['steps']} steps, orders {plan['orders'][0]}..{plan['orders'][-1]}, profile {plan['profile']}, "
-            f"device {plan['device']}\nrecord: {plan['record']}"
-        )
+    def _start(self, header: str, outer: str, total: int) -> None:
+        self.console.print(header)
         self.progress.start()
-        total = len(plan["orders"]) * plan["steps"]
-        self.run_task = self.progress.add_task("orders x steps", total=total, info="")
+        self.outer_task = self.progress.add_task(outer, total=total, info="")
         self.condense_task = self.progress.add_task("condense", total=1, info="")
         self.train_task = self.progress.add_task("train", total=1, info="")
 
-    def step_started(self, order: int, step: int, classes: list[int]) -> None:
-        self.progress.update(self.run_task, info=f"order {order} step {step} classes {classes}")
+    def _item_started(self, info: str) -> None:
+        self.progress.update(self.outer_task, info=info)
         self.progress.reset(self.condense_task, total=1, info="")
+
+    def _item_finished(self, line: str) -> None:
+        self.progress.advance(self.outer_task)
+        self.progress.console.print(line)
+
+    def _trained(self, label: str, done: int, total: int) -> None:
+        if done == 1:
+            self.progress.reset(self.train_task, total=total, info=label)
+        self.progress.update(self.train_task, completed=done)
 
     def condense_progress(self, done: int, total: int, info: dict) -> None:
         self.progress.update(self.condense_task, completed=done, total=total, info=_losses(info))
-
-    def train_progress(self, network: int, done: int, total: int) -> None:
-        if done == 1:
-            self.progress.reset(self.train_task, total=total, info=f"network {network + 1}")
-        self.progress.update(self.train_task, completed=done)
-
-    def step_finished(self, order: int, step: dict[str, Any]) -> None:
-        self.progress.advance(self.run_task)
-        accs = ", ".join(f"{a:.1f}" for a in step["accuracies"])
-        self.progress.console.print(
-            f"order {order} step {step['step']}: {len(step['seen_classes'])} classes, accuracy {accs} "
-            f"(condense {step['condense_seconds']:.1f}s, train {step['train_seconds']:.1f}s)"
-        )
 
     def run_finished(self, record: dict[str, Any], path: Path) -> None:
         self.progress.stop()
 
     def close(self) -> None:
-        if self.run_task is not None:  # never started (bad input refused before the run): print nothing
+        if self.outer_task is not None:  # never started (bad input refused before the run): print nothing
             self.progress.stop()
 
 
-class RichStaticReporter(StaticReporter):
-    def __init__(self) -> None:
-        self.console = Console(stderr=True)
-        self.progress = _bars(self.console)
-        self.sets_task = self.condense_task = self.train_task = None
-
+class RichReporter(_Bars, Reporter):
     def run_started(self, plan: dict[str, Any]) -> None:
-        self.console.print(
+        self._start(
+            f"[bold]clbench run[/bold] {plan['condenser']} on {plan['dataset']}, memory {plan['memory']}, "
+            f"{plan['steps']} steps, orders {plan['orders'][0]}..{plan['orders'][-1]}, profile {plan['profile']}, "
+            f"device {plan['device']}\nrecord: {plan['record']}",
+            "orders x steps", len(plan["orders"]) * plan["steps"])
+
+    def step_started(self, order: int, step: int, classes: list[int]) -> None:
+        self._item_started(f"order {order} step {step} classes {classes}")
+
+    def train_progress(self, network: int, done: int, total: int) -> None:
+        self._trained(f"network {network + 1}", done, total)
+
+    def step_finished(self, order: int, step: dict[str, Any]) -> None:
+        accs = ", ".join(f"{a:.1f}" for a in step["accuracies"])
+        self._item_finished(
+            f"order {order} step {step['step']}: {len(step['seen_classes'])} classes, accuracy {accs} "
+            f"(condense {step['condense_seconds']:.1f}s, train {step['train_seconds']:.1f}s)")
+
+
+class RichStaticReporter(_Bars, StaticReporter):
+    def run_started(self, plan: dict[str, Any]) -> None:
+        self._start(
             f"[bold]clbench condense[/bold] {plan['condenser']} on {plan['dataset']}, ipc {plan['ipc']}, "
             f"sets {plan['sets'][0]}..{plan['sets'][-1]}, {plan['evals']} x {', '.join(plan['eval_nets'])}, "
-            f"profile {plan['profile']}, device {plan['device']}\nrecord: {plan['record']}"
-        )
-        self.progress.start()
-        self.sets_task = self.progress.add_task("sets", total=len(plan["sets"]), info="")
-        self.condense_task = self.progress.add_task("condense", total=1, info="")
-        self.train_task = self.progress.add_task("train", total=1, info="")
+            f"profile {plan['profile']}, device {plan['device']}\nrecord: {plan['record']}",
+            "sets", len(plan["sets"]))
 
     def set_started(self, index: int) -> None:
-        self.progress.update(self.sets_task, info=f"set {index}")
-        self.progress.reset(self.condense_task, total=1, info="")
-
-    def condense_progress(self, done: int, total: int, info: dict) -> None:
-        self.progress.update(self.condense_task, completed=done, total=total, info=_losses(info))
+        self._item_started(f"set {index}")
 
     def train_progress(self, network: str, evaluation: int, done: int, total: int) -> None:
-        if done == 1:
-            self.progress.reset(self.train_task, total=total, info=f"{network} #{evaluation + 1}")
-        self.progress.update(self.train_task, completed=done)
+        self._trained(f"{network} #{evaluation + 1}", done, total)
 
     def set_finished(self, entry: dict[str, Any]) -> None:
-        self.progress.advance(self.sets_task)
         accs = "; ".join(f"{n} {', '.join(f'{a:.1f}' for a in accs)}" for n, accs in entry["accuracies"].items())
-        self.progress.console.print(f"set {entry['set']}: {accs} (condense {entry['condense_seconds']:.1f}s)")
-
-    def run_finished(self, record: dict[str, Any], path: Path) -> None:
-        self.progress.stop()
-
-    def close(self) -> None:
-        self.progress.stop()
+        self._item_finished(f"set {entry['set']}: {accs} (condense {entry['condense_seconds']:.1f}s)")
