@@ -209,7 +209,7 @@ class DSACondenser(Condenser):
     Options = DSAOptions
 
     def _check(self, task: CondenseTask) -> None:
-        check_options(self.options, f"condenser {self.name!r}")  # options made in Python skip build_options'
+        check_options(self.options, f"condenser {self.name!r}")  # options made in Python skip build_options' checks
         if task.ipc < 1:
             raise UsageError(f"ipc={task.ipc}: expected at least 1 image per class")
 
