@@ -15,13 +15,7 @@ from clbench.sweep.status import sweep_status
 from tests.test_sweep import fake_execute, fake_spec
 
 
-def rows(out: str) -> dict[str, str]:
-    """The status table's first line per job, by job id."""
-    return {m.group(1): line for line in out.splitlines() if (m := re.search(r"\b([0-9a-f]{16})\b", line))}
-
-
 def test_status_shows_state_host_attempts_and_last_error(cli, tmp_path, monkeypatch):
-    monkeypatch.setenv("COLUMNS", "250")
     spec = fake_spec(tmp_path, [0, 1, 2, 3])
     result = driver.run_sweep(spec, make_launcher("local", spec, retries=1),
                               execute=fake_execute(fail_once=(1,), fail_always=(2,)))
@@ -41,20 +35,59 @@ def test_status_shows_state_host_attempts_and_last_error(cli, tmp_path, monkeypa
     assert reports[2].error == "ValueError: boom 2" and reports[0].host == socket.gethostname()
     assert reports[0].steps_done == reports[0].steps_total == 2 and reports[3].steps_done == 0
 
-    code, out, err = cli("sweep", "--status", str(spec.folder))
+    code, out, err = cli("sweep", "--status", str(spec.folder), "--format", "json")  # what scripts read
     assert code == 0, err
-    shown = rows(out)
+    shown = {j["job"]: j for j in json.loads(out)}
     assert set(shown) == {j.id for j in result.jobs}
-    assert "done" in shown[by_seed[1].id] and "RuntimeError: flaky" in shown[by_seed[1].id]
-    assert "failed" in shown[by_seed[2].id] and "boom 2" in shown[by_seed[2].id]
-    assert "lost" in shown[by_seed[3].id]
-    assert "2 done" in out and "1 failed" in out and "1 lost" in out
+    assert [shown[by_seed[s].id]["state"] for s in range(4)] == ["done", "done", "failed", "lost"]
+    assert shown[by_seed[1].id]["error"] == "RuntimeError: flaky" and shown[by_seed[1].id]["attempts"] == 2
+    assert [a["state"] for a in shown[by_seed[1].id]["history"]] == ["failed", "done"]
+
+    for width in (80, 200):  # the table as a person sees it, at a terminal's width fixed here
+        monkeypatch.setenv("COLUMNS", str(width))
+        code, out, err = cli("sweep", "--status", str(spec.folder))
+        assert code == 0, err
+        lines = out.splitlines()
+        assert max(len(line) for line in lines) <= width, out
+        for seed, (state, error) in enumerate([("done", ""), ("done", "RuntimeError: flaky"),
+                                               ("failed", "ValueError: boom 2"), ("lost", "")]):
+            (row,) = [line for line in lines if by_seed[seed].id[:8] in line]  # one line per job, never wrapped
+            assert state in row and error in row, out
+        words = " ".join(out.split())
+        assert "2 done" in words and "1 failed" in words and "1 lost" in words
+
+
+def test_a_long_error_is_cut_in_the_table_and_whole_in_the_job_view(cli, tmp_path, monkeypatch):
+    """An error holding a record path and a traceback: the table shows its first line, the path relative to the
+    sweep folder, cut to the terminal; `--job ID` (a prefix will do) shows every attempt and the whole error."""
+    from clbench.sweep.jobs import mark
+
+    spec = fake_spec(tmp_path, [0, 1])
+    result = driver.run_sweep(spec, make_launcher("local", spec), execute=fake_execute())
+    victim = result.jobs[0]
+    record = victim.folder / "records" / ("x" * 60 + ".json")
+    error = f"RecordError: {record}: cannot be resumed, it was written by another run " + "word " * 30
+    mark(victim.folder, "failed", error=error + "\nTraceback (most recent call last):\n  line 2")
+    for width in (80, 120):
+        monkeypatch.setenv("COLUMNS", str(width))
+        code, out, err = cli("sweep", "--status", str(spec.folder))
+        assert code == 0, err
+        (row,) = [line for line in out.splitlines() if victim.id[:8] in line]
+        assert len(row) <= width and row.rstrip().endswith("…") and str(tmp_path) not in row, out
+        assert "Traceback" not in out and "RecordError: jobs/" in row
+    code, out, err = cli("sweep", "--status", str(spec.folder), "--job", victim.id[:6])
+    assert code == 0, err
+    assert error in out and "Traceback (most recent call last):" in out and "attempt 1" in out
+    assert victim.id in out and str(victim.folder) in out
+    code, out, err = cli("sweep", "--status", str(spec.folder), "--job", "zz")
+    assert code == 2 and "--job zz: no job" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("args, message", [
     (["--status", "NOWHERE"], "not a sweep folder"),
     (["SPEC", "--status", "FOLDER"], "--status FOLDER only reads a sweep folder"),
     (["SPEC", "--out", "a", "--folder", "b"], "give the sweep folder once"),
+    (["SPEC", "--job", "abc"], "--job and --format go with --status FOLDER"),
 ])
 def test_status_and_folder_misuse_is_one_line_exit_2(cli, tmp_path, args, message):
     spec = fake_spec(tmp_path, [0])

@@ -105,3 +105,61 @@ def test_footnote_column_only_with_notes():
     noted = Table("t", [Column("a")], [["x"], ["y"]], [], ["a"], "c", notes=["n"], refs=[[1], []])
     assert noted.headers() == ["a", "notes"] and noted.lines() == [["x", "[1]"], ["y", "-"]]
     assert render_text(noted, "markdown").splitlines()[-1] == "[1] n"
+
+
+# -- the terminal table at a fixed width: never depends on the terminal the tests run in --------------------
+def _drawn(table: Table, width: int) -> list[str]:
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, force_terminal=False)
+    for part in render(table, "table"):
+        console.print(part)
+    return buffer.getvalue().splitlines()
+
+
+def _wide_table() -> Table:
+    """Eight numeric columns of 11 characters (too many for 80), a key, a droppable column and a long error."""
+    columns = [Column("name", key=True)] + [Column(f"value {i}", numeric=True) for i in range(8)]
+    columns += [Column("host", drop=1), Column("error", cut=True)]
+    cells = [[f"row{r}", *[f"{r}{i}.00 ± 0.5" for i in range(8)], "node-0001",
+              f"RuntimeError: step {r} failed " + "because " * 20] for r in range(3)]
+    return Table("wide", columns, cells, [], [], "the caption")
+
+
+@pytest.mark.parametrize("width", [60, 80, 100])
+def test_a_narrow_terminal_splits_the_columns_repeats_the_key_and_squeezes_no_cell(width):
+    table = _wide_table()
+    lines = _drawn(table, width)
+    assert max(len(line) for line in lines) <= width
+    for r in range(3):  # every cell whole, in some part, beside its row's key
+        mine = [line for line in lines if line.startswith(f"row{r} ")]
+        assert len(mine) == sum(1 for line in lines if line.startswith("wide"))  # the key in every part
+        shown = " ".join(mine)
+        assert all(cell in shown for cell in table.cells[r][1:9]), (r, lines)
+    assert not any("node-0001" in line for line in lines)  # the droppable column left out, and said so
+    assert f"Not shown at {width} columns: host" in " ".join(" ".join(lines).split())
+    assert any(line.rstrip().endswith("…") for line in lines)  # the error cut with an ellipsis, not wrapped
+    assert sum("RuntimeError" in line for line in lines) == 3
+
+
+def test_a_wide_terminal_shows_every_column_whole_in_one_table():
+    table = _wide_table()
+    lines = _drawn(table, 400)
+    assert lines[0] == "wide" and sum(line.startswith("row") for line in lines) == 3
+    for r, row in enumerate(table.cells):
+        (line,) = [x for x in lines if x.startswith(f"row{r} ")]
+        assert all(cell.strip() in line for cell in row)
+
+
+def test_fit_gives_wrapping_and_cut_columns_the_room_left_and_never_less_than_a_word():
+    from clbench.report.table import GAP, fit
+
+    columns = [Column("job"), Column("run", wrap=True), Column("error", cut=True)]
+    lines = [["abcdefgh", "dm fashion-mnist 20ipc 5st", "x" * 100]]
+    layout = fit(columns, lines, 80)
+    assert layout.parts == [[0, 1, 2]] and not layout.dropped
+    assert layout.widths[0] == 8 and layout.widths[1] == len(lines[0][1])  # room enough: the run unwrapped
+    assert sum(layout.widths.values()) + 2 * GAP == 80  # the error takes the rest
+    narrow = fit(columns, lines, 8 + 13 + 24 + 2 * GAP)
+    assert narrow.widths[1] == len("fashion-mnist") and narrow.widths[2] >= 24  # wrapped at a word, not inside one

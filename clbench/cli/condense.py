@@ -45,16 +45,14 @@ def condense(
 
 def _print_summary(record: dict[str, Any]) -> None:
     from rich.console import Console
-    from rich.table import Table
+
+    from clbench.report.compare import show
+    from clbench.report.table import Column, Table
 
     c = record["config"]
-    table = Table(title=f"{c['condenser']} on {c['dataset']}, ipc {c['ipc']}",
-                  caption=f"test accuracy (%), mean ± std over {len(c['sets'])} sets x {c['evals']} evaluations; "
-                          f"profile {c['profile']}")
-    for title in ("network", "accuracy", "n"):
-        table.add_column(title)
-    for name, s in record["summary"]["accuracy"].items():
-        cell = "-" if s["mean"] is None else f"{s['mean']:.2f} ± {s['std']:.2f}"
-        table.add_row(name, cell, str(s["n"]))
-    Console().print(table)
-
+    cells = [[name, "-" if s["mean"] is None else f"{s['mean']:.2f} ± {s['std']:.2f}", str(s["n"])]
+             for name, s in record["summary"]["accuracy"].items()]
+    show(Table(f"{c['condenser']} on {c['dataset']}, ipc {c['ipc']}",
+               [Column("network", key=True), Column("accuracy", numeric=True), Column("n", numeric=True)], cells, [],
+               [], f"test accuracy (%), mean ± std over {len(c['sets'])} sets x {c['evals']} evaluations; "
+                   f"profile {c['profile']}"), "table", Console())

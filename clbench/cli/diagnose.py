@@ -72,36 +72,32 @@ METRIC_TITLES = {
 
 
 def _summary_table(doc: dict[str, Any], console) -> None:
-    """Metrics as rows, records as columns: DM and DDM side by side."""
-    from rich.table import Table
-
+    """Metrics as rows, records as columns: DM and DDM side by side (a narrow terminal splits the records)."""
+    from clbench.report.compare import show
     from clbench.report.diagnose import METRICS, summary_rows
+    from clbench.report.table import Column, Table
 
     c = doc["config"]
-    table = Table(title=f"synthetic (random real of the same count), mean over sets, classes and {c['seeds']} "
-                        f"networks; {c['taps']} taps, k={c['k']}. Style gap: lower is closer to the real data; "
-                        f"diversity: higher is more diverse")
     rows = summary_rows(doc)
-    table.add_column("metric")
-    for row in rows:
-        table.add_column(f"{row['condenser']}\n{row['dataset']} {row['ipc']}", justify="right")
-    for m in METRICS:
-        table.add_row(METRIC_TITLES[m], *[_pair(row[f"{m}_synthetic"], row[f"{m}_real"]) for row in rows])
-    for m in ("pairwise", "knn"):
-        table.add_row(f"{METRIC_TITLES[m]}, synthetic / real", *[_num(row[f"{m}_ratio"]) for row in rows])
-    console.print(table)
+    columns = [Column("metric", key=True, wrap=True)]
+    columns += [Column(f"{row['condenser']} {row['dataset']} {row['ipc']}", numeric=True) for row in rows]
+    cells = [[METRIC_TITLES[m], *[_pair(row[f"{m}_synthetic"], row[f"{m}_real"]) for row in rows]] for m in METRICS]
+    cells += [[f"{METRIC_TITLES[m]}, synthetic / real", *[_num(row[f"{m}_ratio"]) for row in rows]]
+              for m in ("pairwise", "knn")]
+    show(Table("diagnosis", columns, cells, [], [],
+               f"synthetic (random real of the same count), mean over sets, classes and {c['seeds']} networks; "
+               f"{c['taps']} taps, k={c['k']}. Style gap: lower is closer to the real data; diversity: higher is "
+               f"more diverse"), "table", console)
 
 
 def _class_table(result: dict[str, Any], console) -> None:
-    from rich.table import Table
-
+    from clbench.report.compare import show
     from clbench.report.diagnose import METRICS, class_rows
+    from clbench.report.table import Column, Table
 
-    table = Table(title=f"{result['condenser']} on {result['dataset']} ({result['ipc']}) per class: "
-                        f"synthetic (random real of the same count)")
-    for title in ("set", "class", "n", "mean gap", "std gap", "Gram gap", "pairwise", "k-NN"):
-        table.add_column(title, justify="left" if title in ("set", "class") else "right")
-    for row in class_rows(result):
-        table.add_row(row["set"], row["class"], str(row["n"]),
-                      *[_pair(row[f"{m}_synthetic"], row[f"{m}_real"]) for m in METRICS])
-    console.print(table)
+    columns = [Column("set", key=True), Column("class", key=True), Column("n", numeric=True)]
+    columns += [Column(title, numeric=True) for title in ("mean gap", "std gap", "Gram gap", "pairwise", "k-NN")]
+    cells = [[row["set"], row["class"], str(row["n"]), *[_pair(row[f"{m}_synthetic"], row[f"{m}_real"]) for m in METRICS]]
+             for row in class_rows(result)]
+    show(Table(f"{result['condenser']} on {result['dataset']} ({result['ipc']}) per class", columns, cells, [], [],
+               "synthetic (random real of the same count)"), "table", console)

@@ -15,6 +15,8 @@ def sweep(
     retries: Optional[int] = typer.Option(None, "--retries", help="resubmissions of a job that failed (default: the spec's, else 0)"),
     attach: Optional[str] = typer.Option(None, "--attach", metavar="FOLDER", help="follow a Slurm sweep submitted earlier from this folder"),
     status: Optional[str] = typer.Option(None, "--status", metavar="FOLDER", help="show each job of the sweep in this folder (state, host, attempts, last error) from its files; run nothing"),
+    job: Optional[str] = typer.Option(None, "--job", metavar="ID", help="with --status: one job whole (every attempt, its full errors and log); an id or its first characters"),
+    fmt: str = typer.Option("table", "--format", "-f", help="with --status: table, or json (every job's report whole, for scripts)"),
     out: Optional[str] = typer.Option(None, "--out", "-o", metavar="FOLDER", help="sweep folder (default: the spec's, else sweeps/<spec name>)"),
     folder: Optional[str] = typer.Option(None, "--folder", hidden=True, help="the old spelling of --out"),
     partition: Optional[str] = typer.Option(None, "--partition", help="Slurm partition"),
@@ -35,8 +37,10 @@ def sweep(
     if status is not None:
         if spec is not None or attach is not None:
             raise UsageError("--status FOLDER only reads a sweep folder; give no spec and no --attach with it")
-        _show_status(status)
+        _show_status(status, job, fmt)
         return
+    if job is not None or fmt != "table":
+        raise UsageError("--job and --format go with --status FOLDER (clbench sweep --status FOLDER --job ID)")
     slurm = {"partition": partition, "time": time_limit, "gpus": gpus}
     if attach is not None:
         if spec is not None:
@@ -101,72 +105,91 @@ class _BoardView:
         return Text("planning the sweep...") if self.board is None else job_table(self.board, self.launcher)
 
 
-STYLE = {"pending": "dim", "running": "cyan", "done": "green", "failed": "bold red"}
+
 
 
 def job_table(board, launcher: str, max_rows: int = 24):
     """Counts by state, then the jobs that matter most: running and failed first, then pending, then done."""
-    from rich.table import Table
+    from clbench.report.table import Column, FittedTable, Table
+    from clbench.sweep.status import STATE_STYLES, shown_error
 
     counts = board.counts()
     elapsed = time.time() - board.started
     title = (f"clbench sweep ({launcher}): " + ", ".join(f"{counts[s]} {s}" for s in ("pending", "running", "done", "failed"))
              + f" ({elapsed:.0f}s)")
-    table = Table(title=title, title_justify="left")
-    for column in ("job", "run", "order", "state", "try", "time", "detail"):
-        table.add_column(column, overflow="fold", no_wrap=column in ("job", "state", "time"))
     rank = {"running": 0, "failed": 1, "pending": 2, "done": 3}
     rows = sorted(board.states.items(), key=lambda kv: (rank[kv[1].state], -(kv[1].ended or 0)))
+    cells, styles = [], []
     for job_id, state in rows[:max_rows]:
         job = board.jobs[job_id]
         c = job.config
         seconds = f"{(state.ended or time.time()) - state.started:.0f}s" if state.started else ""
-        table.add_row(job_id[:8], f"{c['condenser']} {c['dataset']} {c['memory']} {c['steps']}st", str(job.order),
-                      f"[{STYLE[state.state]}]{state.state}[/]", str(state.attempts or ""), seconds, state.detail)
-    if len(rows) > max_rows:
-        table.caption = f"{len(rows) - max_rows} more job(s) not shown"
-    return table
+        cells.append([job_id[:8], f"{c['condenser']} {c['dataset']} {c['memory']} {c['steps']}st", str(job.order),
+                      state.state, str(state.attempts or ""), seconds, shown_error(state.detail or "", job.folder.parent.parent)])
+        styles.append(STATE_STYLES.get(state.state, ""))
+    caption = f"{len(rows) - max_rows} more job(s) not shown" if len(rows) > max_rows else ""
+    columns = [Column("job", key=True), Column("run", wrap=True), Column("order", numeric=True), Column("state"),
+               Column("try", numeric=True), Column("time", numeric=True), Column("detail", cut=True)]
+    return FittedTable(Table(title, columns, cells, [], [], caption, styles=styles))
 
 
-def _show_status(folder: str) -> None:
-    """Every job's state, host, attempts, progress and last error, from the sweep folder alone."""
+def _show_status(folder: str, job: str | None, fmt: str) -> None:
+    """Every job's state, host, attempts, progress and last error, from the sweep folder alone; or one job whole."""
+    import json
+
     from rich.console import Console
-    from rich.table import Table
 
-    from clbench.sweep.status import sweep_status
+    from clbench.core.errors import UsageError
+    from clbench.report.compare import show
+    from clbench.sweep.status import find_job, status_table, sweep_status
 
+    if fmt not in ("table", "json"):
+        raise UsageError(f"--format {fmt}: sweep --status shows a table or json")
     reports = sweep_status(folder)
-    counts: dict[str, int] = {}
-    for report in reports:
-        counts[report.state] = counts.get(report.state, 0) + 1
-    table = Table(title=f"{len(reports)} job(s) in {folder}: " + ", ".join(f"{n} {s}" for s, n in counts.items()),
-                  title_justify="left")
-    for column in ("job", "run", "order", "state", "attempts", "steps", "host", "node", "last error"):
-        table.add_column(column, overflow="fold")
-    for r in reports:
-        c = r.job.config
-        steps = f"{r.steps_done}/{r.steps_total}" + (f" ({r.resumed} resumed)" if r.resumed else "")
-        style = STYLE.get(r.state, "yellow")
-        table.add_row(r.job.id, f"{c['condenser']} {c['dataset']} {c['memory']} {c['steps']}st", str(r.job.order),
-                      f"[{style}]{r.state}[/]", str(r.attempts), steps, r.host,
-                      (r.node[:12] + (f" {r.engine_id}" if r.engine_id else "")).strip(), r.error)
-    Console(soft_wrap=True).print(table)
+    if job is not None:
+        report = find_job(reports, job)
+        if fmt == "json":
+            typer.echo(json.dumps(report.to_dict(), indent=2))
+        else:
+            _show_job(report)
+        return
+    if fmt == "json":
+        typer.echo(json.dumps([r.to_dict() for r in reports], indent=2))
+        return
+    show(status_table(reports, folder), "table", Console())
+
+
+def _show_job(report) -> None:
+    """One job as fields, one per line, then each attempt with its whole error: nothing cut."""
+    c = report.job.config
+    lines = [f"job {report.job.id}: {report.state}",
+             f"  run: {c['condenser']} {c['dataset']} {c['memory']} {c['steps']} steps, order {report.job.order}",
+             f"  folder: {report.job.folder}",
+             f"  steps: {report.steps_done}/{report.steps_total} ({report.resumed} resumed)",
+             f"  attempts: {report.attempts}"]
+    for n, attempt in enumerate(report.history, 1):
+        where = " ".join(str(attempt[k]) for k in ("host", "node", "engine_id") if attempt.get(k))
+        lines.append(f"  attempt {n}: {attempt.get('state', '?')}" + (f" on {where}" if where else ""))
+        for key in ("note", "log"):
+            if attempt.get(key):
+                lines.append(f"    {key}: {attempt[key]}")
+        if attempt.get("error"):
+            lines += ["    error:"] + [f"      {line}" for line in str(attempt["error"]).splitlines()]
+    typer.echo("\n".join(lines))
 
 
 def _dry_run(spec, jobs) -> None:
     from rich.console import Console
-    from rich.table import Table
 
+    from clbench.report.compare import show
+    from clbench.report.table import Column, Table
     from clbench.sweep.jobs import complete_record
 
-    table = Table(title=f"{len(jobs)} job(s) in {spec.folder}", title_justify="left")
-    for column in ("job", "condenser", "dataset", "memory", "steps", "order", "done"):
-        table.add_column(column)
-    for job in jobs:
-        c = job.config
-        table.add_row(job.id, str(c["condenser"]), str(c["dataset"]), str(c["memory"]), str(c["steps"]),
-                      str(job.order), "yes" if complete_record(job.folder) else "")
-    Console(soft_wrap=True).print(table)
+    columns = [Column("job", key=True), Column("condenser"), Column("dataset"), Column("memory"),
+               Column("steps", numeric=True), Column("order", numeric=True), Column("done")]
+    cells = [[job.id, str(job.config["condenser"]), str(job.config["dataset"]), str(job.config["memory"]),
+              str(job.config["steps"]), str(job.order), "yes" if complete_record(job.folder) else ""] for job in jobs]
+    show(Table(f"{len(jobs)} job(s) in {spec.folder}", columns, cells, [], [], ""), "table", Console())
 
 
 def _summarise(result, retry: str) -> None:

@@ -42,6 +42,7 @@ BASELINE_FIELDS = [
     Field("diff", "Δ final vs {b}", "Δ {b}"), Field("ci", "95% CI", "95% CI"), Field("p_value", "p", "p"),
 ]
 KEY_COLUMNS = ("dataset", "steps", "memory", "profile", "learner")  # common to every row: the terminal moves them up
+ROW_KEYS = ("condenser", "variant")  # name a row: repeated when a narrow terminal splits the table
 TEXT_KEYS = ("dataset", "memory", "condenser", "profile", "variant", "orders")  # left-aligned
 
 
@@ -117,8 +118,8 @@ def continual_table(rows: list[dict[str, Any]]) -> Table:
 
     def build(compact: bool) -> Table:
         fields = _fields(rows, compact)
-        columns = [Column(f.short if compact else f.title, numeric=f.key not in TEXT_KEYS, wrap=f.key == "variant")
-                   for f in fields]
+        columns = [Column(f.short if compact else f.title, numeric=f.key not in TEXT_KEYS, wrap=f.key == "variant",
+                          key=f.key in ROW_KEYS) for f in fields]
         return Table("clbench results", columns, [[_cell(r, f.key) for f in fields] for r in rows], rows,
                      value_fields, caption(rows, compact), notes, refs)
 
@@ -150,7 +151,7 @@ def static_table(rows: list[dict[str, Any]]) -> Table:
             row_data[f"{title} std"] = r["std"] if ok else None
         cells.append(row_cells)
         data.append(row_data)
-    headers = [Column(k) for k in STATIC_LINE] + [Column(t, numeric=True) for t in titles]
+    headers = [Column(k, key=True) for k in STATIC_LINE] + [Column(t, numeric=True) for t in titles]
     return Table("static condensation", headers, cells, data, _value_fields(data, [c.title for c in headers]),
                  STATIC_CAPTION)
 
@@ -162,18 +163,13 @@ def render(rows: list[dict[str, Any]], fmt: str) -> str:
 
 
 def show(table: Table, fmt: str, console) -> None:
-    """Print `table` in `fmt` on the console the CLI made; the rich table widens a non-terminal console to fit
-    rather than truncating."""
+    """Print `table` in `fmt` on the console the CLI made: text formats verbatim, the terminal table fitted to the
+    console's width (COLUMNS, else 80 where stdout is not a terminal)."""
     for part in render_parts(table, fmt):
         if isinstance(part, str):
             console.print(part, end="", markup=False, highlight=False, soft_wrap=True)
-            continue
-        if not console.is_terminal:
-            natural = console.measure(part, options=console.options.update(max_width=10_000)).maximum
-            console.width = max(console.width, natural)
-        console.print(part)
-
-
+        else:
+            console.print(part)
 def print_table(rows: list[dict[str, Any]], fmt: str, console) -> None:
     """Print the continual rows (`summary_rows`) in `fmt`."""
     show(continual_table(rows), fmt, console)

@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 
+from rich.cells import cell_len
+
 from clbench.core.registry import Registry
 
 Part = Union[str, Any]  # plain text, or a rich renderable (the `table` format)
@@ -22,7 +24,10 @@ Part = Union[str, Any]  # plain text, or a rich renderable (the `table` format)
 class Column:
     title: str
     numeric: bool = False  # right-aligned in the terminal
-    wrap: bool = False  # may wrap in the terminal (long free text); other columns never do
+    wrap: bool = False  # may wrap at its words in a narrow terminal (short free text); other columns never wrap
+    cut: bool = False  # long free text (an error, a path): one line, cut with an ellipsis to the room left
+    drop: int = 0  # > 0: left out of a terminal too narrow for every column, the highest first (said in the caption)
+    key: bool = False  # names the row: repeated in each part when a narrow terminal splits the columns
 
 
 @dataclass
@@ -43,10 +48,13 @@ class Table:
     notes: list[str] = field(default_factory=list)
     refs: list[list[int]] = field(default_factory=list)
     terminal: Table | None = None
+    styles: list[str] = field(default_factory=list)  # a rich style per row in the terminal ("" for none)
 
     def __post_init__(self) -> None:
         if any(len(row) != len(self.columns) for row in self.cells):
             raise ValueError(f"every row of a table needs {len(self.columns)} cells")
+        if self.styles and len(self.styles) != len(self.cells):
+            raise ValueError("styles: one per row")
         if self.refs and len(self.refs) != len(self.cells):
             raise ValueError("refs: one list of note numbers per row")
         if any(not 1 <= n <= len(self.notes) for ref in self.refs for n in ref):
@@ -142,20 +150,136 @@ def json_text(table: Table) -> list[Part]:
 
 @TABLE_FORMATS.register("table")
 def rich_table(table: Table) -> list[Part]:
-    """A rich Table (the terminal version where the table has one), then its footnotes as lines."""
-    from rich import box
-    from rich.table import Table as RichTable
+    """The terminal version (where the table has one) fitted to the console's width when it is drawn, then its
+    footnotes as lines that wrap at words."""
+    from rich.text import Text
 
     shown = table.terminal or table
-    out = RichTable(title=shown.title, caption=shown.caption + ".", caption_justify="left", box=box.SIMPLE_HEAD,
-                    show_edge=False, pad_edge=False, collapse_padding=True)
-    for c in shown.columns:
-        out.add_column(c.title, justify="right" if c.numeric else "left", no_wrap=not c.wrap)
-    if shown.notes:
-        out.add_column("notes", no_wrap=True)
-    for row in shown.lines():
-        out.add_row(*row)
-    return [out] + [f"[{i}] {note}\n" for i, note in enumerate(shown.notes, 1)]
+    return [FittedTable(shown)] + [Text(f"[{i}] {note}") for i, note in enumerate(shown.notes, 1)]
+
+
+GAP = 2  # characters between two columns (rich's SIMPLE_HEAD box without edges, padding collapsed)
+CUT_MIN = 24  # the narrowest a `cut` column is made before columns are dropped or the table is split
+
+
+@dataclass
+class Layout:
+    """How a table is drawn at one width: `parts` of column indexes (each part a table of its own, the key
+    columns repeated), each column's width, and the columns left out."""
+
+    parts: list[list[int]]
+    widths: dict[int, int]
+    dropped: list[int]
+
+
+def _words(text: str) -> int:
+    return max((cell_len(w) for w in text.split()), default=0)
+
+
+def _natural(column: Column, cells: list[str]) -> int:
+    return max([cell_len(column.title), *(cell_len(line) for c in cells for line in c.splitlines() or [""])])
+
+
+def _least(column: Column, cells: list[str]) -> int:
+    """The narrowest `column` may be: its longest word (title included) where it wraps, at most CUT_MIN where
+    it is cut, else every cell whole."""
+    natural = _natural(column, cells)
+    if column.cut:
+        return min(natural, max(CUT_MIN, _words(column.title)))
+    if column.wrap:
+        return max(_words(column.title), *(_words(c) for c in cells)) if cells else _words(column.title)
+    return max(_words(column.title), *(cell_len(line) for c in cells for line in c.splitlines() or [""]))
+
+
+def fit(columns: list[Column], lines: list[list[str]], width: int) -> Layout:
+    """Lay `columns` out in `width` characters without squeezing a column below its words: wide enough, every
+    column at its natural width; else wrapping and cut columns narrowed, then the `drop` columns left out (the
+    highest first), then the columns split into consecutive parts that each fit, the key columns in every one."""
+    cells = [[row[i] for row in lines] for i in range(len(columns))]
+    natural = [_natural(c, cells[i]) for i, c in enumerate(columns)]
+    least = [_least(c, cells[i]) for i, c in enumerate(columns)]
+
+    def span(indexes, sizes) -> int:
+        return sum(sizes[i] for i in indexes) + GAP * max(len(indexes) - 1, 0)
+
+    kept = list(range(len(columns)))
+    if span(kept, natural) <= width:
+        return Layout([kept], dict(enumerate(natural)), [])
+    dropped = []
+    for i in sorted((i for i in kept if columns[i].drop), key=lambda i: -columns[i].drop):
+        if span(kept, least) <= width:
+            break
+        kept.remove(i)
+        dropped.append(i)
+    keys = [i for i in kept if columns[i].key]
+    parts: list[list[int]] = []
+    for i in kept:
+        if i in keys:
+            continue
+        if parts and span(sorted(parts[-1] + [i]), least) <= width:
+            parts[-1].append(i)
+        else:
+            parts.append(sorted(keys + [i]))
+    parts = parts or [keys]
+    widths = dict(enumerate(least))
+    spare = min(width - span(part, least) for part in parts)
+    for i in keys:  # a key column has one width in every part
+        grow = max(0, min(natural[i] - least[i], spare))
+        widths[i] += grow
+        spare -= grow
+    for part in parts:
+        spare = width - span(part, widths)
+        for i in part:
+            if i not in keys:
+                grow = max(0, min(natural[i] - least[i], spare))
+                widths[i] += grow
+                spare -= grow
+    return Layout(parts, widths, dropped)
+
+
+class FittedTable:
+    """A `Table` drawn by rich at the width of the console it is printed on (see `fit`)."""
+
+    def __init__(self, table: Table):
+        self.table = table
+
+    def __rich_console__(self, console, options):
+        from rich.text import Text
+
+        table = self.table
+        columns = list(table.columns) + ([Column("notes")] if table.notes else [])
+        lines = table.lines()
+        layout = fit(columns, lines, options.max_width)
+        caption = table.caption
+        if layout.dropped:
+            names = ", ".join(columns[i].title for i in layout.dropped)
+            caption += (f". Not shown at {options.max_width} columns: {names} (a wider terminal, or --format json, "
+                        f"shows them)")
+        for n, part in enumerate(layout.parts):
+            title = table.title + (f" ({n + 1}/{len(layout.parts)})" if len(layout.parts) > 1 else "")
+            if title:  # a line of its own, wrapped at the console's width rather than the table's
+                yield Text(title, style="table.title")
+            yield _rich_part([(columns[i], layout.widths[i]) for i in part], [[row[i] for i in part] for row in lines],
+                             table.styles)
+        if caption:
+            yield Text(caption + ".")
+
+
+def _rich_part(columns: list[tuple[Column, int]], lines: list[list[str]], styles: list[str]):
+    from rich import box
+    from rich.table import Table as RichTable
+    from rich.text import Text
+
+    out = RichTable(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                    collapse_padding=True)
+    for column, width in columns:
+        out.add_column(Text(column.title, no_wrap=False, overflow="fold"),
+                       justify="right" if column.numeric else "left", width=width,
+                       no_wrap=not column.wrap, overflow="ellipsis" if column.cut else "fold")
+    for n, row in enumerate(lines):  # cells are plain text, never rich markup (an error may hold brackets)
+        out.add_row(*[Text(c.splitlines()[0] if columns[i][0].cut and c else c) for i, c in enumerate(row)],
+                    style=styles[n] if n < len(styles) else None)
+    return out
 
 
 FORMATS = ("table",) + tuple(name for name in TABLE_FORMATS.names() if name != "table")  # the default first

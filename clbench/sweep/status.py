@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clbench.core.errors import UsageError
+from clbench.report.table import Column, Table
 from clbench.sweep.jobs import job_records, read_plan, read_status
 from clbench.sweep.spec import Job
 
@@ -27,6 +29,15 @@ class JobReport:
     resumed: int  # times a retry continued the record instead of starting again
     error: str  # the latest error of any attempt (a done job shows what its retries got past)
     engine_id: str
+    history: list[dict[str, Any]]  # every attempt's status, oldest first (the `--job` view and the JSON)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON values (`clbench sweep --status FOLDER --format json`)."""
+        return {"job": self.job.id, "config": self.job.config, "order": self.job.order,
+                "folder": str(self.job.folder), "state": self.state, "host": self.host, "node": self.node,
+                "engine_id": self.engine_id, "attempts": self.attempts, "steps_done": self.steps_done,
+                "steps_total": self.steps_total, "resumed": self.resumed, "error": self.error,
+                "history": self.history}
 
 
 def sweep_status(folder: str | Path) -> list[JobReport]:
@@ -48,7 +59,49 @@ def job_report(job: Job) -> JobReport:
         state = "lost"
     return JobReport(job, state, str(last.get("host", "")), str(last.get("node", "")), len(started), steps_done,
                      int(job.config.get("steps", 0)), resumed, errors[-1] if errors else "",
-                     str(last.get("engine_id", "")))
+                     str(last.get("engine_id", "")), [{k: v for k, v in a.items() if k != "history"} for a in attempts])
+
+
+def find_job(reports: list[JobReport], wanted: str) -> JobReport:
+    """The report of the job whose id is `wanted` or starts with it (the tables show the first 8 characters)."""
+    found = [r for r in reports if r.job.id.startswith(wanted.strip().lower())] if wanted.strip() else []
+    if len(found) != 1:
+        what = "no job" if not found else f"{len(found)} jobs"
+        raise UsageError(f"--job {wanted}: {what} of this sweep has that id; give more of it "
+                         f"(`clbench sweep --status FOLDER` lists the ids)")
+    return found[0]
+
+
+STATE_STYLES = {"pending": "dim", "running": "cyan", "done": "green", "failed": "bold red", "lost": "yellow"}
+
+
+def shown_error(error: str, folder: Path) -> str:
+    """An error as a table shows it: its first line, paths inside the sweep folder relative to it."""
+    first = error.strip().splitlines()[0] if error.strip() else ""
+    return first.replace(str(Path(folder).resolve()) + os.sep, "").replace(str(folder) + os.sep, "")
+
+
+def status_table(reports: list[JobReport], folder: str | Path) -> Table:
+    """One line per job: state, attempts, progress, host and the last error's first line; `data` holds the
+    reports whole (the JSON format)."""
+    counts: dict[str, int] = {}
+    for report in reports:
+        counts[report.state] = counts.get(report.state, 0) + 1
+    columns = [Column("job", key=True), Column("run", wrap=True), Column("order", numeric=True), Column("state"),
+               Column("try", numeric=True), Column("steps", wrap=True), Column("host", drop=2),
+               Column("node", drop=1), Column("last error", cut=True)]
+    cells = []
+    for r in reports:
+        c = r.job.config
+        steps = f"{r.steps_done}/{r.steps_total}" + (f" ({r.resumed} resumed)" if r.resumed else "")
+        cells.append([r.job.id[:8], f"{c['condenser']} {c['dataset']} {c['memory']} {c['steps']}st", str(r.job.order),
+                      r.state, str(r.attempts), steps, r.host or "-",
+                      (r.node[:12] + (f" {r.engine_id}" if r.engine_id else "")).strip() or "-",
+                      shown_error(r.error, Path(folder)) or "-"])
+    title = f"{len(reports)} job(s) in {folder}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+    return Table(title, columns, cells, [r.to_dict() for r in reports], list(JobReport.__dataclass_fields__),
+                 "errors: first line; the whole job: clbench sweep --status FOLDER --job ID",
+                 styles=[STATE_STYLES.get(r.state, "") for r in reports])
 
 
 def _progress(folder: Path) -> tuple[int, int, bool]:

@@ -49,9 +49,9 @@ def write_spec(folder: Path, *, orders: Any = 2, steps: int = STEPS, delay: floa
 
 def env(**more: str) -> dict[str, str]:
     """The CLI's and the jobs' environment: the repository importable (the Slow condenser), one thread (CPU
-    numbers depend on the thread count), a wide terminal for the tables."""
+    numbers depend on the thread count); tables at whatever width the caller sets (COLUMNS), else rich's 80."""
     path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path, "COLUMNS": "220", **more}
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path, **more}
 
 
 def clbench(*args: str, timeout: float = 300, **extra_env: str) -> subprocess.CompletedProcess:

@@ -4,6 +4,7 @@ that dies. Each sweep must gather every order, equal to the fault-free sweep's t
 """
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -61,10 +62,15 @@ def test_cancelled_job_is_retried_and_resumes_from_its_checkpoint(slurm_cluster,
     cancelled = reports[victim.name]
     assert cancelled.state == "done" and cancelled.attempts == 2 and cancelled.resumed == 1
     assert cancelled.error and cancelled.host and cancelled.engine_id
-    shown = clbench("sweep", "--status", str(folder))
+    shown = clbench("sweep", "--status", str(folder), "--format", "json")  # what a script reads
     assert shown.returncode == 0, shown.stderr
-    (row,) = [line for line in shown.stdout.splitlines() if victim.name in line]
-    assert "done" in row and "(1 resumed)" in row and cancelled.error[:20] in row
+    (job,) = [j for j in json.loads(shown.stdout) if j["job"] == victim.name]
+    assert job["state"] == "done" and job["resumed"] == 1 and job["error"] == cancelled.error
+    assert [a["engine_id"] for a in job["history"] if a.get("started")] == [a["engine_id"] for a in attempts(victim)]
+    table = clbench("sweep", "--status", str(folder), COLUMNS="80")  # and what a person sees at 80 columns
+    assert table.returncode == 0 and max(map(len, table.stdout.splitlines())) <= 80, table.stdout
+    (row,) = [line for line in table.stdout.splitlines() if victim.name[:8] in line]
+    assert "done" in row and "1 resumed" in " ".join(table.stdout.split()), table.stdout
 
 
 def test_time_limit_requeues_the_job_which_resumes_from_its_checkpoint(slurm_cluster, reference, tmp_path):
