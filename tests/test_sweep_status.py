@@ -15,6 +15,16 @@ from clbench.sweep.status import sweep_status
 from tests.test_sweep import fake_execute, fake_spec
 
 
+def job_block(lines: list[str], job_id: str) -> list[str]:
+    """The lines of one job in the rendered table: its row (the short id opens it, once), then the lines under
+    it (a wrapped run name, the last error) up to the next job's row or the caption."""
+    (start,) = [n for n, line in enumerate(lines) if line.startswith(job_id[:8])]
+    end = start + 1
+    while end < len(lines) and lines[end].startswith(" "):
+        end += 1
+    return lines[start:end]
+
+
 def test_status_shows_state_host_attempts_and_last_error(cli, tmp_path, monkeypatch):
     spec = fake_spec(tmp_path, [0, 1, 2, 3])
     result = driver.run_sweep(spec, make_launcher("local", spec, retries=1),
@@ -51,8 +61,8 @@ def test_status_shows_state_host_attempts_and_last_error(cli, tmp_path, monkeypa
         assert max(len(line) for line in lines) <= width, out
         for seed, (state, error) in enumerate([("done", ""), ("done", "RuntimeError: flaky"),
                                                ("failed", "ValueError: boom 2"), ("lost", "")]):
-            (row,) = [line for line in lines if by_seed[seed].id[:8] in line]  # one line per job, never wrapped
-            assert state in row and error in row, out
+            row, *under = job_block(lines, by_seed[seed].id)
+            assert state in row and error in row + "".join(under), out
         words = " ".join(out.split())
         assert "2 done" in words and "1 failed" in words and "1 lost" in words
 
@@ -72,9 +82,9 @@ def test_a_long_error_is_cut_in_the_table_and_whole_in_the_job_view(cli, tmp_pat
         monkeypatch.setenv("COLUMNS", str(width))
         code, out, err = cli("sweep", "--status", str(spec.folder))
         assert code == 0, err
-        (row,) = [line for line in out.splitlines() if victim.id[:8] in line]
-        assert len(row) <= width and row.rstrip().endswith("…") and str(tmp_path) not in row, out
-        assert "Traceback" not in out and "RecordError: jobs/" in row
+        shown = job_block(out.splitlines(), victim.id)[-1]  # the error: its column, or a line under the row
+        assert len(shown) <= width and shown.rstrip().endswith("…") and str(tmp_path) not in shown, out
+        assert "Traceback" not in out and "RecordError: jobs/" in shown
     code, out, err = cli("sweep", "--status", str(spec.folder), "--job", victim.id[:6])
     assert code == 0, err
     assert error in out and "Traceback (most recent call last):" in out and "attempt 1" in out

@@ -163,3 +163,22 @@ def test_fit_gives_wrapping_and_cut_columns_the_room_left_and_never_less_than_a_
     assert sum(layout.widths.values()) + 2 * GAP == 80  # the error takes the rest
     narrow = fit(columns, lines, 8 + 13 + 24 + 2 * GAP)
     assert narrow.widths[1] == len("fashion-mnist") and narrow.widths[2] >= 24  # wrapped at a word, not inside one
+
+
+def test_a_below_column_moves_under_its_row_before_anything_is_narrowed_or_split():
+    columns = [Column("job", key=True), Column("run", wrap=True), Column("state"),
+               Column("last error", cut=True, below=True)]
+    error = "RecordError: jobs/abc/records/" + "x" * 60 + ".json: cannot be resumed " + "word " * 20
+    cells = [["job00001", "dm fashion-mnist 20ipc 5st", "failed", error], ["job00002", "ddm digits", "done", "-"]]
+    table = Table("jobs", columns, cells, [], [], "the caption")
+    for width in (60, 80):
+        lines = _drawn(table, width)
+        assert max(len(line) for line in lines) <= width
+        assert sum(line.startswith("jobs") for line in lines) == 1  # one part: nothing split
+        (row,) = [n for n, line in enumerate(lines) if line.startswith("job00001")]
+        assert "dm fashion-mnist 20ipc 5st" in lines[row] and "failed" in lines[row]  # the run unwrapped
+        assert lines[row + 1].startswith("  last error: RecordError: jobs/abc/records/")
+        assert lines[row + 1].rstrip().endswith("…")
+        assert not any("last error: -" in line for line in lines)  # no line for a row without one
+    wide = _drawn(table, 400)
+    assert any(line.startswith("job00001") and error.strip() in line for line in wide)  # room: a column again

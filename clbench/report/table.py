@@ -28,6 +28,8 @@ class Column:
     cut: bool = False  # long free text (an error, a path): one line, cut with an ellipsis to the room left
     drop: int = 0  # > 0: left out of a terminal too narrow for every column, the highest first (said in the caption)
     key: bool = False  # names the row: repeated in each part when a narrow terminal splits the columns
+    below: bool = False  # long free text (an error): where the row is too wide with it, a line of its own under
+    # the row ("title: text", one line, cut with an ellipsis), before any column is narrowed or dropped
 
 
 @dataclass
@@ -170,6 +172,7 @@ class Layout:
     parts: list[list[int]]
     widths: dict[int, int]
     dropped: list[int]
+    below: list[int] = field(default_factory=list)  # columns shown on a line of their own under each row
 
 
 def _words(text: str) -> int:
@@ -205,6 +208,10 @@ def fit(columns: list[Column], lines: list[list[str]], width: int) -> Layout:
     kept = list(range(len(columns)))
     if span(kept, natural) <= width:
         return Layout([kept], dict(enumerate(natural)), [])
+    below = [i for i in kept if columns[i].below]
+    kept = [i for i in kept if i not in below]
+    if span(kept, natural) <= width:
+        return Layout([kept], dict(enumerate(natural)), [], below)
     dropped = []
     for i in sorted((i for i in kept if columns[i].drop), key=lambda i: -columns[i].drop):
         if span(kept, least) <= width:
@@ -234,7 +241,7 @@ def fit(columns: list[Column], lines: list[list[str]], width: int) -> Layout:
                 grow = max(0, min(natural[i] - least[i], spare))
                 widths[i] += grow
                 spare -= grow
-    return Layout(parts, widths, dropped)
+    return Layout(parts, widths, dropped, below)
 
 
 class FittedTable:
@@ -259,19 +266,30 @@ class FittedTable:
             title = table.title + (f" ({n + 1}/{len(layout.parts)})" if len(layout.parts) > 1 else "")
             if title:  # a line of its own, wrapped at the console's width rather than the table's
                 yield Text(title, style="table.title")
-            yield _rich_part([(columns[i], layout.widths[i]) for i in part], [[row[i] for i in part] for row in lines],
-                             table.styles)
+            shown = [(columns[i], layout.widths[i]) for i in part]
+            rows = [[row[i] for i in part] for row in lines]
+            if not layout.below or n + 1 < len(layout.parts):
+                yield _rich_part(shown, rows, table.styles)
+                continue
+            # each row a table of its own (the same fixed widths, so the columns line up), its long text under it
+            for r, row in enumerate(rows):
+                yield _rich_part(shown, [row], table.styles[r:r + 1], header=r == 0)
+                for i in layout.below:
+                    text = lines[r][i].splitlines()[0] if lines[r][i] else ""
+                    if text and text != "-":
+                        yield Text(f"  {columns[i].title}: {text}", no_wrap=True, overflow="ellipsis",
+                                   style=table.styles[r] if r < len(table.styles) else "")
         if caption:
             yield Text(caption + ".")
 
 
-def _rich_part(columns: list[tuple[Column, int]], lines: list[list[str]], styles: list[str]):
+def _rich_part(columns: list[tuple[Column, int]], lines: list[list[str]], styles: list[str], header: bool = True):
     from rich import box
     from rich.table import Table as RichTable
     from rich.text import Text
 
-    out = RichTable(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
-                    collapse_padding=True)
+    out = RichTable(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True,
+                    show_header=header)
     for column, width in columns:
         out.add_column(Text(column.title, no_wrap=False, overflow="fold"),
                        justify="right" if column.numeric else "left", width=width,

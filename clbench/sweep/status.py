@@ -89,7 +89,7 @@ def status_table(reports: list[JobReport], folder: str | Path) -> Table:
         counts[report.state] = counts.get(report.state, 0) + 1
     columns = [Column("job", key=True), Column("run", wrap=True), Column("order", numeric=True), Column("state"),
                Column("try", numeric=True), Column("steps", wrap=True), Column("host", drop=2),
-               Column("node", drop=1), Column("last error", cut=True)]
+               Column("node", drop=1), Column("last error", cut=True, below=True)]
     cells = []
     for r in reports:
         c = r.job.config

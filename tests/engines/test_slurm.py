@@ -22,6 +22,7 @@ from tests.engines.sweeps import (
     wait_until,
     write_spec,
 )
+from tests.test_sweep_status import job_block
 
 pytestmark = pytest.mark.slow
 
@@ -69,8 +70,9 @@ def test_cancelled_job_is_retried_and_resumes_from_its_checkpoint(slurm_cluster,
     assert [a["engine_id"] for a in job["history"] if a.get("started")] == [a["engine_id"] for a in attempts(victim)]
     table = clbench("sweep", "--status", str(folder), COLUMNS="80")  # and what a person sees at 80 columns
     assert table.returncode == 0 and max(map(len, table.stdout.splitlines())) <= 80, table.stdout
-    (row,) = [line for line in table.stdout.splitlines() if victim.name[:8] in line]
-    assert "done" in row and "1 resumed" in " ".join(table.stdout.split()), table.stdout
+    row, *under = job_block(table.stdout.splitlines(), victim.name)
+    assert "done" in row and cancelled.error[:20] in "".join(under), table.stdout
+    assert "1 resumed" in " ".join(table.stdout.split()), table.stdout
 
 
 def test_time_limit_requeues_the_job_which_resumes_from_its_checkpoint(slurm_cluster, reference, tmp_path):
