@@ -20,3 +20,32 @@ The subpackages follow the data flow of a run, each importing only those listed 
 
 `clbench.testing` is the plugin author's contract check. tests/test_layout.py enforces the order.
 """
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import sys
+from pathlib import Path
+
+# The built-in condensers and the strategy live in the repository's top-level folders `condensers/` and
+# `strategies/`; an install maps them to `clbench.condensers` and `clbench.strategies` (pyproject.toml). Run
+# from a checkout that is not installed (the repository on sys.path, as on a GPU machine where nothing can be
+# installed), this finder maps them the same way. It is consulted last, so an install always wins.
+_SOURCE_FOLDERS = {"clbench.condensers": "condensers", "clbench.strategies": "strategies"}
+
+
+class _CheckoutFolders(importlib.abc.MetaPathFinder):
+    def __init__(self, root: Path):
+        self.root = root
+
+    def find_spec(self, name, path=None, target=None):
+        folder = _SOURCE_FOLDERS.get(name)
+        if folder is None or not (self.root / folder / "__init__.py").is_file():
+            return None
+        return importlib.util.spec_from_file_location(name, self.root / folder / "__init__.py",
+                                                      submodule_search_locations=[str(self.root / folder)])
+
+
+_root = Path(__file__).resolve().parent.parent
+if (_root / "pyproject.toml").is_file() and not any(isinstance(f, _CheckoutFolders) for f in sys.meta_path):
+    sys.meta_path.append(_CheckoutFolders(_root))
