@@ -23,6 +23,7 @@ outside still leaves what it measured.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import platform
@@ -38,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from clbench.condensers import get_condenser  # noqa: E402
 from clbench.condensers.base import CondenseTask, network_factory  # noqa: E402
+from clbench.core.atomic import atomic_write_bytes, atomic_write_json  # noqa: E402
 from clbench.core.options import build_options  # noqa: E402
 from clbench.core.speed import bf16_is_fast, device_name, synchronize, tf32  # noqa: E402
 from clbench.nets.augment import DSA, make_augment  # noqa: E402
@@ -49,9 +51,9 @@ PAPER = {"classes": 100, "steps": 5, "ipc": 20, "iterations": 20000, "networks":
          "orders": 5, "test_per_class": 100, "goal_hours": 2.0}
 SIZES = {  # per step: classes, real images per class, ConvNet width; timed iterations and epochs
     "paper": {"classes": 20, "real_per_class": 500, "batch_real": 256, "ipc": 20, "width": 128, "head": 100,
-              "iterations": 5, "epochs": 3, "dsa_iterations": 1, "dsa_loops": ""},
+              "iterations": 21, "epochs": 3, "dsa_iterations": 4, "dsa_loops": ""},
     "quick": {"classes": 2, "real_per_class": 8, "batch_real": 8, "ipc": 2, "width": 8, "head": 10,
-              "iterations": 1, "epochs": 1, "dsa_iterations": 1, "dsa_loops": "1,1"},
+              "iterations": 3, "epochs": 1, "dsa_iterations": 2, "dsa_loops": "1,1"},
 }
 VARIANTS = ("fp32", "tf32", "bf16", "compile", "cuda_graphs")
 CONFIGS = {"1 network": (1, False), "3 sequential": (3, False), "3 batched": (3, True)}
@@ -65,9 +67,21 @@ class Budget:
         return time.perf_counter() - self.start < self.seconds
 
 
-def guarded(budget: Budget, measure: Callable[[], Any], save: Callable[[], None] = lambda: None) -> Any:
-    """The measurement, or a string saying why there is none: it never stops the script. `save` writes what
-    there is so far, so that a run killed from outside still leaves its figures."""
+@contextlib.contextmanager
+def peak_memory(device: torch.device):
+    """{"peak_gib": the most device memory allocated inside the block} on CUDA; {} elsewhere."""
+    facts: dict[str, float] = {}
+    if device.type == "cuda":
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    yield facts
+    if device.type == "cuda":
+        synchronize(device)
+        facts["peak_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
+
+
+def guarded(budget: Budget, measure: Callable[[], Any]) -> Any:
+    """The measurement, or a string saying why there is none: it never stops the script."""
     if not budget.left():
         return "skipped: time budget"
     try:
@@ -75,7 +89,6 @@ def guarded(budget: Budget, measure: Callable[[], Any], save: Callable[[], None]
     except Exception as exc:  # an unsupported switch or an out-of-memory is a result here, not a crash
         text = str(exc).strip()
         value = f"error: {type(exc).__name__}: {text.splitlines()[0][:200] if text else ''}"
-    save()
     return value
 
 
@@ -104,16 +117,24 @@ def step_data(size: dict) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(k * n, 3, 32, 32, generator=gen), torch.arange(k).repeat_interleave(n)
 
 
+def draws(device: torch.device) -> torch.Generator:
+    """The condensation generator, seeded, on `device`."""
+    return torch.Generator(device=device).manual_seed(0)
+
+
 def condense(method: str, images: torch.Tensor, labels: torch.Tensor, size: dict, device: torch.device,
-             iterations: int, switches: dict[str, str]):
-    """`iterations` iterations of `method` through its public API, with a CPU generator (the same draws on every
-    device) and networks built on the CPU with a seed, then moved: the same inputs wherever it runs."""
+             iterations: int, switches: dict[str, str], *, same_draws: bool = False,
+             progress: Callable[[int, int, dict], None] | None = None):
+    """`iterations` iterations of `method` through its public API. Its generator lives on the device, as in the
+    harness (strategies/memory_step.py: a CPU generator would make every draw wait on a copy), or with
+    `same_draws` on the CPU, so that every device gets the same draws (the loss check)."""
     cls = get_condenser(method)
-    gen = torch.Generator().manual_seed(0)
+    gen = draws(torch.device("cpu") if same_draws else device)
     build = lambda seed: build_network("convnet", 3, size["head"], 32, seed=seed, device=device,  # noqa: E731
                                        width=size["width"])
     task = CondenseTask(images.to(device), labels.to(device), tuple(range(size["classes"])), size["ipc"], gen,
-                        network_factory(build, gen), DSA(), device, size["head"])
+                        network_factory(build, gen), DSA(), device, size["head"],
+                        progress=progress or (lambda done, total, info: None))
     opts = {"iterations": str(iterations), "report_every": str(iterations), "batch_real": str(size["batch_real"]),
             **switches}
     if method == "dsa" and size["dsa_loops"]:
@@ -137,23 +158,37 @@ def condenser_switches(method: str, variant: str, device: torch.device) -> dict[
     return "n/a: the condensers have no compile or CUDA-graph switch"
 
 
-def seconds_per_iteration(method: str, variant: str, size: dict, device: torch.device, data) -> float | str:
+def seconds_per_iteration(method: str, variant: str, size: dict, device: torch.device, data
+                          ) -> dict[str, Any] | str:
+    """Seconds per iteration from the end of iteration 1 to the end of iteration N inside one call (the call's
+    set-up, the first iteration's kernel choices and the allocator's growth left out), the final loss, and the
+    peak device memory."""
     switches = condenser_switches(method, variant, device)
     if isinstance(switches, str):
         return switches
     iterations = size["dsa_iterations"] if method == "dsa" else size["iterations"]
-    condense(method, *data, size, device, 1, switches)  # warm-up: kernel selection, allocator
-    synchronize(device)
-    start = time.perf_counter()
-    condense(method, *data, size, device, iterations, switches)
-    synchronize(device)
-    return (time.perf_counter() - start) / iterations
+    stamps: dict[int, float] = {}
+
+    def progress(done: int, total: int, info: dict) -> None:
+        if done in (1, total):  # a wait at the two ends only: the iterations between run as the harness runs them
+            synchronize(device)
+            stamps[done] = time.perf_counter()
+
+    with peak_memory(device) as peak:
+        result = condense(method, *data, size, device, iterations, switches, progress=progress)
+    return {"s_per_it": (stamps[iterations] - stamps[1]) / (iterations - 1),
+            "loss": final_loss(result.facts), **peak, "images": result.images}
+
+
+def final_loss(facts: dict) -> float:
+    """The loss of the last iteration: the DM family's total, DSA's matching distance."""
+    return facts["final_losses"]["total"] if "final_losses" in facts else facts["final_loss"]
 
 
 def loss_check(method: str, size: dict, device: torch.device, data) -> dict[str, float]:
     """The fp32 loss of one iteration here and on the CPU, on the same inputs."""
-    here = condense(method, *data, size, device, 1, {})
-    cpu = condense(method, *data, size, torch.device("cpu"), 1, {})
+    here = condense(method, *data, size, device, 1, {}, same_draws=True)
+    cpu = condense(method, *data, size, torch.device("cpu"), 1, {}, same_draws=True)
     a, b = here.facts["final_losses"]["total"], cpu.facts["final_losses"]["total"]
     return {"device": a, "cpu": b, "rel_diff": abs(a - b) / max(abs(b), 1e-30)}
 
@@ -200,7 +235,8 @@ def retrain(config: str, variant: str, memory: int, size: dict, device: torch.de
         synchronize(device)
         stamps[(k, done)] = time.perf_counter()
 
-    train_networks(nets, x, y, recipe, make_augment(recipe.dsa_strategy), gens, progress)
+    with peak_memory(device) as peak:
+        train_networks(nets, x, y, recipe, make_augment(recipe.dsa_strategy), gens, progress)
     runs = [0] if batched else range(count)  # a batched pass reports every network at the same moment
     per_epoch = sum(stamps[(k, 1 + epochs)] - stamps[(k, 1)] for k in runs) / epochs
     evaluate_networks(nets, tx, ty, recipe)  # warm-up (and compiling)
@@ -208,7 +244,7 @@ def retrain(config: str, variant: str, memory: int, size: dict, device: torch.de
     start = time.perf_counter()
     evaluate_networks(nets, tx, ty, recipe)
     synchronize(device)
-    return {"epoch_s": per_epoch, "test_s": time.perf_counter() - start, "test_images": test_n}
+    return {"epoch_s": per_epoch, "test_s": time.perf_counter() - start, "test_images": test_n, **peak}
 
 
 # ---------------------------------------------------------------------------------------------- extrapolation
@@ -243,15 +279,15 @@ def best(cells: dict[str, Any], key: Callable[[Any], float]) -> tuple[str, Any] 
 def projections(result: dict, size: dict, memories: tuple[int, int]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for method in ("dm", "ddm"):
-        cond = result["condense"].get(method, {})
-        ref = extrapolate(cond.get("fp32"), {m: result["retrain"][str(m)]["3 sequential"]["fp32"]
+        cond = {v: c["s_per_it"] for v, c in result["condense"].get(method, {}).items() if isinstance(c, dict)}
+        ref = extrapolate(cond.get("fp32"), {m: result["retrain"][str(m)]["3 sequential"].get("fp32")
                                              for m in memories}, size)
         out[f"{method}, fp32 (reference path)"] = ref
         fastest_cond = best(cond, float)
         options = []
         for config in ("3 sequential", "3 batched", "1 network"):
             for variant in VARIANTS:
-                cells = {m: result["retrain"][str(m)][config][variant] for m in memories}
+                cells = {m: result["retrain"][str(m)][config].get(variant) for m in memories}
                 if not (fastest_cond and all(isinstance(c, dict) for c in cells.values())):
                     continue
                 if config == "1 network":  # three of them one after the other
@@ -266,17 +302,21 @@ def projections(result: dict, size: dict, memories: tuple[int, int]) -> dict[str
 
 # ---------------------------------------------------------------------------------------------- report
 def cell(value: Any) -> str:
+    peak = f" ({value['peak_gib']:.2f} GiB)" if isinstance(value, dict) and "peak_gib" in value else ""
     if isinstance(value, float):
         return f"{value:.4g}"
+    if isinstance(value, dict) and "s_per_it" in value:
+        return f"{value['s_per_it']:.4g}{peak}"
     if isinstance(value, dict) and "epoch_s" in value:
-        return f"{value['epoch_s']:.4g} / {value['test_s']:.3g}"
+        return f"{value['epoch_s']:.4g} / {value['test_s']:.3g}{peak}"
     return str(value)
 
 
 def markdown(result: dict) -> str:
     lines = ["# Device check", "", "| fact | value |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in result["facts"].items()]
-    lines += ["", f"Sizes: {result['sizes']}", "", "## Condensation, seconds per iteration", "",
+    lines += ["", f"Sizes: {result['sizes']}", "",
+              "## Condensation, seconds per iteration (iterations 2..N of one call; peak memory)", "",
               "| method | " + " | ".join(VARIANTS) + " |", "|---|" + "---|" * len(VARIANTS)]
     for method, cells in result["condense"].items():
         lines.append(f"| {method} | " + " | ".join(cell(cells.get(v)) for v in VARIANTS) + " |")
@@ -290,6 +330,15 @@ def markdown(result: dict) -> str:
     for method, c in result["loss_check"].items():
         lines.append(f"| {method} | " + (f"{c['device']:.7g} | {c['cpu']:.7g} | {c['rel_diff']:.2e} |"
                                          if isinstance(c, dict) else f"{c} | | |"))
+    lines += ["", "## TF32 and bf16 against fp32 (same draws): final loss, synthetic images", "",
+              "| method | switch | loss relative difference | images max abs difference |", "|---|---|---|---|"]
+    for method, variants in result.get("agreement", {}).items():
+        for variant, c in variants.items():
+            lines.append(f"| {method} | {variant} | {c['loss_rel_diff']:.2e} | {c['images_max_abs_diff']:.2e} |")
+    for name, c in result.get("determinism", {}).items():
+        lines += ["", f"Determinism, {name}: " + (f"{'identical' if c['identical'] else 'NOT identical'} (images max "
+                                                   f"abs difference {c['images_max_abs_diff']:.2e})"
+                                                   if isinstance(c, dict) else str(c))]
     lines += ["", f"## Paper protocol, 5 orders, extrapolated (goal: {PAPER['goal_hours']} h)", ""]
     for name, p in result["projection"].items():
         lines.append(f"- {name}: " + (f"{p['hours_5_orders']:.2f} h ({p['order_hours']:.2f} h per order), "
@@ -305,33 +354,60 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--out", default=".", help="folder for device_check.json and device_check.md")
     p.add_argument("--budget-s", type=float, default=330.0,
                    help="start no measurement after this many seconds (one compile can take another minute or two)")
-    p.add_argument("--methods", default="dm,ddm,dsa")
+    p.add_argument("--methods", default="dm,ddm,dsa,idm,datadam")
     args = p.parse_args(argv)
     device, size = torch.device(args.device), SIZES["quick" if args.quick else "paper"]
     budget = Budget(args.budget_s)
     memories = (size["classes"] * size["ipc"], size["classes"] * PAPER["steps"] * size["ipc"])
     result: dict[str, Any] = {"facts": device_facts(device), "sizes": {"mode": "quick" if args.quick else "paper",
                                                                        **size, "memories": list(memories)},
-                              "condense": {}, "retrain": {}, "loss_check": {}}
+                              "condense": {}, "retrain": {}, "loss_check": {}, "agreement": {}, "determinism": {}}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    def save() -> None:
+    def save() -> None:  # after every cell, whole files replaced at once: a run stopped anywhere leaves them whole
         result["elapsed_s"] = time.perf_counter() - budget.start
-        (out / "device_check.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+        result["projection"] = projections(result, size, memories)
+        atomic_write_json(out / "device_check.json", json.loads(json.dumps(result, default=str)))
+        atomic_write_bytes(out / "device_check.md", markdown(result).encode())
 
     data = step_data(size)
     methods = args.methods.split(",")
-    for method in ("dm", "ddm"):
-        result["loss_check"][method] = guarded(budget, lambda m=method: loss_check(m, size, device, data), save)
     retrain_cells = {str(m): {c: {} for c in CONFIGS} for m in memories}
     result["retrain"] = retrain_cells
+    fp32_images: dict[str, torch.Tensor] = {}
+
+    def condense_cell(method: str, variant: str) -> None:
+        value = guarded(budget, lambda: seconds_per_iteration(method, variant, size, device, data))
+        result["condense"].setdefault(method, {})[variant] = value
+        if isinstance(value, dict):
+            images = value.pop("images")
+            if variant == "fp32":
+                fp32_images[method] = images
+            elif method in fp32_images:  # the same draws (device generator, seed 0): the difference is rounding
+                reference = result["condense"][method]["fp32"]
+                result["agreement"].setdefault(method, {})[variant] = {
+                    "loss_rel_diff": abs(value["loss"] - reference["loss"]) / max(abs(reference["loss"]), 1e-30),
+                    "images_max_abs_diff": float((images.float() - fp32_images[method].float()).abs().max())}
+        save()
+
+    for method in ("dm", "ddm"):
+        result["loss_check"][method] = guarded(budget, lambda m=method: loss_check(m, size, device, data))
+        save()
     # cheap switches first, then compile and CUDA graphs (minutes of compiling); DSA (slow) after DM and DDM
     for group in (("fp32", "tf32", "bf16"), ("compile", "cuda_graphs")):
         for method in methods:
             for variant in group:
-                result["condense"].setdefault(method, {})[variant] = guarded(
-                    budget, lambda m=method, v=variant: seconds_per_iteration(m, v, size, device, data), save)
+                condense_cell(method, variant)
+            if group[0] == "fp32" and method == "dm" and "dm" in fp32_images:  # the same cell again, bit for bit?
+                again = guarded(budget, lambda: seconds_per_iteration("dm", "fp32", size, device, data))
+                if isinstance(again, dict):
+                    diff = (again["images"] - fp32_images["dm"]).abs().max().item()
+                    again = {"identical": bool(torch.equal(again["images"], fp32_images["dm"])),
+                             "images_max_abs_diff": diff, "loss_rel_diff": abs(again["loss"] - result["condense"][
+                                 "dm"]["fp32"]["loss"]) / max(abs(result["condense"]["dm"]["fp32"]["loss"]), 1e-30)}
+                result["determinism"]["dm fp32, run twice"] = again
+                save()
         # compiling is slow: the batched networks first, then one network (three of them are three times that)
         configs = list(CONFIGS) if group[0] == "fp32" else ["3 batched", "1 network", "3 sequential"]
         for variant in group:
@@ -339,10 +415,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 for memory in memories:
                     retrain_cells[str(memory)][config][variant] = guarded(
                         budget, lambda c=config, v=variant, m=memory: retrain(c, v, m, size, device,
-                                                                               size["epochs"], args.quick), save)
-    result["projection"] = projections(result, size, memories)
+                                                                               size["epochs"], args.quick))
+                    save()
     save()
-    (out / "device_check.md").write_text(markdown(result))
     print(markdown(result))
     return result
 
