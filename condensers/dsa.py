@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from clbench.condensers.base import Condenser, CondenseTask, SyntheticSet, register
 from clbench.core.errors import NonFiniteError, UsageError
 from clbench.core.options import check_options, option
+from clbench.core.speed import tf32
 from clbench.nets.networks import samples_are_independent
 
 # (outer, inner) loop counts by images per class, from the reference code (docs/methods.md).
@@ -199,6 +200,8 @@ class DSAOptions:
                                     min=1)
     report_every: int = option(10, "iterations between reading the loss back (progress, NaN check); "
                                    "fewer reads keep a GPU busy", min=1)
+    tf32: bool = option(False, "TF32 matrix products and convolutions on CUDA (Ampere or later); false keeps full "
+                               "fp32, the reference")
 
 
 @register
@@ -214,8 +217,12 @@ class DSACondenser(Condenser):
             raise UsageError(f"ipc={task.ipc}: expected at least 1 image per class")
 
     def condense(self, task: CondenseTask) -> SyntheticSet:
-        o = self.options
         self._check(task)
+        with tf32(self.options.tf32, task.device):
+            return self._condense(task)
+
+    def _condense(self, task: CondenseTask) -> SyntheticSet:
+        o = self.options
         start = time.perf_counter()
         outer, inner = resolve_loops(o.loops, task.ipc)
         augment = task.augmentation(o.dsa, o.dsa_strategy)
@@ -276,5 +283,6 @@ class DSACondenser(Condenser):
             "init": o.init,
             "dsa": o.dsa,
             "network_batchnorm": bn_used,
+            "tf32": o.tf32 and torch.device(task.device).type == "cuda",
         }
         return SyntheticSet(images, syn_labels, facts)

@@ -164,7 +164,7 @@ class IDM(DM):
         return images
 
     # ------------------------------------------------------------------------------------------- the loop
-    def condense(self, task: CondenseTask) -> SyntheticSet:
+    def _condense(self, task: CondenseTask) -> SyntheticSet:  # DM.condense checks the options, sets `tf32`
         o = self.options
         self.check_data(tuple(task.images.shape[1:]), task.num_classes)
         start = time.perf_counter()
@@ -232,6 +232,7 @@ class IDM(DM):
             "batch_real": batch_real,
             "acc_reset_every": reset_every,
             "amp": use_bf16(o.amp, task.device),
+            "tf32": o.tf32 and torch.device(task.device).type == "cuda",
             "shrink_rule": self.shrink_rule,
         }
         return SyntheticSet(images, labels, facts)

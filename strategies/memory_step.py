@@ -12,7 +12,6 @@ from torch import Tensor, nn
 from clbench.condense.checks import run_condenser
 from clbench.condensers.base import Condenser, CondenseTask, SyntheticSet, expansion, network_factory
 from clbench.core.seeding import derive_seed, generator
-from clbench.core.speed import tf32
 from clbench.memory.store import Memory
 from clbench.nets.augment import DSA
 
@@ -30,8 +29,7 @@ def condense_new_classes(condenser: Condenser, images: Tensor, labels: Tensor, c
         device=device, num_classes=num_classes,
         progress=progress or (lambda done, total, info: None), extras=dict(extras or {}),
     )
-    with tf32(False, device):  # the fp32 reference on CUDA too (a condenser may switch TF32 on inside: DM's tf32)
-        return run_condenser(condenser, task)
+    return run_condenser(condenser, task)  # in fp32 on CUDA too (run_condenser says why)
 
 
 def shrink_older_classes(memory: Memory, keep: int, condenser: Condenser, *, seed: int, order: int,

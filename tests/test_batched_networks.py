@@ -116,14 +116,28 @@ def test_which_runs_are_batched():
 
 
 def test_tf32_switch_sets_and_restores_the_cuda_flags_and_leaves_the_cpu_alone():
-    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
-    before = (matmul.fp32_precision, conv.fp32_precision)
+    """Both flag APIs agree inside and after the switch (reading the legacy `allow_tf32` raises where they do not,
+    and torch.compile reads it), and the state before comes back; only flags are touched, so no GPU is needed."""
+    matmul, cudnn = torch.backends.cuda.matmul, torch.backends.cudnn
+    flags = lambda: (matmul.allow_tf32, cudnn.allow_tf32)  # noqa: E731 (what they mean; "none" may become "ieee")
+    before = flags()
     with speed.tf32(True, torch.device("cpu")):
-        assert (matmul.fp32_precision, conv.fp32_precision) == before
-    for enabled, value in ((True, "tf32"), (False, "ieee")):
-        with speed.tf32(enabled, torch.device("cuda")):  # only flags: no GPU needed
-            assert (matmul.fp32_precision, conv.fp32_precision) == (value, value)
-        assert (matmul.fp32_precision, conv.fp32_precision) == before
+        assert flags() == before
+    for enabled in (True, False):
+        with speed.tf32(enabled, torch.device("cuda")):
+            assert matmul.allow_tf32 is enabled and cudnn.allow_tf32 is enabled  # these read: the APIs agree
+            assert matmul.fp32_precision == ("tf32" if enabled else "ieee")
+            assert cudnn.conv.fp32_precision == cudnn.rnn.fp32_precision  # conv and RNN never left apart
+        assert flags() == before
+    cudnn.conv.fp32_precision = "ieee"  # a caller that set one new flag itself: the legacy flags no longer read
+    try:
+        mixed = tuple(o.fp32_precision for o in (torch.backends, matmul, cudnn, cudnn.conv, cudnn.rnn))
+        with speed.tf32(True, torch.device("cuda")):
+            assert matmul.allow_tf32 and cudnn.allow_tf32
+        assert tuple(o.fp32_precision for o in (torch.backends, matmul, cudnn, cudnn.conv, cudnn.rnn)) == mixed
+    finally:
+        matmul.allow_tf32, cudnn.allow_tf32 = before  # as it was, for the tests after this one
+    assert flags() == before
 
 
 def test_records_from_before_the_switches_resume_and_pool_with_new_runs():

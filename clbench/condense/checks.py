@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from clbench.core.errors import ClbenchError, CondenserError
+from clbench.core.speed import tf32
 
 # Running out of memory says how large the work is for this device, not that the condenser is faulty: it passes
 # through to the caller, which says what to lower.
@@ -15,11 +16,14 @@ def condenser_name(condenser) -> str:
 
 
 def run_condenser(condenser, task):
-    """`condenser.condense(task)`, with a plugin's own exception named and the result checked."""
+    """`condenser.condense(task)`, with a plugin's own exception named and the result checked. It runs in full
+    fp32 on CUDA too, whatever PyTorch's default (TF32 convolutions): the reference arithmetic on every path that
+    condenses (continual, static, the contract check); a condenser may switch TF32 on inside (DM's `tf32`)."""
     name = condenser_name(condenser)
     before = fingerprint(task.images), task.labels.clone()
     try:
-        result = condenser.condense(task)
+        with tf32(False, task.device):
+            result = condenser.condense(task)
     except (ClbenchError, *OUT_OF_MEMORY):
         raise
     except Exception as exc:  # a plugin's own bug: name it, keep the cause

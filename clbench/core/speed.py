@@ -118,19 +118,43 @@ def tf32(enabled: bool, device: torch.device) -> Iterator[None]:
     if torch.device(device).type != "cuda":
         yield
         return
-    # torch >= 2.9 has the fp32_precision flags (and warns when they are mixed with the legacy allow_tf32 ones)
-    modern = hasattr(torch.backends.cuda.matmul, "fp32_precision")
-    flags = ((torch.backends.cuda.matmul, "fp32_precision"), (torch.backends.cudnn.conv, "fp32_precision")) \
-        if modern else ((torch.backends.cuda.matmul, "allow_tf32"), (torch.backends.cudnn, "allow_tf32"))
-    value = ("tf32" if enabled else "ieee") if modern else enabled
-    before = [getattr(owner, name) for owner, name in flags]
-    for owner, name in flags:
-        setattr(owner, name, value)
+    before = _tf32_state()
+    _set_tf32(enabled)
     try:
         yield
     finally:
-        for (owner, name), old in zip(flags, before):
-            setattr(owner, name, old)
+        _restore_tf32(before)
+
+
+# torch >= 2.9 has per-backend `fp32_precision` flags beside the legacy `allow_tf32` ones. Setting only some of the
+# new ones (cuDNN conv but not RNN) leaves the two APIs disagreeing, and then reading `allow_tf32`, as torch.compile
+# does in some versions, raises. The legacy setters set every new flag they stand for, so the switch goes through
+# them, and the state before is restored the way it can be read back: through the legacy flags where they read
+# (the default), else through the new ones (a caller set those itself).
+def _new_flag_owners() -> list[Any]:  # parents before children: a parent's value does not overwrite a child's
+    b = torch.backends
+    return [b, b.cuda.matmul, b.cudnn, b.cudnn.conv, b.cudnn.rnn]
+
+
+def _tf32_state() -> tuple[str, tuple]:
+    try:
+        return "legacy", (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    except RuntimeError:  # the two APIs disagree: only the new flags read
+        return "new", tuple(owner.fp32_precision for owner in _new_flag_owners())
+
+
+def _set_tf32(enabled: bool) -> None:
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+
+
+def _restore_tf32(state: tuple[str, tuple]) -> None:
+    api, values = state
+    if api == "legacy":
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = values
+        return
+    for owner, value in zip(_new_flag_owners(), values):
+        owner.fp32_precision = value
 
 
 def fast_train_options(device: torch.device) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from clbench.core.errors import UsageError
+from clbench.core.speed import tf32
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,8 @@ class Memory:
         """Keep `keep` images of every class that has more, chosen by the condenser's rule."""
         for c, imgs in self.images.items():
             if imgs.shape[0] > keep:
-                idx = rule(imgs, keep, generator).to(imgs.device)
+                with tf32(False, imgs.device):  # a rule may embed images (DM's mean-preserving subset): fp32
+                    idx = rule(imgs, keep, generator).to(imgs.device)
                 self.images[c] = imgs[idx]
 
     def tensors(self) -> tuple[Tensor, Tensor]:
