@@ -164,8 +164,8 @@ def fast_train_options(device: torch.device) -> dict[str, Any]:
     arithmetic (its accuracy check is in tests/test_speed_equivalence.py and benchmarks/README.md).
     """
     device = torch.device(device)
-    if device.type == "cuda":
-        return {"amp": bf16_is_fast(device), "channels_last": True, "eval_batch_size": GPU_EVAL_BATCH}
+    if device.type == "cuda":  # channels_last stays off until benchmarks/gpu_check.sh has measured it there
+        return {"amp": bf16_is_fast(device), "channels_last": False, "eval_batch_size": GPU_EVAL_BATCH}
     return {"amp": bf16_is_fast(device), "channels_last": False, "micro_batch": CPU_MICRO_BATCH,
             "eval_batch_size": CPU_EVAL_BATCH}
 

@@ -133,6 +133,8 @@ def _worker_main(worker: int, config: cfg.RunConfig, device: str, threads: int, 
     with signals:
         try:
             torch.set_num_threads(threads)
+            if device.startswith("cuda"):  # this process's current device: where its CUDA context and
+                torch.cuda.set_device(torch.device(device).index or 0)  # library handles go, not GPU 0 for all
             p = prepare(dataclasses.replace(config, device=device))
             data = resident_data(p)
             reporter = _QueueReporter(worker, results)
