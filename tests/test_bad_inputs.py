@@ -58,7 +58,7 @@ class Case:
     argv: list[str]
     says: tuple[str, ...]  # fragments the error (stderr) must contain
     code: int = 2
-    files: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str | bytes] = field(default_factory=dict)
     writes: bool = False  # documented: the run started, its record keeps the error
     lines: int = 1  # lines on stderr for exit code 2 (0: typer's own usage message, a usage line and a box)
     site: bool = False  # put tmp/site on the path (installed plugin distributions)
@@ -187,6 +187,24 @@ CASES = [
          files={"s.toml": 'dataset = "digits"\n[train]\nepochs = 0\n'}),
     Case("sweep-launcher", ["sweep", "s.toml", "--launcher", "mpi"], ("launcher", "mpi"),
          files={"s.toml": 'dataset = "digits"\n'}),
+    # -- round two (issue 30): seeds numpy would refuse mid-run, files that are not UTF-8 TOML, spec types
+    Case("seed-negative-run", RUN + ["--seed", "-5"], ("--seed -5", "0 to 4294967295")),
+    Case("seed-too-big-run", RUN + ["--seed", str(2**32)], ("--seed 4294967296", "0 to 4294967295")),
+    Case("seed-negative-condense", ["condense", "--dataset", "digits", "--seed", "-5", "--device", "cpu"],
+         ("--seed -5",)),
+    Case("seed-negative-config", RUN + ["--config", "c.toml"], ("--seed -5",), files={"c.toml": "seed = -5\n"}),
+    Case("seed-negative-sweep", ["sweep", "s.toml", "--dry-run"], ("--seed -5",),
+         files={"s.toml": 'dataset = "digits"\nseed = [0, -5]\n'}),
+    Case("first-order-past-numpy", RUN + ["--first-order", str(2**32)], ("--first-order 4294967296", "at most")),
+    Case("config-not-utf8", RUN + ["--config", "c.toml"], ("c.toml", "not valid TOML", "not UTF-8 at byte 11"),
+         files={"c.toml": b"seed = 1\n# \xff\xfe\n"}),
+    Case("sweep-not-utf8", ["sweep", "s.toml", "--dry-run"], ("not UTF-8 at byte 0",), files={"s.toml": b"\xff"}),
+    Case("config-a-folder", RUN + ["--config", "conf"], ("--config", "a folder, not a TOML file"),
+         files={"conf/x.toml": ""}),
+    Case("sweep-variant-opt", ["sweep", "s.toml", "--dry-run"], ("[[variants]] opt must be a table",),
+         files={"s.toml": 'dataset = "digits"\n[[variants]]\nopt = 3\n'}),
+    Case("sweep-folder-number", ["sweep", "s.toml", "--dry-run"], ("[sweep] folder = 3", "give a path"),
+         files={"s.toml": 'dataset = "digits"\n[sweep]\nfolder = 3\n'}),
     # -- plugins that break the contract mid-run: named, exit 1; the record keeps the error (documented)
     Case("plugin-float64", RUN + ["--condenser", f"{FAULTY}:Float64Images"],
          ("float64-images", "dtype torch.float64", "float32"), code=1, writes=True),
@@ -205,9 +223,9 @@ def _listing(root: Path) -> dict[str, str]:
 def _run_case(case: Case, folder: Path) -> tuple[subprocess.CompletedProcess, dict[str, str], dict[str, str]]:
     """The case's files written into `folder`, the command run there; (result, listing before, listing after)."""
     folder.mkdir(parents=True)
-    for name, text in case.files.items():
+    for name, content in case.files.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_text(text)
+        (folder / name).write_bytes(content if isinstance(content, bytes) else content.encode())
     before = _listing(folder)
     path = [str(REPO)] + ([str(folder / "site")] if case.site else [])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "OMP_NUM_THREADS": "1", "COLUMNS": "200"}

@@ -523,3 +523,23 @@ def _handles(spec: sw.SweepSpec) -> list:
 
     tasks = jobfiles.read_plan(spec.folder)["engine_state"]["tasks"]
     return [submitit.SlurmJob(spec.folder / "slurm", t["engine_id"]) for t in tasks.values()]
+
+
+def test_per_condenser_options_follow_each_run_s_final_condenser():
+    """[opt.NAME] reaches a run by the condenser it ends with, a variant's included; a variant's own opt wins."""
+    from clbench.sweep.spec import parse_spec
+
+    data = {"dataset": "digits", "condenser": "dm", "variants": [{}, {"condenser": "ddm"},
+                                                                 {"condenser": "ddm", "opt": {"iterations": 3}}],
+            "opt": {"lr": 2.0, "dm": {"iterations": 7}, "ddm": {"iterations": 9}}}
+    runs = [(r["condenser"], r["opt"]) for r in parse_spec(data).runs]
+    assert runs == [("dm", {"lr": 2.0, "iterations": 7}), ("ddm", {"lr": 2.0, "iterations": 9}),
+                    ("ddm", {"lr": 2.0, "iterations": 3})]
+
+
+def test_a_byte_order_mark_is_read_as_utf8(tmp_path):
+    from clbench.protocol.config import read_toml
+
+    path = tmp_path / "c.toml"
+    path.write_bytes("\ufeffseed = 3\n".encode())
+    assert read_toml(path, "--config") == {"seed": 3}

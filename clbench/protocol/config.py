@@ -15,6 +15,7 @@ from typing import Any
 import tomllib
 
 from clbench.core.errors import UsageError
+from clbench.core.seeding import MAX_SEED, check_seed
 from clbench.memory.store import MemoryBudget
 
 PROFILES = ("auto", "paper", "quick")
@@ -52,9 +53,12 @@ class RunConfig:
             raise UsageError(f"--orders {self.orders}: give at least 1 class order")
         if self.first_order < 0:
             raise UsageError(f"--first-order {self.first_order}: orders are numbered from 0")
+        if self.first_order + self.orders - 1 > MAX_SEED:  # order k's classes are drawn with numpy seed k
+            raise UsageError(f"--first-order {self.first_order} with --orders {self.orders}: the last order must be "
+                             f"at most {MAX_SEED} (an order's number seeds its class order)")
         if self.steps < 1:
             raise UsageError(f"--steps {self.steps}: give at least 1 step")
-        check_shared(self.profile, self.width, self.data_dir)
+        check_shared(self.profile, self.width, self.data_dir, self.seed)
         if self.networks_per_step is not None and self.networks_per_step < 1:
             raise UsageError(f"--nets {self.networks_per_step}: train at least 1 network per step")
         if self.jobs < 1:
@@ -67,8 +71,9 @@ class RunConfig:
         parse_log(self.log)
 
 
-def check_shared(profile: str, width: int | None, data_dir: str | None) -> None:
-    """The options every command's configuration has (run, condense): profile, ConvNet width, data folder."""
+def check_shared(profile: str, width: int | None, data_dir: str | None, seed: int) -> None:
+    """The options every command's configuration has (run, condense): profile, ConvNet width, data folder, seed."""
+    check_seed(seed)
     if profile not in PROFILES:
         raise UsageError(f"--profile {profile!r}: choose one of {', '.join(PROFILES)}")
     if width is not None and width < 1:
@@ -84,10 +89,17 @@ def networks_per_step(config: RunConfig, profile: str) -> int:
 def read_toml(path: str | Path, what: str) -> dict[str, Any]:
     """A TOML file's contents; a missing or invalid file is a UsageError naming `what` it was meant to be."""
     path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{what} {path}: a folder, not a TOML file")
     if not path.is_file():
         raise UsageError(f"{what} {path}: no such file")
+    data = path.read_bytes()
     try:
-        return tomllib.loads(path.read_text())
+        text = data.decode("utf-8-sig")  # TOML is UTF-8; a byte-order mark some editors write is allowed
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{what} {path}: not valid TOML (not UTF-8 at byte {exc.start}); save it as UTF-8") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{what} {path}: not valid TOML ({exc})") from None
 

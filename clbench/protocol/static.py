@@ -72,7 +72,7 @@ class StaticConfig:
             raise UsageError(f"--evals {self.evals}: train at least 1 network per set and architecture")
         if not self.eval_nets:
             raise UsageError("--eval-nets: name at least one evaluation network")
-        cfg.check_shared(self.profile, self.width, self.data_dir)
+        cfg.check_shared(self.profile, self.width, self.data_dir, self.seed)
 
 
 def parse_eval_nets(text: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:

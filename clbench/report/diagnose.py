@@ -206,6 +206,9 @@ class DiagnoseConfig:
     batch_size: int = 256
 
     def validate(self) -> None:
+        from clbench.core.seeding import check_seed
+
+        check_seed(self.seed)
         if self.seeds < 1:
             raise UsageError(f"--seeds {self.seeds}: use at least 1 network")
         if self.k < 1:

@@ -131,9 +131,14 @@ def parse_spec(data: dict[str, Any], source: str = "spec", folder: str | Path | 
         bad = sorted(set(v) - (set(fields) - {"out", *ORDER_KEYS}))
         if bad:
             raise UsageError(f"{source}: unknown or forbidden keys in [[variants]]: {', '.join(bad)}")
+        for table in ("opt", "train"):
+            if table in v and not isinstance(v[table], dict):
+                raise UsageError(f"{source}: [[variants]] {table} must be a table ({table} = {{ key = value }})")
 
     defaults = {k: v for k, v in dataclasses.asdict(RunConfig()).items() if k not in ("out", *ORDER_KEYS)}
-    condensers = set(axes.get("condenser", [defaults["condenser"]]))
+    # [opt.NAME] goes to each run by its final condenser, the one a variant may set
+    condensers = set(axes.get("condenser", [defaults["condenser"]])) | {v["condenser"] for v in variants
+                                                                         if "condenser" in v}
     for name in per_condenser_opt:
         if name not in condensers:
             raise UsageError(f"{source}: [opt.{name}] but {name!r} is not among the condensers of the grid")
@@ -142,11 +147,10 @@ def parse_spec(data: dict[str, Any], source: str = "spec", folder: str | Path | 
     names = list(axes)
     for combo in itertools.product(*(axes[k] for k in names)):
         for variant in variants:
-            run = {**defaults, **dict(zip(names, combo))}
-            run["train"] = {**train}
-            run["opt"] = {**shared_opt, **per_condenser_opt.get(run["condenser"], {})}
-            for key, value in variant.items():
-                run[key] = {**run[key], **value} if key in ("opt", "train") else value
+            run = {**defaults, **dict(zip(names, combo)), **{k: v for k, v in variant.items()
+                                                              if k not in ("opt", "train")}}
+            run["train"] = {**train, **variant.get("train", {})}
+            run["opt"] = {**shared_opt, **per_condenser_opt.get(run["condenser"], {}), **variant.get("opt", {})}
             key = run_key(run)
             if key not in seen:  # two variants may coincide: one run, not two
                 seen.add(key)
@@ -159,6 +163,8 @@ def parse_spec(data: dict[str, Any], source: str = "spec", folder: str | Path | 
     max_parallel = sweep.get("max_parallel")
     if max_parallel is not None:
         max_parallel = _int(max_parallel, "[sweep] max_parallel", source, minimum=1)
+    if folder is None and not isinstance(sweep.get("folder", ""), str):
+        raise UsageError(f"{source}: [sweep] folder = {sweep['folder']!r}; give a path, e.g. folder = \"sweeps/mine\"")
     target = Path(folder if folder is not None else sweep.get("folder", default_folder)).absolute()
     engines = {name: _table(data, name, source) for name in ENGINE_TABLES if name in data}
     return SweepSpec(folder=target, runs=runs, orders=orders, launcher=launcher, retries=retries,
