@@ -114,8 +114,18 @@ def _provides(dist_name: str, file: str) -> bool:
 
 
 def new_condenser(cls: type, options: Any) -> Any:
-    """An instance of condenser class `cls` with its checked `options` (None: a condenser without options)."""
-    return cls(options) if options is not None else cls()
+    """An instance of condenser class `cls` with its checked `options` (None: a condenser without options); a
+    constructor that raises is named in one line (a plugin's bug, before any work)."""
+    from clbench.core.errors import ClbenchError, UsageError
+
+    try:
+        return cls(options) if options is not None else cls()
+    except ClbenchError:
+        raise
+    except Exception as exc:
+        name = getattr(cls, "name", "") or cls.__name__
+        raise UsageError(f"condenser {name!r} could not be built: {type(exc).__name__}: "
+                         f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}") from None
 
 
 def condenser_options(cls: type, name: str, opt: dict[str, Any], profile: str, flag: str = "--opt") -> Any:

@@ -159,6 +159,29 @@ class NotASet(Faulty):
         return result.images, result.labels
 
 
+class Exits(Faulty):
+    """Calls sys.exit(0) while condensing (a plugin that thinks it is a script)."""
+
+    name = "exits"
+
+    def fault(self, task: CondenseTask):
+        import sys
+
+        sys.exit(0)
+
+
+class BrokenInit(Condenser):
+    """Its constructor raises (a plugin that needs something this machine lacks)."""
+
+    name = "broken-init"
+
+    def __init__(self, options=None):
+        raise RuntimeError("needs a license server")
+
+    def condense(self, task: CondenseTask) -> SyntheticSet:
+        return _first_images(task, task.ipc)
+
+
 class NoName(Condenser):
     """A condenser that keeps the contract but has no `name` (run by module path)."""
 

@@ -212,6 +212,12 @@ CASES = [
          ("modifies-real-images", "in place"), code=1, writes=True),
     Case("plugin-not-a-set", RUN + ["--condenser", f"{FAULTY}:NotASet"], ("not-a-set", "not a SyntheticSet"),
          code=1, writes=True),
+    Case("plugin-sys-exit", RUN + ["--condenser", f"{FAULTY}:Exits"], ("'exits'", "sys.exit(0)"), code=1,
+         writes=True),
+    Case("plugin-init-raises", RUN + ["--condenser", f"{FAULTY}:BrokenInit"],
+         ("condenser 'broken-init' could not be built", "RuntimeError: needs a license server")),
+    Case("diagnose-over-a-record", ["diagnose", "r.json", "--out", "r.json"], ("--out r.json", "not a diagnosis"),
+         files={"r.json": '{"schema": "clbench.run", "kind": "continual"}'}),
 ]
 
 

@@ -25,9 +25,11 @@ def diagnose(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from clbench.core.atomic import atomic_write_json
-    from clbench.report.diagnose import DiagnoseConfig
+    from clbench.report.diagnose import DiagnoseConfig, check_out
     from clbench.report.diagnose import diagnose as run_diagnosis
 
+    if out:
+        check_out(out)
     config = DiagnoseConfig(seeds=seeds, k=k, real_per_class=real, network=network, width=width, taps=taps, seed=seed,
                             device=device, data_dir=data_dir)
     progress = Progress(TextColumn("[bold]diagnose"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

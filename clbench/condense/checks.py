@@ -26,6 +26,9 @@ def run_condenser(condenser, task):
             result = condenser.condense(task)
     except (ClbenchError, *OUT_OF_MEMORY):
         raise
+    except SystemExit as exc:  # sys.exit() inside a plugin is its failure, never the run's success
+        raise CondenserError(f"condenser {name!r} called sys.exit({exc.code!r}) inside condense; a condenser "
+                             f"raises an exception to fail") from None
     except Exception as exc:  # a plugin's own bug: name it, keep the cause
         raise CondenserError(f"condenser {name!r} raised {type(exc).__name__}: {exc}") from exc
     if not torch.equal(fingerprint(task.images), before[0]) or not torch.equal(task.labels, before[1]):

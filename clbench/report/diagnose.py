@@ -22,6 +22,7 @@ The maths are the pure functions at the top; the loop below them feeds them chun
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,24 @@ from clbench.core.errors import UsageError
 SCHEMA = "clbench.diagnose"
 SCHEMA_VERSION = 1
 METRICS = ("mean_gap", "std_gap", "gram_gap", "pairwise", "knn")
+
+
+def check_out(path: str | Path) -> None:
+    """Refuse an --out file that holds anything but an earlier diagnosis (a run record, above all): writing the
+    diagnosis there would replace it."""
+    path = Path(path)
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise UsageError(f"--out {path}: not a file; give a JSON file name for the diagnosis")
+    try:
+        schema = json.loads(path.read_bytes()[: 1 << 26]).get("schema")
+    except (ValueError, AttributeError, OSError):
+        schema = None
+    if schema != SCHEMA:
+        what = "a clbench record" if isinstance(schema, str) and schema.startswith("clbench.") else "a file"
+        raise UsageError(f"--out {path}: already holds {what} that is not a diagnosis, and it would be replaced; "
+                         f"give another file name")
 
 
 # ----------------------------------------------------------------------------------------------- the maths
