@@ -9,7 +9,8 @@
 #    and benchmarks/gpu_stubs where wandb is missing; OUTDIR/preflight.txt says what was found;
 # 2. a smoke run of the real CLI on digits (about 2 minutes on the GPU): `clbench run` with dm, ddm, dsa and
 #    herding (2 steps, 2 orders side by side with --jobs 2), `clbench condense` with dm, `clbench compare`;
-#    each command's exit status and seconds in OUTDIR/smoke.tsv as it ends, their output in OUTDIR/smoke.log;
+#    each command's exit status and seconds in OUTDIR/smoke.tsv as it ends, their output in OUTDIR/smoke.log
+#    (the --quick rehearsal runs dm and herding only, and compare as JSON: what differs there is the path);
 # 3. benchmarks/device_check.py with the time left: OUTDIR/device_check.{json,md}, rewritten after every cell.
 # Every step runs whatever the one before it did; the exit status is the number of steps that failed.
 set -uo pipefail
@@ -66,9 +67,10 @@ step() {  # one CLI command, logged; its exit status and seconds appended to smo
     printf '%s\t%s\t%s\n' "clbench $*" "$rc" "$((SECONDS - began))" >> "$out/smoke.tsv"
     [ "$rc" = 0 ] || failed=$((failed + 1))
 }
-for condenser in dm ddm dsa herding; do
+# the rehearsal (--quick, on a CPU) keeps what differs by path, not by condenser: its seconds are process starts
+if [ ${#quick[@]} -gt 0 ]; then condensers="dm herding"; else condensers="dm ddm dsa herding"; fi
+for condenser in $condensers; do
     orders=(--orders 2 --jobs 2)  # two orders side by side on the one device
-    [ ${#quick[@]} -gt 0 ] && [ $condenser != dm ] && orders=(--orders 1)  # the rehearsal: --jobs once is enough
     case $condenser in
         dsa) opts=(--opt "iterations=$dsa_iters" --opt loops=1,2) ;;
         herding) opts=() ;;
@@ -79,7 +81,7 @@ for condenser in dm ddm dsa herding; do
 done
 step condense "${common[@]}" --condenser dm --ipc 2 --sets 1 --evals 1 --opt "iterations=$iters" \
     --train "epochs=$epochs" --out "$smoke/condense"
-step compare "$smoke/run"
+[ ${#quick[@]} -gt 0 ] || step compare "$smoke/run"
 step compare "$smoke/run" --format json
 cat "$out/smoke.tsv"
 

@@ -51,15 +51,15 @@ def test_every_step_passes_without_clbench_installed(gpu_check):
 def test_the_smoke_run_covers_every_command_and_leaves_records(gpu_check):
     _, out = gpu_check
     rows = list(csv.DictReader((out / "smoke.tsv").open(), delimiter="\t"))
-    assert [r["command"].split()[1] for r in rows] == ["run"] * 4 + ["condense", "compare", "compare"]
+    assert [r["command"].split()[1] for r in rows] == ["run"] * 2 + ["condense", "compare"]
     assert all(r["exit"] == "0" for r in rows), rows
     assert "--jobs 2" in rows[0]["command"]  # two orders side by side on one device
     compared = json.loads((out / "smoke.log").read_text().split("== clbench compare")[-1].split("\n", 1)[1])
-    assert {row["condenser"] for row in compared} == {"dm", "ddm", "dsa", "herding"}
+    assert {row["condenser"] for row in compared} == {"dm", "herding"}
 
 
 def test_the_device_check_ran_after_it(gpu_check):
     _, out = gpu_check
     result = json.loads((out / "device_check.json").read_text())
-    assert result["facts"]["device"] == "cpu" and isinstance(result["condense"]["dm"]["fp32"], float)
+    assert result["facts"]["device"] == "cpu" and result["condense"]["dm"]["fp32"]["s_per_it"] > 0
     assert (out / "device_check.md").read_text().startswith("# Device check")

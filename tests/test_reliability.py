@@ -376,3 +376,30 @@ def test_out_of_memory_while_condensing_is_the_out_of_memory_error_not_a_plugin_
     assert code == 1 and last.startswith("error: order 0, step 1") and "out of memory on cpu" in last
     assert "then resume" in last and "raised" not in err and "Traceback" not in err
     assert [len(o["steps"]) for o in load_record(records_in(tmp_path)[0])["orders"]] == [1]
+
+
+def test_a_condenser_exiting_with_success_is_its_failure_and_a_failing_exit_passes_through():
+    """sys.exit(0) inside condense would end a run "successfully" with an incomplete record; a failing exit
+    (submitit's requeue at a Slurm time limit exits -1 from its signal handler) must still end the process."""
+    import pytest
+
+    from clbench.condense.checks import run_condenser
+    from clbench.core.errors import CondenserError
+    from clbench.testing import make_task
+
+    class Exits:
+        name = "exits"
+
+        def __init__(self, code):
+            self.code = code
+
+        def condense(self, task):
+            raise SystemExit(self.code)
+
+    task = make_task(classes=(0, 1), ipc=1, per_class=4, width=8)
+    for code in (0, None):
+        with pytest.raises(CondenserError, match=r"'exits' called sys.exit"):
+            run_condenser(Exits(code), task)
+    with pytest.raises(SystemExit) as exited:
+        run_condenser(Exits(-1), task)
+    assert exited.value.code == -1

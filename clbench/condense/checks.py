@@ -26,7 +26,10 @@ def run_condenser(condenser, task):
             result = condenser.condense(task)
     except (ClbenchError, *OUT_OF_MEMORY):
         raise
-    except SystemExit as exc:  # sys.exit() inside a plugin is its failure, never the run's success
+    except SystemExit as exc:
+        if exc.code not in (0, None):  # a failing exit (submitit's requeue on a time limit exits -1): as it is
+            raise
+        # sys.exit(0) inside a plugin would end the run "successfully" with an incomplete record: its failure
         raise CondenserError(f"condenser {name!r} called sys.exit({exc.code!r}) inside condense; a condenser "
                              f"raises an exception to fail") from None
     except Exception as exc:  # a plugin's own bug: name it, keep the cause
