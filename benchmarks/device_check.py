@@ -190,7 +190,11 @@ def loss_check(method: str, size: dict, device: torch.device, data) -> dict[str,
     here = condense(method, *data, size, device, 1, {}, same_draws=True)
     cpu = condense(method, *data, size, torch.device("cpu"), 1, {}, same_draws=True)
     a, b = here.facts["final_losses"]["total"], cpu.facts["final_losses"]["total"]
-    return {"device": a, "cpu": b, "rel_diff": abs(a - b) / max(abs(b), 1e-30)}
+    return {"device": a, "cpu": b, "rel_diff": rel_diff(a, b)}
+
+
+def rel_diff(value: float, reference: float) -> float:
+    return abs(value - reference) / max(abs(reference), 1e-30)
 
 
 # ---------------------------------------------------------------------------------------------- retraining
@@ -377,6 +381,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result["retrain"] = retrain_cells
     fp32_images: dict[str, torch.Tensor] = {}
 
+    def against_fp32(method: str, cell: dict[str, Any], images: torch.Tensor) -> dict[str, Any]:
+        """A cell's final loss and synthetic images against the method's fp32 cell (the same draws: device
+        generator, seed 0), so the difference is arithmetic alone."""
+        reference = fp32_images[method]
+        return {"loss_rel_diff": rel_diff(cell["loss"], result["condense"][method]["fp32"]["loss"]),
+                "images_max_abs_diff": float((images.float() - reference.float()).abs().max()),
+                "identical": bool(torch.equal(images, reference))}
+
     def condense_cell(method: str, variant: str) -> None:
         value = guarded(budget, lambda: seconds_per_iteration(method, variant, size, device, data))
         result["condense"].setdefault(method, {})[variant] = value
@@ -384,11 +396,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             images = value.pop("images")
             if variant == "fp32":
                 fp32_images[method] = images
-            elif method in fp32_images:  # the same draws (device generator, seed 0): the difference is rounding
-                reference = result["condense"][method]["fp32"]
-                result["agreement"].setdefault(method, {})[variant] = {
-                    "loss_rel_diff": abs(value["loss"] - reference["loss"]) / max(abs(reference["loss"]), 1e-30),
-                    "images_max_abs_diff": float((images.float() - fp32_images[method].float()).abs().max())}
+            elif method in fp32_images:
+                result["agreement"].setdefault(method, {})[variant] = against_fp32(method, value, images)
         save()
 
     for method in ("dm", "ddm"):
@@ -401,12 +410,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 condense_cell(method, variant)
             if group[0] == "fp32" and method == "dm" and "dm" in fp32_images:  # the same cell again, bit for bit?
                 again = guarded(budget, lambda: seconds_per_iteration("dm", "fp32", size, device, data))
-                if isinstance(again, dict):
-                    diff = (again["images"] - fp32_images["dm"]).abs().max().item()
-                    again = {"identical": bool(torch.equal(again["images"], fp32_images["dm"])),
-                             "images_max_abs_diff": diff, "loss_rel_diff": abs(again["loss"] - result["condense"][
-                                 "dm"]["fp32"]["loss"]) / max(abs(result["condense"]["dm"]["fp32"]["loss"]), 1e-30)}
-                result["determinism"]["dm fp32, run twice"] = again
+                result["determinism"]["dm fp32, run twice"] = (
+                    against_fp32("dm", again, again.pop("images")) if isinstance(again, dict) else again)
                 save()
         # compiling is slow: the batched networks first, then one network (three of them are three times that)
         configs = list(CONFIGS) if group[0] == "fp32" else ["3 batched", "1 network", "3 sequential"]

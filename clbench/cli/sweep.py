@@ -105,9 +105,6 @@ class _BoardView:
         return Text("planning the sweep...") if self.board is None else job_table(self.board, self.launcher)
 
 
-
-
-
 def job_table(board, launcher: str, max_rows: int = 24):
     """Counts by state, then the jobs that matter most: running and failed first, then pending, then done."""
     from clbench.report.table import Column, FittedTable, Table

@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from clbench.core.errors import UsageError
+
 PURPOSES = {"condense": 1, "shrink": 2, "network": 3, "train": 4}
 # numpy's seeds (SeedSequence, and RandomState, which draws the class orders) are integers in 0 .. 2**32 - 1
 MAX_SEED = 2**32 - 1
@@ -15,8 +17,6 @@ MAX_SEED = 2**32 - 1
 
 def check_seed(value: object, what: str = "--seed") -> None:
     """Refuse a seed numpy would refuse later, mid-run: one line naming `what` and the range."""
-    from clbench.core.errors import UsageError
-
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
         raise UsageError(f"{what} {value}: give an integer from 0 to {MAX_SEED}")
 

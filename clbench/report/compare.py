@@ -170,6 +170,8 @@ def show(table: Table, fmt: str, console) -> None:
             console.print(part, end="", markup=False, highlight=False, soft_wrap=True)
         else:
             console.print(part)
+
+
 def print_table(rows: list[dict[str, Any]], fmt: str, console) -> None:
     """Print the continual rows (`summary_rows`) in `fmt`."""
     show(continual_table(rows), fmt, console)

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from clbench.condense.losses import SIGMA_EPS, gram
 from clbench.core.errors import UsageError
+from clbench.core.seeding import check_seed
 
 SCHEMA = "clbench.diagnose"
 SCHEMA_VERSION = 1
@@ -225,8 +226,6 @@ class DiagnoseConfig:
     batch_size: int = 256
 
     def validate(self) -> None:
-        from clbench.core.seeding import check_seed
-
         check_seed(self.seed)
         if self.seeds < 1:
             raise UsageError(f"--seeds {self.seeds}: use at least 1 network")

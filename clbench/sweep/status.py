@@ -99,7 +99,8 @@ def status_table(reports: list[JobReport], folder: str | Path) -> Table:
                       (r.node[:12] + (f" {r.engine_id}" if r.engine_id else "")).strip() or "-",
                       shown_error(r.error, Path(folder)) or "-"])
     title = f"{len(reports)} job(s) in {folder}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
-    return Table(title, columns, cells, [r.to_dict() for r in reports], list(JobReport.__dataclass_fields__),
+    data = [r.to_dict() for r in reports]
+    return Table(title, columns, cells, data, list(data[0]) if data else [],
                  "errors: first line; the whole job: clbench sweep --status FOLDER --job ID",
                  styles=[STATE_STYLES.get(r.state, "") for r in reports])
 
