@@ -1,4 +1,4 @@
-"""Bad input, refused before work starts: a corpus run through the real `clbench` command, one subprocess each.
+"""Bad input, refused before work starts: a corpus run through the real `clbench` command, one process each.
 
 Every case is a command line (plus the files it reads, written into an empty folder first) and what the user
 must get: the exit code (2 for bad input; 1 for a plugin that breaks the contract mid-run, or 0 for a warning),
@@ -226,32 +226,51 @@ def _listing(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def _run_case(case: Case, folder: Path) -> tuple[subprocess.CompletedProcess, dict[str, str], dict[str, str]]:
-    """The case's files written into `folder`, the command run there; (result, listing before, listing after)."""
+def _write_files(case: Case, folder: Path) -> dict[str, str]:
+    """The case's files written into `folder`; the listing before the command runs."""
     folder.mkdir(parents=True)
     for name, content in case.files.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(content if isinstance(content, bytes) else content.encode())
-    before = _listing(folder)
+    return _listing(folder)
+
+
+def _env(case: Case, folder: Path) -> dict[str, str]:
     path = [str(REPO)] + ([str(folder / "site")] if case.site else [])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
-    done = subprocess.run([sys.executable, "-m", "clbench", *case.argv], cwd=folder, env=env, capture_output=True,
-                          text=True, timeout=600)
-    return done, before, _listing(folder)
+    return {"PYTHONPATH": os.pathsep.join(path), "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
 
 
 @pytest.fixture(scope="module")
 def outcomes(request, tmp_path_factory) -> dict:
-    """Every selected case, run a few at a time (each is mostly Python start-up and imports):
-    $CLBENCH_TEST_WORKERS processes at once, 2 by default (the development machine has 2 cores)."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    """Every selected case, each in its own `clbench` process: forked, $CLBENCH_TEST_WORKERS at a time (2 by
+    default: the development machine has 2 cores), from one process that imported torch and clbench once
+    (tests/fork_runner.py: a case is otherwise mostly start-up); a case with plugin distributions on its path
+    runs as a plain subprocess. Returns {id: (result, listing before, listing after, folder)}."""
     selected = {item.callspec.params["case"].id: item.callspec.params["case"] for item in request.session.items
                 if item.module is request.module and getattr(item, "originalname", "") == "test_bad_input"}
     root = tmp_path_factory.mktemp("bad-inputs")
-    with ThreadPoolExecutor(int(os.environ.get("CLBENCH_TEST_WORKERS", "2"))) as pool:
-        futures = {cid: pool.submit(_run_case, case, root / cid) for cid, case in selected.items()}
-        return {cid: (future.result(), root / cid) for cid, future in futures.items()}
+    streams = tmp_path_factory.mktemp("bad-inputs-streams")  # outside the case folders, which are compared
+    before = {cid: _write_files(case, root / cid) for cid, case in selected.items()}
+    done: dict[str, subprocess.CompletedProcess] = {}
+    forked = [{"id": cid, "argv": case.argv, "cwd": str(root / cid), "env": _env(case, root / cid),
+               "stdout": str(streams / f"{cid}.out"), "stderr": str(streams / f"{cid}.err")}
+              for cid, case in selected.items() if not case.site]
+    if forked:
+        runner = subprocess.run([sys.executable, "-m", "tests.fork_runner", os.environ.get("CLBENCH_TEST_WORKERS", "2")],
+                                input=json.dumps(forked), cwd=REPO, capture_output=True, text=True, timeout=1800,
+                                env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+        assert runner.returncode == 0, runner.stderr
+        codes = json.loads(runner.stdout.strip().splitlines()[-1])
+        for case in forked:
+            cid = case["id"]
+            done[cid] = subprocess.CompletedProcess(case["argv"], codes[cid], Path(case["stdout"]).read_text(),
+                                                    Path(case["stderr"]).read_text())
+    for cid, case in selected.items():
+        if case.site:
+            done[cid] = subprocess.run([sys.executable, "-m", "clbench", *case.argv], cwd=root / cid,
+                                       env={**os.environ, **_env(case, root / cid)}, capture_output=True, text=True,
+                                       timeout=600)
+    return {cid: ((done[cid], before[cid], _listing(root / cid)), root / cid) for cid in selected}
 
 
 @pytest.mark.slow
