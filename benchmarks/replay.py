@@ -24,37 +24,42 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from clbench.core.speed import device_name  # noqa: E402
 from clbench.data.streams import class_order, split_classes  # noqa: E402
 from clbench.nets.networks import build_network  # noqa: E402
+from clbench.protocol.base import OrderRun  # noqa: E402
+from clbench.protocol.checkpoint import OrderState  # noqa: E402
 from clbench.protocol.config import RunConfig  # noqa: E402
-from clbench.protocol.orders import prepare, resident_data  # noqa: E402
+from clbench.protocol.hooks import Hooks  # noqa: E402
+from clbench.protocol.prepare import prepare  # noqa: E402
 from clbench.protocol.replay import run_replay_order  # noqa: E402
+
+
+class _Collect:
+    """A recorder that keeps each step's accuracies (the benchmark writes no record or checkpoint)."""
+
+    def __init__(self):
+        self.accuracies = []
+
+    def record(self, result, memory, learner=None) -> None:
+        self.accuracies.append(result.accuracies)
 
 
 def one_order(p, data, fast: bool) -> tuple[float, list, torch.Tensor]:
     ds, order = p.dataset, p.config.first_order
     classes = class_order(order, ds.num_classes)
-    groups = split_classes(classes, p.config.steps)
-    accuracies = []
 
     def make_network(seed: int):
         return build_network(p.config.network, ds.channels, ds.num_classes, ds.image_size, seed=seed,
                              device=p.device, width=p.width)
 
+    hooks = Hooks(condense_progress=lambda done, total, info: None, train_progress=lambda n, done, total: None,
+                  train_loss=None, step_started=lambda t, new: None, step_done=lambda entry: None,
+                  check_stop=lambda: None)
+    collect = _Collect()
+    run = OrderRun(p, OrderState(order), classes, split_classes(classes, p.config.steps), data, make_network,
+                   collect, hooks, Path("unused.json"))
     start = time.perf_counter()
-    memory = run_replay_order(
-        p, order, classes, groups, data, make_network, step_started=lambda t, new: None,
-        condense_progress=lambda done, total, info: None, train_progress=lambda n, done, total: None,
-        check_stop=lambda: None, step_done=lambda entry, *state: accuracies.append(entry["accuracies"]),
-        guard=lambda t, name: _nothing(), fast_batches=fast)
+    memory = run_replay_order(run, fast_batches=fast)
     seconds = time.perf_counter() - start
-    return seconds, accuracies, memory.tensors()[0]
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+    return seconds, collect.accuracies, memory.tensors()[0]
 
 
 def main() -> None:
@@ -72,7 +77,7 @@ def main() -> None:
                        orders=1, profile="quick", device=args.device, learner="replay",
                        train={"epochs": args.epochs})
     p = prepare(config)
-    data = resident_data(p)
+    data = p.dataset.resident(p.device)
     times: dict[bool, list[float]] = {False: [], True: []}
     results = {}
     for _ in range(args.repeats):

@@ -35,10 +35,9 @@ def make_task(
 ) -> Any:
     """A CondenseTask like the harness builds: `per_class` real training images of each class (shuffled
     together), a seeded generator, fresh seeded networks of `network`, and DSA with the default strategy."""
-    from clbench.condensers.base import CondenseTask, network_factory
     from clbench.data.datasets import load_dataset
-    from clbench.nets.augment import DSA
     from clbench.nets.networks import build_network
+    from clbench.strategies.memory_step import new_task
 
     device = torch.device(device)
     ds = load_dataset(dataset)
@@ -56,18 +55,9 @@ def make_task(
         return build_network(network, ds.channels, ds.num_classes, ds.image_size, seed=seed, device=device,
                              width=width if convnet else None)
 
-    return CondenseTask(
-        images=images[picked].to(device),
-        labels=labels[picked].to(device),
-        classes=tuple(classes),
-        ipc=ipc,
-        generator=gen,
-        new_network=network_factory(build, gen),
-        augment=DSA(),
-        device=device,
-        num_classes=ds.num_classes,
-        extras={"dataset": dataset, "profile": "quick"},
-    )
+    return new_task(images[picked].to(device), labels[picked].to(device), classes, ipc, generator=gen,
+                    make_network=build, device=device, num_classes=ds.num_classes,
+                    extras={"dataset": dataset, "profile": "quick"})
 
 
 def _instance(condenser: Any, options: Mapping[str, Any] | None) -> Any:

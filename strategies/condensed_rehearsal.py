@@ -14,7 +14,6 @@ through the `condense_progress` and `train_progress` callbacks.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -25,36 +24,16 @@ from clbench.condense.checks import condenser_name
 from clbench.condensers.base import Condenser
 from clbench.core.errors import NonFiniteError
 from clbench.core.seeding import derive_seed, generator
+from clbench.data.datasets import RealData
 from clbench.memory.store import Memory, MemoryBudget
 from clbench.records.record import jsonable
+from clbench.records.schema import StepResult
 from clbench.strategies.memory_step import condense_new_classes, shrink_older_classes
 from clbench.training.batched import evaluate_networks, train_networks
 from clbench.training.recipe import TrainRecipe
 
-
-@dataclass
-class RealData:
-    """The dataset's tensors, normalised and resident on the run's device."""
-
-    train_images: Tensor
-    train_labels: Tensor
-    test_images: Tensor
-    test_labels: Tensor
-    num_classes: int
-
-
-@dataclass
-class StepResult:
-    step: int
-    classes: list[int]
-    seen_classes: list[int]
-    ipc: int
-    memory_sizes: dict[int, int]
-    accuracies: list[float] = field(default_factory=list)  # one per network, percent
-    class_accuracy: dict[int, float] = field(default_factory=dict)  # mean over networks, percent
-    condense_seconds: float = 0.0
-    train_seconds: float = 0.0
-    condenser_facts: dict[str, Any] = field(default_factory=dict)
+# RealData (clbench.data.datasets) and StepResult (clbench.records.schema) are importable from here, as before
+__all__ = ["CondensedRehearsal", "RealData", "StepResult"]
 
 
 class _NoModel(nn.Module):

@@ -50,8 +50,9 @@ def _child(case: dict) -> None:
 
 def run_all(cases: list[dict], workers: int) -> dict[str, int]:
     """Fork one child per case, `workers` at a time, from this (single-threaded) process; their exit codes."""
-    import torch  # noqa: F401  the imports every case pays for, paid once
     import avalanche.benchmarks  # noqa: F401
+    import torch  # noqa: F401  the imports every case pays for, paid once
+
     import clbench.cli  # noqa: F401
 
     running: dict[int, str] = {}

@@ -256,7 +256,8 @@ def outcomes(request, tmp_path_factory) -> dict:
                "stdout": str(streams / f"{cid}.out"), "stderr": str(streams / f"{cid}.err")}
               for cid, case in selected.items() if not case.site]
     if forked:
-        runner = subprocess.run([sys.executable, "-m", "tests.fork_runner", os.environ.get("CLBENCH_TEST_WORKERS", "2")],
+        workers = os.environ.get("CLBENCH_TEST_WORKERS", "2")
+        runner = subprocess.run([sys.executable, "-m", "tests.fork_runner", workers],
                                 input=json.dumps(forked), cwd=REPO, capture_output=True, text=True, timeout=1800,
                                 env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
         assert runner.returncode == 0, runner.stderr

@@ -19,7 +19,7 @@ TINY = ["--dataset", "digits", "--steps", "2", "--orders", "2", "--memory", "3ip
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--learner", "finetune"], "--learner 'finetune': choose one of retrain, replay"),
+        (["--learner", "finetune"], "--learner: unknown protocol 'finetune'. Known: joint, replay, retrain"),
         (["--learner", "replay", "--nets", "3"], "--nets 3: the replay learner trains one network"),
         (["--learner", "replay", "--train", "micro_batch=16"], "micro_batch=16: applies to the retrain learner"),
         (["--learner", "replay", "--train", "compile=true"], "compile=True: applies to the retrain learner"),

@@ -143,7 +143,7 @@ def test_tensorboard_without_the_package_is_one_line_exit_2_and_writes_nothing(c
 def test_log_is_a_run_option_saved_for_resume_but_not_in_the_compared_config():
     from clbench.protocol.checkpoint import config_differences
     from clbench.protocol.config import RunConfig
-    from clbench.protocol.orders import prepare, resolved_config
+    from clbench.protocol.prepare import prepare, resolved_config
 
     with_log = resolved_config(prepare(RunConfig(log="csv", **{**TINY, "learner": "replay"})))
     without = resolved_config(prepare(RunConfig(**{**TINY, "learner": "replay"})))

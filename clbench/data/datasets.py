@@ -107,6 +107,23 @@ class ImageDataset:
         _, labels = self._split(split)
         return torch.bincount(labels, minlength=self.num_classes)
 
+    def resident(self, device: torch.device | str = "cpu") -> RealData:
+        """Both splits normalised on `device`: what a run's process loads once and every order it runs shares."""
+        train_x, train_y = self.normalised("train", device)
+        test_x, test_y = self.normalised("test", device)
+        return RealData(train_x, train_y, test_x, test_y, self.num_classes)
+
+
+@dataclass
+class RealData:
+    """A dataset's tensors, normalised and resident on the run's device (`ImageDataset.resident`)."""
+
+    train_images: Tensor
+    train_labels: Tensor
+    test_images: Tensor
+    test_labels: Tensor
+    num_classes: int
+
 
 
 

@@ -1,9 +1,9 @@
 """A run's configuration: flat named defaults, overridable from the CLI or a TOML file, saved in the record.
 
-Profiles fix the protocol's cost. `paper` is the published protocol (20000 condensation iterations for DM/DDM,
-1000 training epochs, 3 networks per step); `quick` is sized for a 2-core CPU: the condensers' and the training
-recipe's `quick` option values, and fewer networks; `auto` is paper on CUDA and quick otherwise. Turning a
-configuration into the objects a run uses is clbench.protocol.resolve's.
+Profiles fix the protocol's cost (clbench.protocol.profiles). `paper` is the published protocol (20000
+condensation iterations for DM/DDM, 1000 training epochs, 3 networks per step); `quick` is sized for a 2-core
+CPU; `auto` is paper on CUDA and quick otherwise. Turning a configuration into the objects a run uses is
+clbench.protocol.resolve's.
 """
 from __future__ import annotations
 
@@ -17,13 +17,7 @@ import tomllib
 from clbench.core.errors import UsageError
 from clbench.core.seeding import MAX_SEED, check_seed
 from clbench.memory.store import MemoryBudget
-
-PROFILES = ("auto", "paper", "quick")
-LEARNERS = ("retrain", "replay")  # clbench.strategies.condensed_rehearsal / clbench.protocol.replay
-NETWORKS_PER_STEP = {"paper": 3, "quick": 1}
-# ConvNet width: the paper's 128; the quick profile's 32 (measured on 2 CPU cores: a 200-image training epoch
-# costs ~0.15 s at width 32 against ~1 s at 128, with random-memory accuracy a few points lower).
-CONVNET_WIDTH = {"paper": 128, "quick": 32}
+from clbench.protocol.profiles import PROFILES
 
 
 @dataclass
@@ -45,7 +39,7 @@ class RunConfig:
     out: str = "results"
     data_dir: str | None = None
     jobs: int = 1
-    learner: str = "retrain"  # retrain: fresh networks on the memory each step; replay: one network, replayed memory
+    learner: str = "retrain"  # the continual protocol (clbench.protocol.base.PROTOCOLS): retrain, replay, joint
     log: str = ""  # live logs beside the record: csv, tensorboard or both (clbench.protocol.logs); not in `config`
 
     def validate(self) -> None:
@@ -63,8 +57,9 @@ class RunConfig:
             raise UsageError(f"--nets {self.networks_per_step}: train at least 1 network per step")
         if self.jobs < 1:
             raise UsageError(f"--jobs {self.jobs}: give at least 1")
-        if self.learner not in LEARNERS:
-            raise UsageError(f"--learner {self.learner!r}: choose one of {', '.join(LEARNERS)}")
+        from clbench.protocol.base import PROTOCOLS
+
+        PROTOCOLS.entry(self.learner, where="--learner")  # an unknown name: the closest known ones, then all
         MemoryBudget.parse(self.memory)
         from clbench.protocol.logs import parse_log
 
@@ -80,10 +75,6 @@ def check_shared(profile: str, width: int | None, data_dir: str | None, seed: in
         raise UsageError(f"--width {width}: give a positive number of channels")
     if data_dir is not None and not Path(data_dir).is_dir():
         raise UsageError(f"--data-dir {data_dir}: no such folder; create it or point to your data")
-
-
-def networks_per_step(config: RunConfig, profile: str) -> int:
-    return config.networks_per_step or NETWORKS_PER_STEP[profile]
 
 
 def read_toml(path: str | Path, what: str) -> dict[str, Any]:

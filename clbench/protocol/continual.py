@@ -1,11 +1,12 @@
 """`clbench run` and `clbench resume`: the continual protocol over several class orders, and its record.
 
-`run` resolves the configuration (clbench.protocol.orders.prepare), opens a `RunSession` (a new record, or the
+`run` resolves the configuration (clbench.protocol.prepare), opens a `RunSession` (a new record, or the
 record to resume) and executes the orders that are not complete: here, one after the other, or in `--jobs`
 worker processes (clbench.protocol.parallel). The session is the one place that persists progress: the record
 after every step (clbench.records.writer, atomically), the checkpoint removed when an order is complete, the
 error beside the completed steps when a step fails, and a clean stop on SIGINT/SIGTERM
-(clbench.protocol.signals). Each order itself runs in clbench.protocol.orders.
+(clbench.protocol.signals). Each order itself runs in clbench.protocol.order, by the run's protocol
+(clbench.protocol.base).
 """
 from __future__ import annotations
 
@@ -26,23 +27,16 @@ from clbench.protocol.checkpoint import (
     resume_states,
 )
 from clbench.protocol.failures import saving
-from clbench.protocol.orders import (
-    Prepared,
-    Reporter,
-    bytes_needed,
-    execute_order,
-    prepare,
-    resident_data,
-    resolved_config,
-    torch_threads,
-)
+from clbench.protocol.hooks import Reporter
+from clbench.protocol.order import execute_order
+from clbench.protocol.prepare import Prepared, bytes_needed, prepare, resolved_config, torch_threads
 from clbench.protocol.signals import StopRequested, StopSignals
 from clbench.records.record import RecordError, environment, load_record, new_run_id
 from clbench.records.snapshots import check_writable
 from clbench.records.summary import summarise
 from clbench.records.writer import RecordWriter, new_record, now
 
-# What callers use (Reporter is defined in clbench.protocol.orders; the CLI passes its own).
+# What callers use (Reporter is defined in clbench.protocol.hooks; the CLI passes its own).
 __all__ = ["Reporter", "RunSession", "recorded_run_config", "resume", "run"]
 
 
@@ -231,7 +225,7 @@ class RunSession:
                            self.jobs)
 
     def _run_here(self, todo: list[int]) -> None:
-        data = resident_data(self.p)
+        data = self.p.dataset.resident(self.p.device)
         with torch_threads(self.threads):
             for order in todo:
                 self.signals.check()

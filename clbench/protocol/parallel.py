@@ -2,7 +2,7 @@
 several), while the parent alone writes the record from the workers' messages, so that it is the record of a
 sequential run.
 
-Each worker runs `clbench.protocol.orders.execute_order` for the orders it takes; `clbench run` uses this module
+Each worker runs `clbench.protocol.order.execute_order` for the orders it takes; `clbench run` uses this module
 only when a run has more than one job. What the parent does with the workers' messages (record, checkpoint,
 report) is the session's: `Session` below says what this module needs of it.
 """
@@ -21,7 +21,9 @@ import torch
 from clbench.core.errors import ClbenchError
 from clbench.protocol import config as cfg
 from clbench.protocol.checkpoint import OrderState, load_checkpoint
-from clbench.protocol.orders import Prepared, Reporter, execute_order, prepare, resident_data
+from clbench.protocol.hooks import Reporter
+from clbench.protocol.order import execute_order
+from clbench.protocol.prepare import Prepared, prepare
 from clbench.protocol.signals import StopRequested, StopSignals, signals_ignored
 
 
@@ -136,7 +138,7 @@ def _worker_main(worker: int, config: cfg.RunConfig, device: str, threads: int, 
             if device.startswith("cuda"):  # this process's current device: where its CUDA context and
                 torch.cuda.set_device(torch.device(device).index or 0)  # library handles go, not GPU 0 for all
             p = prepare(dataclasses.replace(config, device=device))
-            data = resident_data(p)
+            data = p.dataset.resident(p.device)
             reporter = _QueueReporter(worker, results)
             while (order := tasks.get()) is not None:
                 signals.check()

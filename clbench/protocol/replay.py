@@ -1,4 +1,4 @@
-"""The `replay` learner (`clbench run --learner replay`): ONE network trained continually, with condensed replay.
+"""The `replay` protocol (`clbench run --learner replay`): ONE network trained continually, with condensed replay.
 
 Where the default `retrain` learner trains fresh networks from scratch on the memory alone at every step, this
 learner is the usual continual-learning set-up: Avalanche's `Naive` strategy trains a single network on each new
@@ -32,22 +32,13 @@ from clbench.core.seeding import derive_seed, generator
 from clbench.core.speed import tf32
 from clbench.memory.store import Memory
 from clbench.nets.augment import make_augment
-from clbench.records.record import jsonable
+from clbench.protocol.base import ContinualProtocol, OrderRun
+from clbench.protocol.checkpoint import checkpoint_path
+from clbench.records.record import RecordError, jsonable
+from clbench.records.schema import StepResult
 from clbench.training.recipe import autocast, decay_lr, evaluate
 
 RETRAIN_ONLY = ("micro_batch", "compile", "channels_last")  # recipe switches of the from-scratch trainer
-
-
-def check_replay(config: Any, recipe: Any) -> None:
-    """Options that make no sense for one continually trained network: one UsageError naming them."""
-    if config.networks_per_step not in (None, 1):
-        raise UsageError(f"--nets {config.networks_per_step}: the replay learner trains one network "
-                         f"continually; remove --nets (or use --learner retrain)")
-    defaults = type(recipe)()
-    for key in RETRAIN_ONLY:
-        if getattr(recipe, key) != getattr(defaults, key):
-            raise UsageError(f"--train {key}={getattr(recipe, key)}: applies to the retrain learner only; "
-                             f"remove it for --learner replay")
 
 
 class _Autocast(nn.Module):
@@ -148,40 +139,61 @@ def _real_rows(data: Any) -> Callable[[Any], tuple[Tensor, Tensor] | None]:
     return read
 
 
-def run_replay_order(p: Any, order: int, classes: list[int], groups: list[list[int]], data: Any,
-                     make_network: Callable[[int], nn.Module], *, step_started: Callable[[int, list[int]], None],
-                     condense_progress: Callable[[int, int, dict], None],
-                     train_progress: Callable[[int, int, int], None], check_stop: Callable[[], None],
-                     step_done: Callable[[dict, dict, dict], None], guard: Callable[[int, str], Any],
-                     train_loss: Callable[[int, int, int, float], None] | None = None, start: int = 0,
-                     memory_state: dict[str, Tensor] | None = None, learner_state: dict[str, Any] | None = None,
-                     fast_batches: bool = True) -> Memory:
-    """The steps of one order from step `start` with the replay learner (a resumed order passes the memory, the
-    network's and the optimizer's state after step `start - 1`). After each step: `step_done(entry, memory
-    state, learner state)`, the last two what a checkpoint needs to continue. Returns the memory.
+class Replay(ContinualProtocol):
+    name = "replay"
+    summary = "one network trained continually on each experience plus the replayed memory (Avalanche Naive)"
+
+    def check(self, config: Any, recipe: Any) -> None:
+        """Options that make no sense for one continually trained network: one UsageError naming them."""
+        if config.networks_per_step not in (None, 1):
+            raise UsageError(f"--nets {config.networks_per_step}: the replay learner trains one network "
+                             f"continually; remove --nets (or use --learner retrain)")
+        defaults = type(recipe)()
+        for key in RETRAIN_ONLY:
+            if getattr(recipe, key) != getattr(defaults, key):
+                raise UsageError(f"--train {key}={getattr(recipe, key)}: applies to the retrain learner only; "
+                                 f"remove it for --learner replay")
+
+    def networks_per_step(self, config: Any, profile: str) -> int:
+        return 1
+
+    def run_order(self, run: OrderRun) -> Memory:
+        if run.start and run.state.learner is None:
+            raise RecordError(f"checkpoint {checkpoint_path(run.record_path, run.order)} has no network for the "
+                              f"replay learner; delete it to redo order {run.order} from its first step")
+        return run_replay_order(run)
+
+
+def run_replay_order(run: OrderRun, fast_batches: bool = True) -> Memory:
+    """The steps of one order from `run.start` with the replay learner (a resumed order's checkpoint holds the
+    memory, the network's and the optimizer's state after step `start - 1`). After each step the recorder gets
+    the step, the memory and the learner's state (what a checkpoint needs to continue). Returns the memory.
     `fast_batches=False` keeps Avalanche's sample-by-sample loading (the same numbers; benchmarks/replay.py)."""
     from avalanche.training import Naive
     from avalanche.training.plugins import EvaluationPlugin, ReplayPlugin
 
-    from clbench.protocol.plugins import step_entry
+    from clbench.protocol.order import step_errors
     from clbench.protocol.tensor_batches import TensorBatches
     from clbench.strategies.condensed_buffer import CondensedBuffer
-    from clbench.strategies.condensed_rehearsal import StepResult
 
+    p, hooks, data, order, start = run.p, run.hooks, run.data, run.order, run.start
+    groups, learner_state = run.groups, run.state.learner
     recipe, seed, device = p.recipe, p.config.seed, p.device
-    net = make_network(derive_seed(seed, order, 0, "network"))
+    net = run.make_network(derive_seed(seed, order, 0, "network"))
     if learner_state is not None:
         net.load_state_dict(learner_state["network"])
     buffer = CondensedBuffer(p.resolved.new_condenser(), p.budget, num_classes=p.dataset.num_classes, seed=seed,
-                             order=order, device=device, make_network=make_network, class_order=classes,
-                             progress=condense_progress, extras={"dataset": p.config.dataset, "profile": p.profile},
+                             order=order, device=device, make_network=run.make_network, class_order=run.classes,
+                             progress=hooks.condense_progress,
+                             extras={"dataset": p.config.dataset, "profile": p.profile},
                              reader=_real_rows(data) if fast_batches else None)
-    if memory_state is not None:
-        buffer.restore(start, Memory.from_state(memory_state, device))
+    if start and run.state.memory is not None:
+        buffer.restore(start, Memory.from_state(run.state.memory, device))
     batches = [TensorBatches({"sample_index": lambda: (data.train_images, data.train_labels),
                               "memory_index": lambda: buffer.memory.tensors()})] if fast_batches else []
-    schedule = _Recipe(recipe, seed, order, device, lambda done, total: train_progress(0, done, total), check_stop,
-                       train_loss, start, learner_state["optimizer"] if learner_state is not None else None)
+    schedule = _Recipe(recipe, seed, order, device, lambda done, total: hooks.train_progress(0, done, total),
+                       hooks.check_stop, hooks.train_loss, start,
+                       learner_state["optimizer"] if learner_state is not None else None)
     optimizer = torch.optim.SGD(net.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                 weight_decay=recipe.weight_decay)
     with warnings.catch_warnings():
@@ -191,13 +203,13 @@ def run_replay_order(p: Any, order: int, classes: list[int], groups: list[list[i
                      criterion=nn.CrossEntropyLoss(), train_mb_size=recipe.batch_size, train_epochs=recipe.epochs,
                      eval_mb_size=recipe.eval_batch_size, device=device, evaluator=evaluator,
                      plugins=[ReplayPlugin(buffer.max_size, storage_policy=buffer), schedule, *batches])
-    benchmark = _tensor_stream(data, classes, len(groups))
+    benchmark = _tensor_stream(data, run.classes, len(groups))
     for t, experience in enumerate(benchmark.train_stream):
         if t < start:
             continue
-        check_stop()
-        step_started(t, groups[t])
-        with guard(t, buffer.condenser_name):
+        hooks.check_stop()
+        hooks.step_started(t, groups[t])
+        with step_errors(run, t, buffer.condenser_name):
             began = time.perf_counter()
             # the recipe's TF32 switch (off: full fp32 on CUDA, the reference); condensation sets its own
             with _seeded_cpu_rng(derive_seed(seed, order, t, "train")), tf32(recipe.tf32, device):
@@ -209,6 +221,6 @@ def run_replay_order(p: Any, order: int, classes: list[int], groups: list[list[i
         result = StepResult(t, list(groups[t]), seen, buffer.last_ipc, buffer.sizes(), [accuracy], class_accuracy,
                             buffer.last_condense_seconds, seconds - buffer.last_condense_seconds,
                             jsonable(buffer.last_facts))
-        step_done(step_entry(result), buffer.memory.state(),
-                  {"network": net.state_dict(), "optimizer": optimizer.state_dict()})
+        run.recorder.record(result, buffer.memory.state(),
+                            {"network": net.state_dict(), "optimizer": optimizer.state_dict()})
     return buffer.memory

@@ -17,7 +17,7 @@ import torch
 
 from clbench.core.errors import UsageError
 from clbench.core.options import build_options
-from clbench.protocol.config import CONVNET_WIDTH
+from clbench.protocol.profiles import CONVNET_WIDTH
 from clbench.training.recipe import TrainRecipe
 
 
@@ -71,15 +71,17 @@ class PreparedRun:
 
 def resolve(*, condenser: str, opt: dict[str, Any], train: dict[str, Any], dataset: str, data_dir: str | None,
             device: str, profile: str, network: str, width: int | None,
-            eval_networks: tuple[str, ...] = ()) -> Resolved:
+            eval_networks: tuple[str, ...] = (),
+            train_defaults: dict[str, dict[str, Any]] | None = None) -> Resolved:
     """Resolve and check everything a run of any kind needs (see the module docstring). The plain values the
-    configuration holds (profile name, width, data folder) are its `validate()`'s to check, before this."""
+    configuration holds (profile name, width, data folder) are its `validate()`'s to check, before this.
+    `train_defaults` (profile -> recipe values) are a protocol's own defaults, under the user's `train`."""
     from clbench.data.datasets import load_dataset
 
     torch_device = resolve_device(device)
     resolved_profile = resolve_profile(profile, torch_device)
     condenser_cls, options = condenser_and_options(condenser, opt, resolved_profile)
-    recipe = train_recipe(train, resolved_profile)
+    recipe = train_recipe({**(train_defaults or {}).get(resolved_profile, {}), **train}, resolved_profile)
     data = load_dataset(dataset, data_dir)
     resolved = Resolved(torch_device, resolved_profile, condenser_cls, options, recipe, data,
                         width or CONVNET_WIDTH[resolved_profile])

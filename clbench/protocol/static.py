@@ -25,9 +25,9 @@ from torch import Tensor, nn
 from clbench.condense.checks import OUT_OF_MEMORY
 from clbench.core.errors import UsageError
 from clbench.core.seeding import derive_seed, generator
-from clbench.nets.augment import DSA
 from clbench.protocol import config as cfg
 from clbench.protocol.failures import out_of_memory, saving
+from clbench.protocol.profiles import STATIC_EVALS, STATIC_SETS
 from clbench.protocol.resolve import PreparedRun, Resolved, resolve
 from clbench.records.record import jsonable, new_run_id
 from clbench.records.snapshots import save_synthetic
@@ -37,9 +37,6 @@ from clbench.training.recipe import TrainRecipe, evaluate, train_network
 
 KIND = "static"
 DEFAULT_EVAL_NETS = ("convnet",)
-# Synthetic sets and trainings per set and network, by profile (the CPU-sized profile does fewer).
-SETS = {"paper": 5, "quick": 2}
-EVALS = {"paper": 5, "quick": 2}
 
 
 @dataclass
@@ -47,9 +44,9 @@ class StaticConfig:
     condenser: str = "random"
     dataset: str = "fashion-mnist"
     ipc: int = 10
-    sets: int | None = None  # None: the profile's (SETS)
+    sets: int | None = None  # None: the profile's (profiles.STATIC_SETS)
     first_set: int = 0  # sets are first_set .. first_set + sets - 1 (to split the work over machines)
-    evals: int | None = None  # trainings per set and evaluation network; None: the profile's (EVALS)
+    evals: int | None = None  # trainings per set and evaluation network; None: the profile's (STATIC_EVALS)
     eval_nets: tuple[str, ...] = DEFAULT_EVAL_NETS
     network: str = "convnet"  # the architecture the condenser embeds with
     width: int | None = None  # ConvNet width (condensation and the convnet evaluation net); None: the profile's
@@ -128,8 +125,8 @@ def prepare(config: StaticConfig) -> PreparedStatic:
     if config.ipc > smallest:
         raise UsageError(f"--ipc {config.ipc}: the smallest class of {dataset.name} has only {smallest} training "
                          f"images; use at most {smallest}")
-    sets = config.sets or SETS[resolved.profile]
-    evals = config.evals or EVALS[resolved.profile]
+    sets = config.sets or STATIC_SETS[resolved.profile]
+    evals = config.evals or STATIC_EVALS[resolved.profile]
     return PreparedStatic(config, resolved, list(range(config.first_set, config.first_set + sets)), evals)
 
 
@@ -245,25 +242,19 @@ def run_set(p: PreparedStatic, index: int, data: tuple[Tensor, Tensor, Tensor, T
 
 def condense_all(p: PreparedStatic, index: int, images: Tensor, labels: Tensor,
                  progress: Callable[[int, int, dict], None]):
-    """One CondenseTask over every class of the training set; the result is checked like the runner's."""
-    from clbench.condense.checks import run_condenser
-    from clbench.condensers.base import CondenseTask, network_factory
+    """Set `index`: one condensation over every class of the training set (the seeds of unit `index`, step 0)."""
     from clbench.nets.networks import build_network
+    from clbench.strategies.memory_step import condense
 
     ds, c = p.dataset, p.config
-    gen = generator(derive_seed(c.seed, index, 0, "condense"), p.device)
 
     def build(seed: int) -> nn.Module:
         return build_network(c.network, ds.channels, ds.num_classes, ds.image_size, seed=seed, device=p.device,
                              width=p.width_for(c.network))
 
-    classes = tuple(range(ds.num_classes))
-    task = CondenseTask(images=images, labels=labels, classes=classes, ipc=c.ipc, generator=gen,
-                        new_network=network_factory(build, gen), augment=DSA(), device=p.device,
-                        num_classes=ds.num_classes,
-                        progress=progress, extras={"dataset": c.dataset, "profile": p.profile, "static": True})
-    condenser = p.resolved.new_condenser()
-    return run_condenser(condenser, task)
+    return condense(p.resolved.new_condenser(), images, labels, tuple(range(ds.num_classes)), c.ipc, seed=c.seed,
+                    unit=index, step=0, make_network=build, device=p.device, num_classes=ds.num_classes,
+                    progress=progress, extras={"dataset": c.dataset, "profile": p.profile, "static": True})
 
 
 def train_and_test(name: str, images: Tensor, labels: Tensor, test_images: Tensor, test_labels: Tensor,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import types
 import typing
+from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 SCHEMA = "clbench.run"
@@ -31,6 +32,39 @@ class StepEntry(TypedDict, total=False):
     condense_seconds: float
     train_seconds: float
     condenser_facts: dict[str, Any]  # whatever the condenser reported (iterations, losses, weights, ...)
+
+
+@dataclass
+class StepResult:
+    """A finished step as a learner hands it to the recorder; `step_entry` turns it into the record's entry."""
+
+    step: int
+    classes: list[int]
+    seen_classes: list[int]
+    ipc: int
+    memory_sizes: dict[int, int]
+    accuracies: list[float] = field(default_factory=list)  # one per network, percent
+    class_accuracy: dict[int, float] = field(default_factory=dict)  # mean over networks, percent
+    condense_seconds: float = 0.0
+    train_seconds: float = 0.0
+    condenser_facts: dict[str, Any] = field(default_factory=dict)
+
+
+def step_entry(result: StepResult) -> StepEntry:
+    """The record's entry for one step."""
+    return {
+        "step": result.step,
+        "classes": result.classes,
+        "seen_classes": result.seen_classes,
+        "ipc": result.ipc,
+        "memory_size": sum(result.memory_sizes.values()),
+        "accuracies": result.accuracies,
+        "accuracy_mean": sum(result.accuracies) / len(result.accuracies),
+        "class_accuracy": {str(c): a for c, a in result.class_accuracy.items()},
+        "condense_seconds": result.condense_seconds,
+        "train_seconds": result.train_seconds,
+        "condenser_facts": result.condenser_facts,
+    }
 
 
 class OrderEntry(TypedDict, total=False):
