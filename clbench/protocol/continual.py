@@ -117,7 +117,8 @@ class RunSession:
     def create(cls, p: Prepared, reporter: Reporter) -> RunSession:
         out = Path(p.config.out)
         check_writable(out, bytes_needed(p))
-        run_id = new_run_id(p.config.condenser, p.config.dataset)
+        # named after what made the memory: the condenser, or the protocol where none does (joint)
+        run_id = new_run_id(p.config.condenser if p.protocol.uses_condenser else p.protocol.name, p.config.dataset)
         record = new_record("continual", run_id, resolved_config(p), str(p.device),
                             run_config=dataclasses.asdict(p.config), orders=[], summary={})
         session = cls(p, out / f"{run_id}.json", record, {o: OrderState(o) for o in record["config"]["orders"]},
