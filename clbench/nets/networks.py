@@ -260,6 +260,7 @@ def _convnet(norm: str) -> _Builder:
     def build(c: int, k: int, s: int, width: int | None) -> nn.Module:
         return ConvNet(c, k, s, width=128 if width is None else width, norm=norm)
 
+    build.takes_width = True  # type: ignore[attr-defined]
     return build
 
 
@@ -287,6 +288,11 @@ NETWORKS.add("vgg11_bn", _fixed(VGG11, "batch"))
 NETWORKS.add("resnet18", _fixed(ResNet18, "instance"))
 NETWORKS.add("resnet18_bn", _fixed(ResNet18, "batch"))
 NETWORK_NAMES: tuple[str, ...] = tuple(NETWORKS.names())
+
+
+def takes_width(name: str) -> bool:
+    """Whether network `name` is built with a width (the ConvNets): the builder says, not the name."""
+    return getattr(NETWORKS.get(name, where="--network"), "takes_width", False)
 
 
 def build_network(

@@ -1,17 +1,21 @@
-"""Running a protocol end to end.
+"""Running a protocol end to end (docs/how-a-run-flows.md follows a run through these modules).
 
     config     a run's configuration (RunConfig) and TOML files
+    profiles   what the paper and quick profiles fix for the harness itself
     resolve    the one resolve step of every command: device, profile, condenser and options, recipe, dataset,
                networks, checked before any work
-    continual  `clbench run` / `resume`: the run session that owns the record (orders -> experiences ->
-               condense -> retrain -> record)
-    orders     preparing a continual run and executing one class order (what a `--jobs` worker runs too)
-    plugins    the Avalanche plugins that report and checkpoint each step
-    replay     the `--learner replay` order: one network, Avalanche's Naive + ReplayPlugin + the condensed buffer
+    base       what a continual protocol is (ContinualProtocol, OrderRun) and the registry of them (PROTOCOLS)
+    retrain, replay, joint   the built-in continual protocols (`--learner`), one module each
+    prepare    a continual run resolved and checked before its first step (Prepared), and the record's config
+    continual  `clbench run` / `resume`: the run session that owns the record
+    order      one class order of any continual protocol (what a `--jobs` worker runs too)
+    hooks      progress callbacks (Reporter), an order's hooks, and the one recorder of finished steps
+    plugins    the Avalanche plugins of the retrain protocol's strategy
     parallel   orders side by side in worker processes
     static     the static condensation benchmark (`clbench condense`)
-    checkpoint, signals   per-order checkpoints for resume; clean stops on SIGINT/SIGTERM
+    checkpoint, signals, failures   per-order checkpoints for resume; clean stops; the errors failures become
+    logs, tensor_batches   live logs; the replay protocol's minibatches from resident tensors
 
-May import: everything below it (core, data, nets, condense, clbench.condensers, memory, training,
-clbench.strategies, records); never report, sweep or cli.
+May import: everything below it (core, data, nets, condense, clbench.condensers, memory, training, records,
+clbench.strategies); never report, sweep or cli.
 """

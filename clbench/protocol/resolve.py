@@ -35,7 +35,9 @@ class Resolved:
 
     def width_for(self, network: str) -> int | None:
         """The width to build `network` with: the run's for ConvNets, None (their own) for the others."""
-        return self.convnet_width if network.startswith("convnet") else None
+        from clbench.nets.networks import takes_width
+
+        return self.convnet_width if takes_width(network) else None
 
     def new_condenser(self) -> Any:
         from clbench.condensers import new_condenser
