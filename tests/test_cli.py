@@ -133,8 +133,10 @@ def test_help_shows_every_bracket_of_every_help_text(cli, monkeypatch):
     assert checked >= 3  # run's --config and --log, at least, have brackets
 
 
-def test_resume_refuses_a_static_record_by_name(cli, tmp_path):
-    """`clbench resume` on a `clbench condense` record said it was written by an older clbench."""
+def test_resume_of_a_static_record_is_the_static_protocols(cli, tmp_path):
+    """`clbench resume` on a `clbench condense` record: complete, so nothing to do; unfinished and made before
+    records kept their options, one line saying how to continue it."""
+    import json
     import shutil
     from pathlib import Path
 
@@ -142,5 +144,8 @@ def test_resume_refuses_a_static_record_by_name(cli, tmp_path):
     record = tmp_path / static.name
     shutil.copy(static, record)
     code, out, err = cli("resume", str(record))
-    assert code == 2 and "static" in err and "--first-set" in err and "older" not in err
+    assert code == 0 and "already complete" in err
+    record.write_text(json.dumps({**json.loads(record.read_text()), "complete": False}))
+    code, out, err = cli("resume", str(record))
+    assert code == 2 and "does not hold the options" in err and "clbench condense <the same options> --resume" in err
     assert len(err.strip().splitlines()) == 1

@@ -190,7 +190,7 @@ def test_out_of_memory_while_condensing_is_one_line_saying_what_to_lower(cli, tm
     last = err.strip().splitlines()[-1]  # the lines above it are the progress display
     assert code == 1 and "Traceback" not in err and "raised" not in err
     assert last.startswith("error: set 3: out of memory on cpu (CUDA out of memory")
-    assert last.endswith("with the same command and --first-set 3 --sets 2")
+    assert last.endswith("lower --ipc or --width, then clbench resume " + str(next(tmp_path.glob("*.json"))))
 
 
 def test_disk_full_while_saving_a_set_is_one_line_saying_how_to_continue(cli, tmp_path, monkeypatch) -> None:
@@ -205,6 +205,60 @@ def test_disk_full_while_saving_a_set_is_one_line_saying_how_to_continue(cli, tm
     last = err.strip().splitlines()[-1]  # the lines above it are the progress display
     assert code == 1 and "Traceback" not in err
     assert last.startswith("error: cannot write beside") and "No space left on device" in last
-    assert last.endswith("with the same command and --first-set 0 --sets 2") and "clbench resume" not in last
+    assert last.endswith("Free space, then: clbench resume " + str(next(tmp_path.glob("*.json"))))
     [record] = [load_record(p) for p in tmp_path.glob("*.json")]
     assert not record["complete"] and record["sets"] == []
+
+
+# -- the static protocol on the shared machinery: --config, stops, resume ----------------------------------------
+STATIC_TINY = dict(condenser="herding", dataset="digits", ipc=2, sets=3, evals=1, profile="quick", device="cpu",
+                   width=8, train={"epochs": 3})
+
+
+def _accuracies(record) -> list:
+    return [(s["set"], s["accuracies"], s["class_accuracy"]) for s in record["sets"]]
+
+
+def test_a_stopped_static_run_resumes_to_the_uninterrupted_record(tmp_path) -> None:
+    from clbench.core.errors import Interrupted
+    from clbench.protocol.signals import StopRequested
+    from clbench.protocol.static import StaticConfig, StaticReporter, resume, run_static
+
+    class StopAfterFirstSet(StaticReporter):
+        def set_finished(self, entry):
+            raise StopRequested()
+
+    _, whole = run_static(StaticConfig(out=str(tmp_path / "whole"), **STATIC_TINY))
+    with pytest.raises(Interrupted) as info:
+        run_static(StaticConfig(out=str(tmp_path / "stopped"), **STATIC_TINY), StopAfterFirstSet())
+    assert "1 of 3 sets are saved" in str(info.value) and info.value.exit_code == 130
+    stopped = load_record(info.value.record_path)
+    assert not stopped["complete"] and [s["set"] for s in stopped["sets"]] == [0]
+    path, resumed = resume(info.value.record_path)
+    assert path == info.value.record_path and resumed["complete"] and resumed["resumes"][0]["sets_done"] == 1
+    assert _accuracies(resumed) == _accuracies(whole)
+    assert resumed["summary"]["accuracy"] == whole["summary"]["accuracy"]
+
+
+def test_condense_reads_a_config_file_and_resume_refuses_another_configuration(cli, tmp_path) -> None:
+    config = tmp_path / "static.toml"
+    config.write_text('condenser = "random"\ndataset = "digits"\nipc = 2\nsets = 1\nevals = 1\nwidth = 8\n'
+                      'profile = "quick"\ndevice = "cpu"\neval_nets = ["convnet"]\n[train]\nepochs = 2\n')
+    code, out, err = cli("condense", "--config", str(config), "--ipc", "3", "--out", str(tmp_path / "r"))
+    assert code == 0, err
+    [path] = (tmp_path / "r").glob("*.json")
+    record = load_record(path)
+    assert (record["config"]["ipc"], record["config"]["train"]["epochs"], record["sets"][0]["size"]) == (3, 2, 30)
+    assert record["run_config"]["ipc"] == 3  # what `clbench resume` continues with
+    code, _, err = cli("resume", str(path))
+    assert code == 0 and "already complete" in err
+    killed = {**record, "complete": False, "sets": []}  # as a run killed during its first set leaves it
+    path.write_text(json.dumps(killed))
+    code, _, err = cli("condense", "--config", str(config), "--ipc", "2", "--resume", str(path))
+    assert code == 2 and "ipc: 3 in the record, 2 now" in err
+    code, _, err = cli("condense", "--config", str(config), "--ipc", "3", "--resume", str(path))
+    assert code == 0 and load_record(path)["complete"] and _accuracies(load_record(path)) == _accuracies(record)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('ipcs = 3\n')
+    code, _, err = cli("condense", "--config", str(bad))
+    assert code == 2 and "unknown keys ipcs" in err and "Traceback" not in err

@@ -7,43 +7,48 @@ import typer
 
 
 def condense(
-    condenser: str = typer.Option("random", "--condenser", "-c", help="condenser name, or module.path:ClassName"),
-    dataset: str = typer.Option("fashion-mnist", "--dataset", "-d", help="fashion-mnist, mnist, cifar10, cifar100, tinyimagenet, digits"),
-    ipc: int = typer.Option(10, "--ipc", help="synthetic images per class"),
+    condenser: Optional[str] = typer.Option(None, "--condenser", "-c", help="condenser name, or module.path:ClassName (default: random)"),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="fashion-mnist, mnist, cifar10, cifar100, tinyimagenet, digits (default: fashion-mnist)"),
+    ipc: Optional[int] = typer.Option(None, "--ipc", help="synthetic images per class (default: 10)"),
     sets: Optional[int] = typer.Option(None, "--sets", help="synthetic sets, each condensed anew (default: 5 paper, 2 quick)"),
-    first_set: int = typer.Option(0, "--first-set", help="index of the first set (seeds follow the index)"),
-    eval_nets: str = typer.Option("convnet", "--eval-nets", help="comma-separated evaluation networks, e.g. convnet,alexnet,vgg11,resnet18"),
+    first_set: Optional[int] = typer.Option(None, "--first-set", help="index of the first set (seeds follow the index) (default: 0)"),
+    eval_nets: Optional[str] = typer.Option(None, "--eval-nets", help="comma-separated evaluation networks, e.g. convnet,alexnet,vgg11,resnet18 (default: convnet)"),
     evals: Optional[int] = typer.Option(None, "--evals", help="networks trained per set and architecture (default: 5 paper, 2 quick)"),
-    network: str = typer.Option("convnet", "--network", help="architecture the condenser embeds with"),
+    network: Optional[str] = typer.Option(None, "--network", help="architecture the condenser embeds with (default: convnet)"),
     width: Optional[int] = typer.Option(None, "--width", help="ConvNet width (default: 128 paper, 32 quick)"),
-    profile: str = typer.Option("auto", "--profile", help="paper, quick, or auto (paper on CUDA, quick on CPU)"),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N"),
-    seed: int = typer.Option(0, "--seed", help="run seed (condensation, network init, training draws)"),
+    profile: Optional[str] = typer.Option(None, "--profile", help="paper, quick, or auto (paper on CUDA, quick on CPU) (default: auto)"),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N (default: auto)"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="run seed (condensation, network init, training draws) (default: 0)"),
     opt: List[str] = typer.Option([], "--opt", help="condenser option key=value (repeatable)"),
     train: List[str] = typer.Option([], "--train", help="training recipe option key=value, e.g. epochs=300 (repeatable)"),
-    out: str = typer.Option("results", "--out", "-o", help="folder for the record, synthetic sets and pictures"),
+    config: Optional[str] = typer.Option(None, "--config", help="TOML file with these options and \\[opt] / \\[train] tables"),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="folder for the record, synthetic sets and pictures (default: results)"),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="dataset folder (else $CLBENCH_DATA, the system copy, download)"),
+    resume: Optional[str] = typer.Option(None, "--resume", help="make the sets this record (same options) still lacks"),
 ) -> None:
     """Static condensation: train networks from scratch on condensed sets and test them on the full test set."""
     from clbench.cli.progress import RichStaticReporter
+    from clbench.cli.run import execute
     from clbench.core.options import parse_assignments
+    from clbench.protocol import config as cfg
     from clbench.protocol.static import StaticConfig, parse_eval_nets, run_static
 
-    config = StaticConfig(
-        condenser=condenser, dataset=dataset, ipc=ipc, sets=sets, first_set=first_set, evals=evals,
-        eval_nets=parse_eval_nets(eval_nets), network=network, width=width, profile=profile, device=device, seed=seed,
-        opt=parse_assignments(opt), train=parse_assignments(train), out=out, data_dir=data_dir,
-    )
-    reporter = RichStaticReporter()
-    try:
-        path, record = run_static(config, reporter)
-    finally:
-        reporter.close()
-    _print_summary(record)
-    typer.echo(f"record: {path}")
+    # Options left out are None, so that a --config file's values are not overwritten by the defaults.
+    cli_values = {"condenser": condenser, "dataset": dataset, "ipc": ipc, "sets": sets, "first_set": first_set,
+                  "evals": evals, "network": network, "width": width, "profile": profile, "device": device,
+                  "seed": seed, "out": out, "data_dir": data_dir,
+                  "eval_nets": None if eval_nets is None else parse_eval_nets(eval_nets)}
+    overrides = {k: v for k, v in cli_values.items() if v is not None}
+    if opt:
+        overrides["opt"] = parse_assignments(opt)
+    if train:
+        overrides["train"] = parse_assignments(train)
+    base = cfg.merge(StaticConfig(), cfg.load_toml(config, StaticConfig)) if config else StaticConfig()
+    static_config = cfg.merge(base, overrides)
+    execute(lambda reporter: run_static(static_config, reporter, resume=resume), RichStaticReporter, print_summary)
 
 
-def _print_summary(record: dict[str, Any]) -> None:
+def print_summary(record: dict[str, Any]) -> None:
     from rich.console import Console
 
     from clbench.report.compare import show

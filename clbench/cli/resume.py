@@ -10,8 +10,16 @@ def resume(
     record: str = typer.Argument(..., help="the run record (.json) to continue"),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="orders side by side in processes (default: the record's)"),
 ) -> None:
-    """Continue an interrupted run from the last completed step of each order (same final record)."""
+    """Continue an interrupted run from the last completed step of each order, or a static record from its next
+    set (same final record)."""
     from clbench.cli.run import execute
-    from clbench.protocol import continual
+    from clbench.protocol import continual, static
+    from clbench.records.record import load_record
 
+    if load_record(record).get("kind") == static.KIND:
+        from clbench.cli.condense import print_summary
+        from clbench.cli.progress import RichStaticReporter
+
+        execute(lambda reporter: static.resume(record, reporter), RichStaticReporter, print_summary)
+        return
     execute(lambda reporter: continual.resume(record, reporter, jobs=jobs))

@@ -60,15 +60,23 @@ def run(
     execute(lambda reporter: continual.run(run_config, reporter, resume=resume))
 
 
-def execute(start: Callable[[Any], tuple[Path, dict]]) -> None:
-    """Run with progress bars; print the table, or how to resume after an interruption (exit 128+signal)."""
+def print_summary(record: dict[str, Any]) -> None:
+    """A continual record's closing table."""
     from rich.console import Console
 
-    from clbench.cli.progress import RichReporter
-    from clbench.core.errors import AlreadyComplete, Interrupted
     from clbench.report.compare import print_table, summary_rows
 
-    class Reporter(RichReporter):
+    print_table(summary_rows([record]), "table", Console())
+
+
+def execute(start: Callable[[Any], tuple[Path, dict]], reporter_type: type | None = None,
+            summary: Callable[[dict[str, Any]], None] = print_summary) -> None:
+    """Run with progress bars (a continual run's, or `reporter_type`); print the record's `summary`, or how to
+    resume after an interruption (exit 128+signal)."""
+    from clbench.cli.progress import RichReporter
+    from clbench.core.errors import AlreadyComplete, Interrupted
+
+    class Reporter(reporter_type or RichReporter):
         def stop_requested(self, signal_name: str) -> None:
             self.console.print(f"[bold]{signal_name}[/bold]: stopping at the next safe point "
                                f"(press Ctrl-C again to exit at once; saved files stay intact)")
@@ -86,5 +94,5 @@ def execute(start: Callable[[Any], tuple[Path, dict]]) -> None:
         return
     finally:
         reporter.close()
-    print_table(summary_rows([record]), "table", Console())
+    summary(record)
     typer.echo(f"record: {path}")

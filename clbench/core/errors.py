@@ -45,11 +45,12 @@ class Interrupted(ClbenchError):
     The exit code is 128 + the signal's number, as a shell reports a process killed by it.
     """
 
-    def __init__(self, record_path: Path, signal_name: str, steps_done: int, steps_total: int, jobs: int = 1):
+    def __init__(self, record_path: Path, signal_name: str, steps_done: int, steps_total: int, jobs: int = 1,
+                 unit: str = "steps"):
         self.record_path, self.signal_name = Path(record_path), signal_name
         self.steps_done, self.steps_total, self.jobs = steps_done, steps_total, jobs
         self.exit_code = 128 + int(getattr(signal, signal_name, signal.SIGINT))
-        super().__init__(f"interrupted by {signal_name}: {steps_done} of {steps_total} steps are saved in "
+        super().__init__(f"interrupted by {signal_name}: {steps_done} of {steps_total} {unit} are saved in "
                          f"{record_path}")
 
     @property

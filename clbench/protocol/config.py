@@ -95,36 +95,39 @@ def read_toml(path: str | Path, what: str) -> dict[str, Any]:
         raise UsageError(f"{what} {path}: not valid TOML ({exc})") from None
 
 
-def load_toml(path: str | Path) -> dict[str, Any]:
-    """A config file: top-level keys of RunConfig, plus [opt] and [train] tables."""
+def load_toml(path: str | Path, config_type: type | None = None) -> dict[str, Any]:
+    """A config file: top-level keys of the configuration (RunConfig, or the static protocol's StaticConfig),
+    plus [opt] and [train] tables."""
+    config_type = config_type or RunConfig
     data = read_toml(path, "--config")
-    known = {f.name for f in dataclasses.fields(RunConfig)}
+    known = {f.name for f in dataclasses.fields(config_type)}
     unknown = sorted(set(data) - known)
     if unknown:
         raise UsageError(f"--config {path}: unknown keys {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    check_types(data, f"--config {path}")
+    check_types(data, f"--config {path}", config_type)
     return data
 
 
-def check_types(values: dict[str, Any], source: str) -> None:
-    """Each value of the RunConfig fields in `values` is of its field's type (TOML and records give typed
+def check_types(values: dict[str, Any], source: str, config_type: type | None = None) -> None:
+    """Each value of the configuration's fields in `values` is of its field's type (TOML and records give typed
     values); else one UsageError: `<source>: orders must be an integer, got "two"`."""
     import typing
 
     from clbench.core.options import conforms, expected, show
 
-    hints = typing.get_type_hints(RunConfig)
+    hints = typing.get_type_hints(config_type or RunConfig)
     for key, value in values.items():
         if key in hints and not conforms(value, hints[key]):
             raise UsageError(f"{source}: {key} must be {expected(hints[key])}, got {show(value)}")
 
 
-def merge(base: RunConfig, overrides: dict[str, Any]) -> RunConfig:
-    """`overrides` (only the keys set) on top of `base`; opt/train tables merge key by key."""
+def merge(base: Any, overrides: dict[str, Any]) -> Any:
+    """`overrides` (only the keys set) on top of `base` (a RunConfig or StaticConfig, of which a new one is
+    returned); opt/train tables merge key by key."""
     values = dataclasses.asdict(base)
     for key, value in overrides.items():
         if key in ("opt", "train"):
             values[key] = {**values[key], **value}
         else:
             values[key] = value
-    return RunConfig(**values)
+    return type(base)(**values)

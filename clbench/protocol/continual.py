@@ -62,8 +62,8 @@ def recorded_run_config(record_path: str | Path) -> dict[str, Any]:
     path = Path(record_path)
     record = load_record(path)
     if record.get("kind") == "static":
-        raise RecordError(f"{path} is a static (clbench condense) record, which is not resumed; make its remaining "
-                          f"sets with `clbench condense <the same options> --first-set <next set> --sets <how many>`")
+        raise RecordError(f"{path} is a static (clbench condense) record; continue it with `clbench resume {path}` "
+                          f"(clbench.protocol.static.resume)")
     values = record.get("run_config")
     if not isinstance(values, dict):
         raise RecordError(f"{path} does not hold the options it was run with (written by an older clbench?); "

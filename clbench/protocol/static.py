@@ -13,6 +13,7 @@ evaluation network: common random numbers across architectures).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from dataclasses import dataclass, field
@@ -23,16 +24,19 @@ import numpy as np
 from torch import Tensor, nn
 
 from clbench.condense.checks import OUT_OF_MEMORY
-from clbench.core.errors import UsageError
+from clbench.core.errors import AlreadyComplete, ClbenchError, Interrupted, OutputError, UsageError
 from clbench.core.seeding import derive_seed, generator
+from clbench.data.datasets import RealData
 from clbench.protocol import config as cfg
+from clbench.protocol.checkpoint import acquire_lock, release_lock
 from clbench.protocol.failures import out_of_memory, saving
 from clbench.protocol.profiles import STATIC_EVALS, STATIC_SETS
 from clbench.protocol.resolve import PreparedRun, Resolved, resolve
-from clbench.records.record import jsonable, new_run_id
+from clbench.protocol.signals import StopRequested, StopSignals
+from clbench.records.record import RecordError, jsonable, load_record, new_run_id
 from clbench.records.snapshots import save_synthetic
 from clbench.records.summary import summarise_static
-from clbench.records.writer import RecordWriter, new_record
+from clbench.records.writer import RecordWriter, new_record, now
 from clbench.training.recipe import TrainRecipe, evaluate, train_network
 
 KIND = "static"
@@ -151,59 +155,144 @@ def resolved_config(p: PreparedStatic) -> dict[str, Any]:
     }
 
 
-def run_static(config: StaticConfig, reporter: StaticReporter | None = None) -> tuple[Path, dict[str, Any]]:
-    """Condense, train and test every set; returns the record's path and the record."""
-    from clbench.records.snapshots import check_writable
-
+def run_static(config: StaticConfig, reporter: StaticReporter | None = None, *,
+               resume: str | Path | None = None) -> tuple[Path, dict[str, Any]]:
+    """Condense, train and test every set (with `resume`, those that record lacks); returns the record's path and
+    the record. The record is written after every set; a SIGINT/SIGTERM stops at the next safe point and raises
+    Interrupted, a failing set records its error beside the completed sets and raises."""
     reporter = reporter or StaticReporter()
     p = prepare(config)
-    out = Path(p.config.out)
-    check_writable(out)
-    run_id = new_run_id(p.config.condenser, p.config.dataset)
-    # a static record has no class orders; `orders` is kept so that readers of run records accept it
-    record = new_record(KIND, run_id, resolved_config(p), str(p.device), orders=[], sets=[],
-                        summary=summarise_static([], list(p.config.eval_nets)))
-    path = out / f"{run_id}.json"
-    writer = RecordWriter(path)
-    writer.write(record)  # there from the start, marked incomplete
-    reporter.run_started({"record": str(path), **record["config"]})
-    train_x, train_y = p.dataset.normalised("train", p.device)
-    test_x, test_y = p.dataset.normalised("test", p.device)
-    for index in p.sets:
-        reporter.set_started(index)
-        try:
-            entry = run_set(p, index, (train_x, train_y, test_x, test_y), reporter, path)
-        except OUT_OF_MEMORY as exc:
-            advice = f"lower --ipc or --width, then {remaining(p, index)}"
-            raise out_of_memory(f"set {index}", p.device, exc, advice) from exc
-        record["sets"].append(entry)
-        record["summary"] = summarise_static(record["sets"], record["config"]["eval_nets"])
+    path, record = _reopen(p, Path(resume)) if resume is not None else _create(p)
+    done = {entry["set"] for entry in record["sets"]}
+    todo = [index for index in p.sets if index not in done]
+    writer = RecordWriter(path, resume_hint=f"clbench resume {path}")
+    signals = StopSignals(getattr(reporter, "stop_requested", None))
+    saving(lambda: acquire_lock(path), path)
+    try:
+        writer.write(record)  # there from the start, marked incomplete
+        reporter.run_started({"record": str(path), **record["config"], "completed_sets": len(done)})
+        data = p.dataset.resident(p.device)
+        with signals:
+            try:
+                for index in todo:
+                    signals.check()
+                    reporter.set_started(index)
+                    entry = _one_set(p, index, data, reporter, path, signals.check, record, writer)
+                    record["sets"] = sorted([*record["sets"], entry], key=lambda e: e["set"])
+                    record["summary"] = summarise_static(record["sets"], record["config"]["eval_nets"])
+                    writer.write(record)
+                    reporter.set_finished(entry)
+            except StopRequested:
+                with contextlib.suppress(OutputError):
+                    writer.write(record)
+                raise Interrupted(path, signals.signal_name or "SIGINT", len(record["sets"]), len(p.sets),
+                                  unit="sets") from None
+        record["complete"] = True
         writer.write(record)
-        reporter.set_finished(entry)
-    record["complete"] = True
-    writer.write(record)
+    finally:
+        release_lock(path)
     reporter.run_finished(record, path)
     return path, record
 
 
-def remaining(p: PreparedStatic, index: int) -> str:
-    """How to make the sets from `index` on, which the record does not hold yet (a static run is not resumed)."""
-    return f"make the remaining sets with the same command and --first-set {index} --sets {p.sets[-1] - index + 1}"
+def _one_set(p: PreparedStatic, index: int, data: RealData, reporter: StaticReporter, path: Path,
+             check_stop: Callable[[], None], record: dict[str, Any], writer: RecordWriter) -> dict[str, Any]:
+    """`run_set`, its failure recorded beside the completed sets (the record stays resumable) and raised."""
+    try:
+        return run_set(p, index, data, reporter, path, check_stop)
+    except OUT_OF_MEMORY as exc:
+        failure = out_of_memory(f"set {index}", p.device, exc, f"lower --ipc or --width, then clbench resume {path}")
+        raise _failed(record, writer, failure) from exc
+    except ClbenchError as exc:
+        raise _failed(record, writer, exc) from exc
 
 
-def run_set(p: PreparedStatic, index: int, data: tuple[Tensor, Tensor, Tensor, Tensor], reporter: StaticReporter,
-            record_path: Path) -> dict[str, Any]:
+def resume(record_path: str | Path, reporter: StaticReporter | None = None) -> tuple[Path, dict[str, Any]]:
+    """Make the sets a static record still lacks, with the options it was started with."""
+    path = Path(record_path)
+    record = load_record(path)
+    if record.get("complete"):
+        raise AlreadyComplete(path)
+    values = record.get("run_config")
+    if not isinstance(values, dict):
+        raise RecordError(f"{path} does not hold the options it was run with (written by an older clbench?); "
+                          f"resume it with `clbench condense <the same options> --resume {path}`")
+    known = {f.name for f in dataclasses.fields(StaticConfig)}
+    values = {k: v for k, v in values.items() if k in known}
+    values["out"] = str(path.parent)
+    try:
+        cfg.check_types(values, f"{path} is damaged: its options", StaticConfig)
+        config = StaticConfig(**values)
+    except (UsageError, TypeError) as exc:
+        raise RecordError(f"{path} is damaged: its options cannot be read ({exc})") from None
+    return run_static(config, reporter, resume=path)
+
+
+def _create(p: PreparedStatic) -> tuple[Path, dict[str, Any]]:
+    from clbench.records.snapshots import check_writable
+
+    out = Path(p.config.out)
+    check_writable(out)
+    run_id = new_run_id(p.config.condenser, p.config.dataset)
+    # a static record has no class orders; `orders` is kept so that readers of run records accept it
+    record = new_record(KIND, run_id, resolved_config(p), str(p.device), run_config=run_config(p.config),
+                        orders=[], sets=[], summary=summarise_static([], list(p.config.eval_nets)))
+    return out / f"{run_id}.json", record
+
+
+def _reopen(p: PreparedStatic, path: Path) -> tuple[Path, dict[str, Any]]:
+    """The record to continue: a static one, not complete, made with this configuration, its sets readable."""
+    from clbench.protocol.checkpoint import config_differences
+
+    record = load_record(path)
+    if record.get("kind") != KIND:
+        raise UsageError(f"{path} is not a static (clbench condense) record; continue it with `clbench resume {path}`")
+    if record.get("complete"):
+        raise AlreadyComplete(path)
+    diffs = config_differences(record["config"], resolved_config(p))
+    if diffs:
+        raise UsageError(f"{path} was made with another configuration, so it cannot be resumed with this one; "
+                         f"differences: {'; '.join(diffs)}. Use `clbench resume {path}` to continue it as it was "
+                         f"started")
+    sets = record.get("sets")
+    if not isinstance(sets, list) or not all(isinstance(e, dict) and e.get("set") in p.sets for e in sets):
+        raise RecordError(f"{path} is damaged: \"sets\" is not a list of this run's sets; it cannot be resumed")
+    record.pop("error", None)
+    record.setdefault("resumes", []).append({"time": now(), "sets_done": len(sets)})
+    record["run_config"] = run_config(p.config)
+    return path, record
+
+
+def _failed(record: dict[str, Any], writer: RecordWriter, exc: ClbenchError) -> ClbenchError:
+    """The error recorded beside the completed sets (the record stays resumable); the exception to raise."""
+    record["error"] = {"type": type(exc).__name__, "message": str(exc)}
+    with contextlib.suppress(OutputError):
+        writer.write(record)
+    return exc
+
+
+def run_config(config: StaticConfig) -> dict[str, Any]:
+    """The options a static run was started with, as the record keeps them for `clbench resume`."""
+    return {**dataclasses.asdict(config), "eval_nets": list(config.eval_nets)}
+
+
+def run_set(p: PreparedStatic, index: int, data: RealData, reporter: StaticReporter, record_path: Path,
+            check_stop: Callable[[], None] = lambda: None) -> dict[str, Any]:
     """One synthetic set: condense all classes, save it, then every (network, evaluation) from scratch."""
     from clbench.nets.augment import make_augment
 
-    train_x, train_y, test_x, test_y = data
+    train_x, train_y, test_x, test_y = data.train_images, data.train_labels, data.test_images, data.test_labels
+
+    def condense_progress(done: int, total: int, info: dict) -> None:
+        check_stop()
+        reporter.condense_progress(done, total, info)
     ds, c = p.dataset, p.config
     augment = make_augment(p.recipe.dsa_strategy if p.recipe.dsa else None)
     start = time.perf_counter()
-    synthetic = condense_all(p, index, train_x, train_y, reporter.condense_progress)
+    synthetic = condense_all(p, index, train_x, train_y, condense_progress)
     condense_seconds = time.perf_counter() - start
     images, labels = synthetic.images.detach().to(p.device), synthetic.labels.to(p.device)
-    files = saving(lambda: save_synthetic(record_path, index, images, labels, ds), record_path, remaining(p, index))
+    files = saving(lambda: save_synthetic(record_path, index, images, labels, ds), record_path)
 
     accuracies: dict[str, list[float]] = {}
     class_accuracy: dict[str, dict[str, float]] = {}
@@ -214,6 +303,7 @@ def run_set(p: PreparedStatic, index: int, data: tuple[Tensor, Tensor, Tensor, T
         accuracies[name] = []
         for e in range(p.evals):
             def progress(done: int, total: int, n: str = name, e: int = e) -> None:
+                check_stop()
                 reporter.train_progress(n, e, done, total)
 
             acc, class_acc = train_and_test(
