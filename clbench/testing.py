@@ -109,7 +109,7 @@ def check_condenser(
     registered name. The harness applies the same checks to every set it receives (clbench.condense.checks), so a
     condenser that passes here is accepted by `clbench run`.
     """
-    from clbench.condense.checks import check_synthetic_set
+    from clbench.condense.checks import check_synthetic_set, checked_shrink
     from clbench.core.errors import UsageError
 
     instance = _instance(condenser, options)
@@ -162,9 +162,7 @@ def check_condenser(
         first = result.images[result.labels == classes[0]]
         have, keep = ipc * per, (ipc - 1) * per
         idx = instance.shrink(first, keep, torch.Generator(device=task.device).manual_seed(seed))
-        idx = torch.as_tensor(idx)
-        valid = idx.dim() == 1 and idx.numel() == keep and not idx.is_floating_point() and \
-            bool(((idx >= 0) & (idx < have)).all()) and idx.unique().numel() == keep
-        if not valid:
-            raise AssertionError(f"{label}: shrink(images of {have}, keep={keep}) returned {idx.tolist()}; "
-                                 f"expected {keep} distinct integer indices in 0..{have - 1}")
+        try:
+            checked_shrink(idx, have, keep, label)  # the check a run applies
+        except ClbenchError as exc:
+            raise AssertionError(f"{label}: {exc}") from None

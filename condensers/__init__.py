@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import pkgutil
 from typing import Any
@@ -30,11 +31,18 @@ def load_builtins() -> None:
 
 def get_condenser(name: str) -> type[Condenser]:
     from clbench.core.errors import UsageError
+    from clbench.core.options import check_defaults
 
     load_builtins()
     cls = CONDENSERS.get(name)
-    if not (isinstance(cls, type) and issubclass(cls, Condenser)) and not callable(getattr(cls, "condense", None)):
+    if not isinstance(cls, type) or not callable(getattr(cls, "condense", None)):
         raise UsageError(f"{name!r} is not a condenser class (it has no condense method)")
+    if not issubclass(cls, Condenser):  # a run needs shrink, expansion, name and check_data: the base has them
+        raise UsageError(f"{name!r} ({_path_of(cls)}) is not a Condenser: subclass "
+                         f"clbench.condensers.base.Condenser, which gives it the rest of the interface")
+    options_type = getattr(cls, "Options", None)
+    if dataclasses.is_dataclass(options_type):
+        check_defaults(options_type, f"condenser {name!r}")
     return cls
 
 

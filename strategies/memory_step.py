@@ -16,7 +16,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from clbench.condense.checks import run_condenser
+from clbench.condense.checks import checked_shrink, condenser_name, run_condenser
 from clbench.condensers.base import Condenser, CondenseTask, SyntheticSet, expansion, network_factory
 from clbench.core.seeding import derive_seed, generator
 from clbench.memory.store import Memory
@@ -59,5 +59,10 @@ def condense_new_classes(condenser: Condenser, images: Tensor, labels: Tensor, c
 def shrink_older_classes(memory: Memory, keep: int, condenser: Condenser, *, seed: int, order: int,
                          step: int) -> None:
     """Each class already in `memory` down to `keep` budget images (keep * expansion training images), by the
-    condenser's `shrink` rule."""
-    memory.shrink(keep * expansion(condenser), condenser.shrink, generator(derive_seed(seed, order, step, "shrink")))
+    condenser's `shrink` rule, whose result is checked like a condensation's."""
+    name = condenser_name(condenser)
+
+    def rule(images: Tensor, keep: int, gen: torch.Generator) -> Tensor:
+        return checked_shrink(condenser.shrink(images, keep, gen), len(images), keep, name)
+
+    memory.shrink(keep * expansion(condenser), rule, generator(derive_seed(seed, order, step, "shrink")))

@@ -221,3 +221,48 @@ class SeesAugment(Condenser):
         result = _first_images(task, task.ipc)
         result.facts = {"augment": type(task.augment).__name__, "strategy": getattr(task.augment, "strategy", "")}
         return result
+
+
+@dataclass
+class NoDefaultOptions:
+    strength: float  # no default: the harness cannot build these options from the command line
+
+
+class NoDefault(Condenser):
+    """An options dataclass with a field that has no default."""
+
+    name = "no-default"
+    Options = NoDefaultOptions
+
+    def condense(self, task: CondenseTask) -> SyntheticSet:
+        return _first_images(task, task.ipc)
+
+
+class DuckTyped:
+    """Has `condense` but is not a Condenser: no `shrink`, `name` or `expansion` (a run needs all of them)."""
+
+    def condense(self, task: CondenseTask) -> SyntheticSet:
+        return _first_images(task, task.ipc)
+
+
+class BadShrink(Faulty):
+    """Valid condensations; its `shrink` keeps indices past the end of a class (a total budget shrinks)."""
+
+    name = "bad-shrink"
+
+    def condense(self, task: CondenseTask) -> SyntheticSet:
+        return _first_images(task, task.ipc)
+
+    def shrink(self, images, keep, generator):
+        return torch.arange(keep) + len(images)
+
+
+class NanFacts(Faulty):
+    """Valid images; its facts hold NaN and infinity (not JSON numbers)."""
+
+    name = "nan-facts"
+
+    def condense(self, task: CondenseTask) -> SyntheticSet:
+        result = _first_images(task, task.ipc)
+        result.facts = {"loss": float("nan"), "losses": torch.tensor([1.0, float("inf")]), "ok": 2.5}
+        return result

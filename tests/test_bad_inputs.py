@@ -216,6 +216,15 @@ CASES = [
          writes=True),
     Case("plugin-init-raises", RUN + ["--condenser", f"{FAULTY}:BrokenInit"],
          ("condenser 'broken-init' could not be built", "RuntimeError: needs a license server")),
+    Case("plugin-option-without-default", RUN + ["--condenser", f"{FAULTY}:NoDefault"],
+         ("option 'strength'", "NoDefaultOptions has no default", "give it one")),
+    Case("condensers-option-without-default", ["condensers", f"{FAULTY}:NoDefault"],
+         ("option 'strength'", "has no default")),
+    Case("plugin-duck-typed", RUN + ["--condenser", f"{FAULTY}:DuckTyped"],
+         ("is not a Condenser", "subclass clbench.condensers.base.Condenser")),
+    Case("plugin-bad-shrink", RUN[:RUN.index("--memory")] + ["--memory", "10"] + RUN[RUN.index("--memory") + 2:]
+         + ["--condenser", f"{FAULTY}:BadShrink"], ("'bad-shrink'", "shrink(images of 2, keep=1)", "0..1"),
+         code=1, writes=True),
     Case("diagnose-over-a-record", ["diagnose", "r.json", "--out", "r.json"], ("--out r.json", "not a diagnosis"),
          files={"r.json": '{"schema": "clbench.run", "kind": "continual"}'}),
 ]
@@ -447,3 +456,19 @@ def test_harness_names_float64_and_in_place_changes() -> None:
                          (ModifiesRealImages, "changed the real images or labels it was given")):
         with pytest.raises(CondenserError, match=message.replace("(", r"\(")):
             run_condenser(cls(), make_task(ipc=2))
+
+
+def test_non_finite_facts_are_written_as_null(tmp_path) -> None:
+    """A plugin's facts holding NaN or infinity: the record stays JSON that a strict reader accepts."""
+    from clbench.protocol.config import RunConfig
+    from clbench.protocol.continual import run
+
+    path, _ = run(RunConfig(condenser=f"{FAULTY}:NanFacts", dataset="digits", steps=2, orders=1, memory="2ipc",
+                            profile="quick", device="cpu", width=8, train={"epochs": 1}, out=str(tmp_path)))
+
+    def refuse(constant: str):
+        raise ValueError(f"not JSON: {constant}")
+
+    record = json.loads(path.read_text(), parse_constant=refuse)
+    facts = record["orders"][0]["steps"][0]["condenser_facts"]
+    assert facts == {"loss": None, "losses": [1.0, None], "ok": 2.5}

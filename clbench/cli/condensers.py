@@ -19,11 +19,13 @@ def condensers(
     from rich.table import Table
     from rich.text import Text
 
-    from clbench.condensers import CONDENSERS, load_builtins
+    from clbench.condensers import CONDENSERS, get_condenser, load_builtins
     from clbench.core.options import describe
 
     load_builtins()
     collisions = CONDENSERS.collisions()
+    if name is not None:
+        get_condenser(name)  # the one named: refused (one line, exit 2) as a run would refuse it
     entries = CONDENSERS.entries() if name is None else [CONDENSERS.entry(name)]
     console = Console(highlight=False)
     for entry in entries:
@@ -34,7 +36,7 @@ def condensers(
                                        style="red"), (0, 0, 1, 2)))
             continue
         try:
-            cls = entry.load()
+            cls = get_condenser(entry.name)  # the checks a run applies
         except Exception as exc:  # a broken plugin must not hide the others
             console.print(head)
             console.print(Padding(Text(f"cannot load {entry.target!r}: {exc}", style="red"), (0, 0, 1, 2)))

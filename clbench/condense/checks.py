@@ -41,6 +41,19 @@ def run_condenser(condenser, task):
     return result
 
 
+def checked_shrink(idx, have: int, keep: int, name: str) -> torch.Tensor:
+    """A `shrink` rule's result checked as a condensation is: `keep` distinct integer indices in 0..have-1 (a
+    CondenserError naming the condenser otherwise, before the memory is touched)."""
+    idx = torch.as_tensor(idx)
+    valid = idx.dim() == 1 and idx.numel() == keep and not idx.is_floating_point() and not idx.is_complex() \
+        and idx.dtype is not torch.bool and bool(((idx >= 0) & (idx < have)).all()) and idx.unique().numel() == keep
+    if not valid:
+        shown = idx.tolist() if idx.numel() <= 20 else f"{idx.numel()} values of {idx.dtype}"
+        raise CondenserError(f"condenser {name!r}: shrink(images of {have}, keep={keep}) returned {shown}; "
+                             f"expected {keep} distinct integer indices in 0..{have - 1}")
+    return idx
+
+
 def fingerprint(images: torch.Tensor) -> torch.Tensor:
     """A cheap checksum of the real images, per image: their sum and a fixed pseudo-random projection (one
     matrix product, no copy of the data), so that a condenser writing into `task.images` is caught."""

@@ -36,6 +36,15 @@ def option(default: Any, help: str, quick: Any = _MISSING, *, min: float | None 
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def check_defaults(options_type: type, owner: str) -> None:
+    """Every field of an options dataclass has a default: the harness builds options from defaults plus the
+    user's key=value overrides, so a field without one cannot be built (one UsageError naming it)."""
+    for f in dataclasses.fields(options_type):
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+            raise UsageError(f"{owner}: option {f.name!r} of {options_type.__qualname__} has no default; give it one "
+                             f"(clbench.core.options.option(default, help))")
+
+
 def describe(options_type: type) -> list[dict[str, Any]]:
     """name, type, default, quick and help of each field, for `clbench condensers` and docs."""
     rows = []
@@ -188,6 +197,7 @@ def build_options(options_type: type, overrides: Mapping[str, Any], profile: str
     Unknown keys are an error that lists the known ones; a value of the wrong type or out of its field's bounds
     is an error naming key, what was expected and the value; then the dataclass's `validate()` (if any) runs.
     """
+    check_defaults(options_type, owner)
     hints = typing.get_type_hints(options_type)
     fields = {f.name: f for f in dataclasses.fields(options_type)}
     values: dict[str, Any] = {}

@@ -9,6 +9,7 @@ Accuracies are percentages.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import socket
@@ -84,14 +85,18 @@ def _git_revision() -> str | None:
 
 
 def jsonable(value: Any) -> Any:
-    """Condenser facts, made safe for JSON (tensors to numbers or lists, anything else unknown to text)."""
+    """Condenser facts, made safe for JSON: tensors to numbers or lists, NaN and infinities to null (JSON has
+    no such numbers: a record holding a bare NaN is not JSON that other tools read), anything else unknown to
+    text."""
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
     if hasattr(value, "numel") and hasattr(value, "tolist"):  # a tensor or a numpy array
-        return value.item() if value.numel() == 1 else value.tolist()
-    if isinstance(value, (int, float, str, bool)) or value is None:
+        return jsonable(value.item() if value.numel() == 1 else value.tolist())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (int, str, bool)) or value is None:
         return value
     return str(value)
 
