@@ -220,6 +220,14 @@ def test_images_of_another_size_than_the_dataset_are_refused(tmp_path):
         load_dataset("fashion-mnist", data_dir=tmp_path)
 
 
+def test_labels_outside_the_classes_are_one_line_naming_the_range(tmp_path):
+    """Valid idx files whose labels go past the dataset's classes (another dataset's files): the range, once."""
+    write_idx_dataset(tmp_path / "fashion-mnist", gz=False)
+    write_idx(tmp_path / "fashion-mnist" / "t10k-labels-idx1-ubyte", np.arange(10) * 20, gz=False)
+    with pytest.raises(UsageError, match=r"the test labels are 0\.\.180, but fashion-mnist has classes 0\.\.9"):
+        load_dataset("fashion-mnist", data_dir=tmp_path)
+
+
 def test_cifar10_layout(tmp_path):
     expected = write_cifar10(tmp_path)
     ds = load_dataset("cifar10", data_dir=tmp_path)

@@ -298,6 +298,11 @@ def _build(spec: DatasetSpec, folder: Path, reader: Reader, origin: str) -> Imag
             raise UsageError(f"{folder} ({origin}): {spec.name} images are {spec.image_size}x{spec.image_size} px, "
                             f"these are {train_x.shape[-2]}x{train_x.shape[-1]}; point --data-dir at the original "
                             f"dataset")
+        for split, labels in (("train", train_y), ("test", test_y)):
+            lo, hi = (int(labels.min()), int(labels.max())) if labels.numel() else (0, 0)
+            if lo < 0 or hi >= len(classes):  # readers check the format; the labels' range is the dataset's
+                raise UsageError(f"{folder} ({origin}): the {split} labels are {lo}..{hi}, but {spec.name} has "
+                                 f"classes 0..{len(classes) - 1}; the files are damaged or not {spec.name}'s")
         _CACHE[key] = ImageDataset(spec.name, classes, train_x, train_y, test_x, test_y, spec.mean, spec.std,
                                    f"{folder} ({origin})")
     return _CACHE[key]
