@@ -472,3 +472,36 @@ def test_non_finite_facts_are_written_as_null(tmp_path) -> None:
     record = json.loads(path.read_text(), parse_constant=refuse)
     facts = record["orders"][0]["steps"][0]["condenser_facts"]
     assert facts == {"loss": None, "losses": [1.0, None], "ok": 2.5}
+
+
+def test_compare_opens_only_regular_files_and_counts_the_rest(tmp_path, cli) -> None:
+    """A FIFO named *.json (opening it would block), a link to /dev/zero (reading it never ends), a file over
+    the size cap, and many junk files: each skipped, ten warnings shown and the rest counted."""
+    import os
+
+    from clbench.records import record as rec
+
+    (tmp_path / "good.json").write_text(GOOD)
+    os.mkfifo(tmp_path / "fifo.json")
+    (tmp_path / "zero.json").symlink_to("/dev/zero")
+    for i in range(30):
+        (tmp_path / f"junk{i:02}.json").write_text("[]")
+    code, out, err = cli("compare", str(tmp_path))
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert code == 0 and "random" in out
+    assert len(warnings) == 11  # 32 skipped: 30 junk, the FIFO and the link
+    assert warnings[-1] == "warning: ... and 22 more files skipped for the same kinds of reasons"
+    for name, why in (("fifo.json", "a FIFO"), ("zero.json", "a character device")):
+        with pytest.raises(rec.RecordError, match=f"not a regular file \\({why}\\)"):
+            rec.load_record(tmp_path / name)
+    code, _, err = cli("resume", str(tmp_path / "fifo.json"))
+    assert code == 2 and "not a regular file" in err
+    big = tmp_path / "big.json"
+    big.write_text(" " * 64)
+    original = rec.MAX_RECORD_BYTES
+    rec.MAX_RECORD_BYTES = 32
+    try:
+        with pytest.raises(rec.RecordError, match="a record is at most"):
+            rec.load_record(big)
+    finally:
+        rec.MAX_RECORD_BYTES = original

@@ -20,7 +20,7 @@ def compare(
     from rich.console import Console
 
     from clbench.core.errors import UsageError
-    from clbench.records.record import find_records
+    from clbench.records.record import find_records, warning_lines
     from clbench.report.compare import FORMATS, print_table, summary_rows
     from clbench.report.rows import canonical_records
 
@@ -35,8 +35,8 @@ def compare(
             raise UsageError(f"--plot {exc}") from None
     roots = paths or ["results"]
     records, warnings = find_records(roots)
-    for warning in warnings:
-        typer.echo(f"warning: {warning}", err=True)
+    for line in warning_lines(warnings):
+        typer.echo(line, err=True)
     if not records:
         raise UsageError(f"no run records found in {', '.join(roots)}; run `clbench run` first or give a record path")
     found = canonical_records(r for _, r in records)

@@ -15,13 +15,13 @@ def curve(
 ) -> None:
     """Accuracy against the number of classes seen, one line per condenser with a ± std band."""
     from clbench.core.errors import UsageError
-    from clbench.records.record import find_records
+    from clbench.records.record import find_records, warning_lines
     from clbench.report.plots import curve_figure, picture_format, save_figure
 
     picture_format(out)  # a bad name is refused before any record is read
     records, warnings = find_records(paths)
-    for warning in warnings:
-        typer.echo(f"warning: {warning}", err=True)
+    for line in warning_lines(warnings):
+        typer.echo(line, err=True)
     if not records:
         raise UsageError(f"no run records found in {', '.join(paths)}")
     save_figure(curve_figure([r for _, r in records]), out)

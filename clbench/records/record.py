@@ -13,6 +13,7 @@ import math
 import os
 import platform
 import socket
+import stat
 import subprocess
 import uuid
 from datetime import datetime, timezone
@@ -23,6 +24,7 @@ from clbench.core.errors import UsageError
 from clbench.records.schema import KINDS, SCHEMA, SCHEMA_VERSION, schema_problem  # SCHEMA*: re-exported
 
 RECORD_SUFFIX = ".json"
+MAX_RECORD_BYTES = 256 << 20  # the largest record a reader opens (results/ holds none over 70 KB)
 
 
 def run_folder(record_path: Path) -> Path:
@@ -127,7 +129,20 @@ def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
 
 
 def load_record(path: str | Path) -> dict[str, Any]:
+    """A record read and validated; anything else (not a regular file, too large, not JSON, not a record) is a
+    RecordError. Only regular files are opened: a FIFO named `*.json` would block the reader, a link to a
+    device would be read until memory runs out."""
     path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise RecordError(f"{path}: cannot read ({exc.strerror})") from None
+    if not stat.S_ISREG(mode):
+        raise RecordError(f"{path} is not a regular file ({_file_kind(mode)}); a record is a plain JSON file")
+    size = path.stat().st_size
+    if size > MAX_RECORD_BYTES:
+        raise RecordError(f"{path} is {size / 2**20:.0f} MiB; a record is at most {MAX_RECORD_BYTES >> 20} MiB "
+                          f"(it holds numbers; tensors lie beside it), so this is not one")
     try:
         record = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
@@ -137,6 +152,22 @@ def load_record(path: str | Path) -> dict[str, Any]:
     return validate_record(record, str(path))
 
 
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
+def warning_lines(warnings: list[str], shown: int = 10) -> list[str]:
+    """The first `shown` warnings, then one line counting the rest (a folder of junk is not a wall of text)."""
+    lines = [f"warning: {w}" for w in warnings[:shown]]
+    if len(warnings) > shown:
+        lines.append(f"warning: ... and {len(warnings) - shown} more files skipped for the same kinds of reasons")
+    return lines
+
+
 def find_records(paths: list[str | Path]) -> tuple[list[tuple[Path, dict]], list[str]]:
     """Records under the given files/folders (recursively), and one warning per file that was skipped."""
     records, warnings = [], []
@@ -144,7 +175,7 @@ def find_records(paths: list[str | Path]) -> tuple[list[tuple[Path, dict]], list
         root = Path(root)
         if not root.exists():
             raise UsageError(f"{root}: no such file or folder")
-        files = [root] if root.is_file() else sorted(root.rglob(f"*{RECORD_SUFFIX}"))
+        files = sorted(root.rglob(f"*{RECORD_SUFFIX}")) if root.is_dir() else [root]
         for file in files:
             if file.name.startswith("."):
                 continue
