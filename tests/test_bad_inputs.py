@@ -505,3 +505,18 @@ def test_compare_opens_only_regular_files_and_counts_the_rest(tmp_path, cli) -> 
             rec.load_record(big)
     finally:
         rec.MAX_RECORD_BYTES = original
+
+
+def test_control_characters_from_records_are_shown_escaped(tmp_path, cli) -> None:
+    """A record whose condenser name holds an ANSI escape (clear screen) and a bidi override: compare shows
+    them as visible escapes, never sends them to the terminal; an error message quoting one does the same."""
+    from clbench.core.text import printable
+
+    assert printable("dm\x1b[2J\u202eevil\n") == "dm\\x1b[2J\\u202eevil\n"
+    assert printable("a\tb\nc", multiline=False) == "a\\x09b\\x0ac" and printable("héllo wörld") == "héllo wörld"
+    (tmp_path / "r.json").write_text(_record(config={**json.loads(GOOD)["config"], "condenser": "dm\x1b[2J\u202eevil"}))
+    code, out, err = cli("compare", str(tmp_path))
+    assert code == 0 and "\x1b" not in out + err and "\u202e" not in out + err
+    assert "\\x1b" in out  # shown, escaped
+    code, _, err = cli("run", "--condenser", "no\x1bsuch", "--dataset", "digits")
+    assert code == 2 and "\x1b" not in err and "no\\x1bsuch" in err

@@ -93,7 +93,9 @@ def main() -> None:
     try:
         app()  # standalone: typer reports its own usage errors with exit code 2
     except ClbenchError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        from clbench.core.text import printable
+
+        typer.echo(f"error: {printable(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, _CtrlC):
         typer.echo("interrupted", err=True)

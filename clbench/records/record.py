@@ -162,7 +162,9 @@ def _file_kind(mode: int) -> str:
 
 def warning_lines(warnings: list[str], shown: int = 10) -> list[str]:
     """The first `shown` warnings, then one line counting the rest (a folder of junk is not a wall of text)."""
-    lines = [f"warning: {w}" for w in warnings[:shown]]
+    from clbench.core.text import printable
+
+    lines = [f"warning: {printable(w)}" for w in warnings[:shown]]
     if len(warnings) > shown:
         lines.append(f"warning: ... and {len(warnings) - shown} more files skipped for the same kinds of reasons")
     return lines

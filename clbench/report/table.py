@@ -16,6 +16,7 @@ from typing import Any, Callable, Union
 from rich.cells import cell_len
 
 from clbench.core.registry import Registry
+from clbench.core.text import printable
 
 Part = Union[str, Any]  # plain text, or a rich renderable (the `table` format)
 
@@ -53,6 +54,10 @@ class Table:
     styles: list[str] = field(default_factory=list)  # a rich style per row in the terminal ("" for none)
 
     def __post_init__(self) -> None:
+        # what a record or a plugin wrote is shown, never obeyed: escape sequences and bidi overrides escaped
+        self.title, self.caption = printable(self.title), printable(self.caption)
+        self.cells = [[printable(c) for c in row] for row in self.cells]
+        self.notes = [printable(n) for n in self.notes]
         if any(len(row) != len(self.columns) for row in self.cells):
             raise ValueError(f"every row of a table needs {len(self.columns)} cells")
         if self.styles and len(self.styles) != len(self.cells):
