@@ -50,7 +50,7 @@ class CondenseTask:
     device: torch.device
     num_classes: int  # size of the dataset's label space (network heads span all of it)
     progress: ProgressFn = _no_progress
-    extras: dict[str, Any] = field(default_factory=dict)  # harness facts (dataset name, speed switches)
+    extras: dict[str, Any] = field(default_factory=dict)  # harness facts: dataset, profile, class order (OrderRun)
 
     def class_images(self, c: int) -> Tensor:
         """The real images of class `c` (a masked copy; for many passes over every class, `class_indices`)."""
@@ -70,13 +70,17 @@ class CondenseTask:
         """A seed drawn from the task's generator, for things that need an int (network init)."""
         return draw_seed(self.generator)
 
-    def augmentation(self, enabled: bool, strategy: str = "") -> Any:
-        """A condenser's DSA: the task's (`augment`), another `strategy`, or the identity when not `enabled`."""
+    def augmentation(self, enabled: bool, strategy: str = "", align_corners: bool | None = None) -> Any:
+        """A condenser's DSA: the task's (`augment`), one with another `strategy` or resampling grid
+        (`align_corners`; None: the task's), or the identity when not `enabled`."""
         from clbench.nets.augment import make_augment
 
         if not enabled:
             return make_augment(None)
-        return make_augment(strategy) if strategy else self.augment
+        current = getattr(self.augment, "align_corners", None)
+        if not strategy and align_corners in (None, current):
+            return self.augment
+        return make_augment(strategy or self.augment.strategy, current if align_corners is None else align_corners)
 
 
 @dataclass

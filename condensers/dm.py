@@ -35,6 +35,7 @@ from clbench.condensers.base import Condenser, CondenseTask, SyntheticSet, regis
 from clbench.core.errors import NonFiniteError
 from clbench.core.options import check_options, option
 from clbench.core.speed import forward_chunk, tf32, use_bf16
+from clbench.nets.augment import ALIGN_CORNERS_HELP
 from clbench.nets.networks import build_network, samples_are_independent
 
 SHRINK_RULES = {
@@ -56,6 +57,7 @@ class DMOptions(AddOnOptions):
     dsa: bool = option(True, "Siamese augmentation: one draw per class, shared by its real and synthetic images")
     dsa_strategy: str = option("", "DSA strategy (e.g. color_crop_cutout_flip_scale_rotate); empty = the default "
                                        "(all ops); independent of the training recipe's dsa")
+    dsa_align_corners: bool = option(False, ALIGN_CORNERS_HELP, quick=True)
     network: str = option("", "embedding network (a clbench.nets.networks name); empty = the run's architecture")
     shrink: Literal["mean", "random"] = option(
         "mean", "under a total memory budget, which images of a class stay: 'mean' keeps those that best "
@@ -189,7 +191,7 @@ class DM(Condenser):
         by_class = task.class_indices()
         class_indices = [by_class[c] for c in task.classes]
         k, ipc = len(task.classes), task.ipc
-        augment = task.augmentation(o.dsa, o.dsa_strategy)
+        augment = task.augmentation(o.dsa, o.dsa_strategy, o.dsa_align_corners)
         sampler = ClassSampler(class_indices, o.batch_real, task.device)
         syn = self.initial_images(task, class_indices).requires_grad_(True)
         syn_segment = torch.arange(k, device=task.device).repeat_interleave(ipc)

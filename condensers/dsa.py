@@ -23,6 +23,7 @@ from clbench.condensers.base import Condenser, CondenseTask, SyntheticSet, regis
 from clbench.core.errors import NonFiniteError, UsageError
 from clbench.core.options import check_options, option
 from clbench.core.speed import tf32
+from clbench.nets.augment import ALIGN_CORNERS_HELP
 from clbench.nets.networks import samples_are_independent
 
 # (outer, inner) loop counts by images per class, from the reference code (docs/methods.md).
@@ -196,6 +197,7 @@ class DSAOptions:
     dsa: bool = option(True, "differentiable Siamese augmentation while matching and in the inner loop")
     dsa_strategy: str = option("", "DSA strategy (e.g. color_crop_cutout_flip_scale_rotate); empty = the default "
                                        "(all ops); independent of the training recipe's dsa")
+    dsa_align_corners: bool = option(False, ALIGN_CORNERS_HELP, quick=True)
     bn_real_per_class: int = option(16, "real images per class that set BatchNorm statistics (BN nets only)",
                                     min=1)
     report_every: int = option(10, "iterations between reading the loss back (progress, NaN check); "
@@ -225,7 +227,7 @@ class DSACondenser(Condenser):
         o = self.options
         start = time.perf_counter()
         outer, inner = resolve_loops(o.loops, task.ipc)
-        augment = task.augmentation(o.dsa, o.dsa_strategy)
+        augment = task.augmentation(o.dsa, o.dsa_strategy, o.dsa_align_corners)
         gen = task.generator
         classes = list(task.classes)
         by_class = task.class_indices()

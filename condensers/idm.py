@@ -176,7 +176,7 @@ class IDM(DM):
         push_every = o.push_every or (5 if ipc == 1 else 30)
         reset_every = o.acc_reset_every or (500 if ipc >= 50 else 100)
         batch_real = o.batch_real or (max(int(i.numel()) for i in class_indices) if ipc == 1 else 256)
-        augment = task.augmentation(o.dsa, o.dsa_strategy)
+        augment = task.augmentation(o.dsa, o.dsa_strategy, o.dsa_align_corners)
         sampler = ClassSampler(class_indices, batch_real, task.device)
         everything = torch.cat(class_indices).to(task.device)
         syn = self.initial_images(task, class_indices).requires_grad_(True)

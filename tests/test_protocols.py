@@ -28,7 +28,6 @@ def test_joint_trains_fresh_networks_on_every_real_image_seen(joint_record):
     from clbench.core.seeding import derive_seed, generator
     from clbench.data.datasets import load_dataset
     from clbench.data.streams import class_order, split_classes
-    from clbench.nets.augment import make_augment
     from clbench.nets.networks import build_network
     from clbench.protocol.resolve import train_recipe
     from clbench.training.recipe import evaluate, train_network
@@ -45,7 +44,7 @@ def test_joint_trains_fresh_networks_on_every_real_image_seen(joint_record):
         keep = torch.isin(train_y, torch.tensor(seen))
         net = build_network("convnet", ds.channels, ds.num_classes, ds.image_size,
                             seed=derive_seed(0, 0, t, "network", 0), width=8)
-        train_network(net, train_x[keep], train_y[keep], recipe, make_augment(recipe.dsa_strategy),
+        train_network(net, train_x[keep], train_y[keep], recipe, recipe.augment(),
                       generator(derive_seed(0, 0, t, "train", 0), torch.device("cpu")))
         shown = torch.isin(test_y, torch.tensor(seen))
         accuracy, _ = evaluate(net, test_x[shown], test_y[shown], recipe)

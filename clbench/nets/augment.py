@@ -29,6 +29,13 @@ FLIP_PROB = 0.5
 SCALE_RATIO = 1.2
 ROTATE_DEGREES = 15.0
 
+# The help of every `dsa_align_corners` option (the training recipe's and the DSA-family condensers').
+ALIGN_CORNERS_HELP = ("the align_corners argument of DSA's scale and rotate: false calls PyTorch as the reference "
+                      "code does on PyTorch >= 1.3 (the paper profile); true is clbench's call until December 2026, "
+                      "kept by the quick profile so that its committed records replay bit for bit. About the "
+                      "centre the two grids are the same mapping: they differ by float rounding only "
+                      "(docs/methods.md)")
+
 
 def _per_sample(v: Tensor, x: Tensor) -> Tensor:
     return v.to(device=x.device, dtype=x.dtype).view(-1, 1, 1, 1)
@@ -99,25 +106,33 @@ def flip(x: Tensor, do_flip: Tensor) -> Tensor:
     return torch.where(do_flip.to(x.device).view(-1, 1, 1, 1), x.flip(3), x)
 
 
-def _affine(x: Tensor, a: Tensor, b: Tensor, c: Tensor, d: Tensor) -> Tensor:
-    """Sample x on the grid `[[a, b, 0], [c, d, 0]]` (output -> input coordinates, zeros outside)."""
+def _affine(x: Tensor, a: Tensor, b: Tensor, c: Tensor, d: Tensor, align_corners: bool) -> Tensor:
+    """Sample x on the grid `[[a, b, 0], [c, d, 0]]` (output -> input coordinates, zeros outside).
+
+    `align_corners` is PyTorch's: True puts -1 and 1 on the centres of the corner pixels, False on their outer
+    edges. The reference DSA code passes no value: True on the PyTorch 1.2 it was written for, False on every
+    release since 1.3. Because affine_grid and grid_sample are given the same value and theta has no
+    translation, output pixel i reads input position s * (i - c) + c (c the centre, in pixels) either way: the
+    two settings differ by float rounding only (~1e-5 on normalised images; tests/test_reference_parity.py).
+    """
     zero = torch.zeros_like(a)
     theta = torch.stack([torch.stack([a, b, zero], 1), torch.stack([c, d, zero], 1)], 1)
     theta = theta.to(device=x.device, dtype=x.dtype)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=True)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=align_corners)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=align_corners)
 
 
-def scale(x: Tensor, sx: Tensor, sy: Tensor) -> Tensor:
+def scale(x: Tensor, sx: Tensor, sy: Tensor, align_corners: bool = False) -> Tensor:
     """Rescale about the centre: input coordinates are the output ones times (sx, sy)."""
     zero = torch.zeros_like(sx)
-    return _affine(x, sx, zero, zero, sy)
+    return _affine(x, sx, zero, zero, sy, align_corners)
 
 
-def rotate(x: Tensor, angle: Tensor) -> Tensor:
-    """Rotate about the centre by `angle` radians (pi/2 equals `torch.rot90(x, 1, (2, 3))`)."""
+def rotate(x: Tensor, angle: Tensor, align_corners: bool = False) -> Tensor:
+    """Rotate about the centre by `angle` radians (pi/2 equals `torch.rot90(x, 1, (2, 3))` with
+    align_corners=True, and on square images with False too)."""
     cos, sin = torch.cos(angle), torch.sin(angle)
-    return _affine(x, cos, -sin, sin, cos)
+    return _affine(x, cos, -sin, sin, cos, align_corners)
 
 
 # ----------------------------------------------------------------------------------------------- parameters
@@ -164,10 +179,15 @@ def _uniform_int(u: Tensor, low: int, count: int) -> Tensor:
 
 
 class DSA:
-    """DSA with one op per group, drawn uniformly from the strategy's tokens (`color` = three ops in turn)."""
+    """DSA with one op per group, drawn uniformly from the strategy's tokens (`color` = three ops in turn).
 
-    def __init__(self, strategy: str = DEFAULT_STRATEGY) -> None:
+    `align_corners` is the resampling grid of scale and rotate (see `_affine`); False is what the reference
+    computes on a current PyTorch.
+    """
+
+    def __init__(self, strategy: str = DEFAULT_STRATEGY, align_corners: bool = False) -> None:
         self.strategy = strategy
+        self.align_corners = align_corners
         if strategy.strip().lower() in ("", "none"):
             self.tokens: tuple[str, ...] = ()
         else:
@@ -179,7 +199,7 @@ class DSA:
                 )
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.strategy!r})"
+        return f"{type(self).__name__}({self.strategy!r}, align_corners={self.align_corners})"
 
     @property
     def is_identity(self) -> bool:
@@ -237,9 +257,9 @@ class DSA:
         if name == "flip":
             return flip(x, p.flip)
         if name == "scale":
-            return scale(x, p.scale_x, p.scale_y)
+            return scale(x, p.scale_x, p.scale_y, self.align_corners)
         if name == "rotate":
-            return rotate(x, p.rotate)
+            return rotate(x, p.rotate, self.align_corners)
         raise AssertionError(name)
 
     def apply(self, x: Tensor, params: DSAParams) -> Tensor:
@@ -277,7 +297,7 @@ class DSA:
 class NoAugment(DSA):
     """The identity with DSA's interface; it draws nothing, so it leaves the generator's stream alone."""
 
-    def __init__(self, strategy: str = "none") -> None:
+    def __init__(self, strategy: str = "none", align_corners: bool = False) -> None:
         super().__init__("none")
 
     def sample(self, groups: Tensor, generator: torch.Generator, share_params: bool) -> DSAParams:
@@ -292,8 +312,8 @@ class NoAugment(DSA):
         return x
 
 
-def make_augment(strategy: str | None) -> DSA:
+def make_augment(strategy: str | None, align_corners: bool = False) -> DSA:
     """`None`, '' or 'none' -> NoAugment; otherwise a DSA over the strategy's tokens."""
     if strategy is None or strategy.strip().lower() in ("", "none"):
         return NoAugment()
-    return DSA(strategy)
+    return DSA(strategy, align_corners)

@@ -50,6 +50,14 @@ class OrderRun:
         return self.state.order
 
     @property
+    def task_extras(self) -> dict[str, Any]:
+        """What a condenser is told beside its task (CondenseTask.extras): the dataset, the profile, and the class
+        order the task belongs to (its number, its classes, each class's training images), which a condenser
+        that reproduces the reference's numpy draws for an order needs (random's draw=reference)."""
+        return {"dataset": self.p.config.dataset, "profile": self.p.profile, "order": self.order,
+                "class_order": list(self.classes), "class_sizes": self.p.dataset.class_counts("train").tolist()}
+
+    @property
     def start(self) -> int:
         """The first step still to run (a resumed order continues after its checkpoint)."""
         return len(self.state.steps)

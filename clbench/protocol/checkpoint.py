@@ -31,9 +31,14 @@ CHECKPOINT_FORMAT = 1
 IGNORED_FOR_RESUME = frozenset({"profile_requested", "train.eval_batch_size"})
 # Keys (flat, as `flatten` names them) that records written before them lack, with the value those records
 # were made with. Every record before the GPU switches ran on a CPU, where tf32 and cuda_graphs change nothing
-# and batched_networks=auto trains one network after the other, as those runs did.
+# and batched_networks=auto trains one network after the other, as those runs did. Before the reference-parity
+# options (December 2026) every run resampled DSA with align_corners=True, trained with the "halves" schedule
+# and drew random memories from the torch generator. A condenser_options key applies to the condensers that
+# have that option.
 RECORD_DEFAULTS = {"learner": "retrain", "train.tf32": False, "train.cuda_graphs": False,
-                   "train.batched_networks": "auto", "condenser_options.tf32": False}
+                   "train.batched_networks": "auto", "train.dsa_align_corners": True, "train.schedule": "halves",
+                   "condenser_options.tf32": False, "condenser_options.dsa_align_corners": True,
+                   "condenser_options.draw": "generator"}
 
 
 @dataclass

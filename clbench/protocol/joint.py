@@ -9,7 +9,8 @@ Seeds follow the retrain protocol's: network k of step t is initialised with der
 "network", k) and draws its minibatches and augmentation from derive_seed(seed, order, t, "train", k). The
 recipe's epochs are sized for a memory of a few hundred images, so this protocol has its own defaults for the
 real training set (`train_defaults`: 30 epochs of batch 256 in the paper profile, 2 in the quick one: clbench's
-choice, no paper fixes them), which `--train` overrides like any recipe value.
+choice, no paper fixes them; the "halves" lr schedule, the reference's being for condensed sets), which `--train`
+overrides like any recipe value.
 """
 from __future__ import annotations
 
@@ -26,16 +27,16 @@ class Joint(ContinualProtocol):
     name = "joint"
     summary = "upper bound: fresh networks trained on all real images of the classes seen so far, every step"
     uses_condenser = False
-    train_defaults = {"paper": {"epochs": 30, "batch_size": 256}, "quick": {"epochs": 2, "batch_size": 256}}
+    train_defaults = {"paper": {"epochs": 30, "batch_size": 256, "schedule": "halves"},
+                      "quick": {"epochs": 2, "batch_size": 256}}
 
     def run_order(self, run: OrderRun) -> None:
-        from clbench.nets.augment import make_augment
         from clbench.protocol.order import step_errors
         from clbench.training.batched import evaluate_networks, train_networks
 
         p, hooks, data, order, seed = run.p, run.hooks, run.data, run.order, run.p.config.seed
-        augment = make_augment(p.recipe.dsa_strategy if p.recipe.dsa else None)
-        epochs = p.recipe.epochs
+        augment = p.recipe.augment()
+        epochs = p.recipe.total_epochs
         for t in range(run.start, len(run.groups)):
             hooks.check_stop()
             hooks.step_started(t, run.groups[t])

@@ -31,7 +31,6 @@ from clbench.core.errors import NonFiniteError, UsageError
 from clbench.core.seeding import derive_seed, generator
 from clbench.core.speed import tf32
 from clbench.memory.store import Memory
-from clbench.nets.augment import make_augment
 from clbench.protocol.base import ContinualProtocol, OrderRun
 from clbench.protocol.checkpoint import checkpoint_path
 from clbench.records.record import RecordError, jsonable
@@ -62,7 +61,7 @@ class _Recipe(SupervisedPlugin):
                  optimizer_state: dict | None = None):
         super().__init__()
         self.recipe, self.seed, self.order, self.device = recipe, seed, order, device
-        self.augment = make_augment(recipe.dsa_strategy if recipe.dsa else None)
+        self.augment = recipe.augment()
         self.progress, self.check_stop, self.train_loss = progress, check_stop, train_loss
         self.step, self.epoch = step, 0
         self.optimizer_state = optimizer_state  # a resumed order's SGD momentum, loaded at its first experience
@@ -97,8 +96,8 @@ class _Recipe(SupervisedPlugin):
     def after_training_epoch(self, strategy: Any, **kwargs: Any) -> None:
         self.epoch += 1
         if self.train_loss is not None:
-            self.train_loss(0, self.epoch, self.recipe.epochs, float(self.loss_sum / max(self.seen, 1)))
-        self.progress(self.epoch, self.recipe.epochs)
+            self.train_loss(0, self.epoch, self.recipe.total_epochs, float(self.loss_sum / max(self.seen, 1)))
+        self.progress(self.epoch, self.recipe.total_epochs)
 
     def after_training_exp(self, strategy: Any, **kwargs: Any) -> None:
         self.step += 1
@@ -185,7 +184,7 @@ def run_replay_order(run: OrderRun, fast_batches: bool = True) -> Memory:
     buffer = CondensedBuffer(p.resolved.new_condenser(), p.budget, num_classes=p.dataset.num_classes, seed=seed,
                              order=order, device=device, make_network=run.make_network, class_order=run.classes,
                              progress=hooks.condense_progress,
-                             extras={"dataset": p.config.dataset, "profile": p.profile},
+                             extras=run.task_extras,
                              reader=_real_rows(data) if fast_batches else None)
     if start and run.state.memory is not None:
         buffer.restore(start, Memory.from_state(run.state.memory, device))
@@ -200,7 +199,7 @@ def run_replay_order(run: OrderRun, fast_batches: bool = True) -> Memory:
         warnings.simplefilter("ignore")  # "No loggers specified": clbench reports, Avalanche stays quiet
         evaluator = EvaluationPlugin(loggers=[])
     strategy = Naive(model=_Autocast(net, device, recipe.amp), optimizer=optimizer,
-                     criterion=nn.CrossEntropyLoss(), train_mb_size=recipe.batch_size, train_epochs=recipe.epochs,
+                     criterion=nn.CrossEntropyLoss(), train_mb_size=recipe.batch_size, train_epochs=recipe.total_epochs,
                      eval_mb_size=recipe.eval_batch_size, device=device, evaluator=evaluator,
                      plugins=[ReplayPlugin(buffer.max_size, storage_policy=buffer), schedule, *batches])
     benchmark = _tensor_stream(data, run.classes, len(groups))

@@ -20,25 +20,24 @@ class Retrain(ContinualProtocol):
     def run_order(self, run: OrderRun) -> Any:
         from clbench.data.streams import class_incremental_stream
         from clbench.memory.store import Memory
-        from clbench.nets.augment import make_augment
         from clbench.protocol.order import step_errors
         from clbench.protocol.plugins import StepRecorder, StepReport  # Avalanche: imported where used
         from clbench.strategies.condensed_rehearsal import CondensedRehearsal
 
         p, hooks = run.p, run.hooks
         ds = p.dataset
-        epochs = p.recipe.epochs
+        epochs = p.recipe.total_epochs
         benchmark, _ = class_incremental_stream(ds.train_labels, ds.test_labels, run.classes, p.config.steps)
         strategy = CondensedRehearsal(
             condenser=p.resolved.new_condenser(), budget=p.budget, data=run.data, class_order=run.classes,
             make_network=run.make_network, recipe=p.recipe,
-            augment=make_augment(p.recipe.dsa_strategy if p.recipe.dsa else None),
+            augment=p.recipe.augment(),
             networks_per_step=p.networks_per_step, seed=p.config.seed, order_index=run.order, device=p.device,
             condense_progress=hooks.condense_progress, train_progress=hooks.train_progress,
             train_loss=None if hooks.train_loss is None else (
                 lambda k, epoch, loss: hooks.train_loss(k, epoch, epochs, loss)),
             plugins=[StepReport(run.groups, hooks.step_started), StepRecorder(run.recorder)],
-            extras={"dataset": p.config.dataset, "profile": p.profile},
+            extras=run.task_extras,
         )
         if run.state.memory is not None:
             strategy.restore(run.start, Memory.from_state(run.state.memory, p.device))

@@ -279,7 +279,6 @@ def run_config(config: StaticConfig) -> dict[str, Any]:
 def run_set(p: PreparedStatic, index: int, data: RealData, reporter: StaticReporter, record_path: Path,
             check_stop: Callable[[], None] = lambda: None) -> dict[str, Any]:
     """One synthetic set: condense all classes, save it, then every (network, evaluation) from scratch."""
-    from clbench.nets.augment import make_augment
 
     train_x, train_y, test_x, test_y = data.train_images, data.train_labels, data.test_images, data.test_labels
 
@@ -287,7 +286,7 @@ def run_set(p: PreparedStatic, index: int, data: RealData, reporter: StaticRepor
         check_stop()
         reporter.condense_progress(done, total, info)
     ds, c = p.dataset, p.config
-    augment = make_augment(p.recipe.dsa_strategy if p.recipe.dsa else None)
+    augment = p.recipe.augment()
     start = time.perf_counter()
     synthetic = condense_all(p, index, train_x, train_y, condense_progress)
     condense_seconds = time.perf_counter() - start

@@ -78,6 +78,7 @@ def _recipe_and_options(config: dict[str, Any]) -> dict[str, Any]:
     if config.get("condenser_options") is not None:
         legacy = LEGACY_OPTIONS.get(str(config.get("condenser")), {})
         for name, value in options.items():
+            value = RECORD_DEFAULTS.get(f"condenser_options.{name}", value)
             flat.setdefault(f"opt.{name}", legacy.get(name, value))
     return dict(sorted(flat.items()))
 

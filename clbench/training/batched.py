@@ -114,7 +114,8 @@ def _train_stacked(nets: list[nn.Module], images: Tensor, labels: Tensor, recipe
                                 weight_decay=recipe.weight_decay)
     chunk = recipe.micro_batch if 0 < recipe.micro_batch < recipe.batch_size else recipe.batch_size
     last = [float("nan")] * count
-    for epoch in range(recipe.epochs):
+    epochs = recipe.total_epochs
+    for epoch in range(epochs):
         decay_lr(optimizer, recipe, epoch)
         orders = torch.stack([torch.randperm(n, generator=g, device=g.device).to(device) for g in generators])
         epoch_loss = torch.zeros(count, device=device)
@@ -127,7 +128,7 @@ def _train_stacked(nets: list[nn.Module], images: Tensor, labels: Tensor, recipe
             loss = _backward(forward, params, buffers, x, y, chunk, device, recipe.amp)
             optimizer.step()
             epoch_loss += loss * idx.shape[1]
-        if epoch == recipe.epochs - 1 or (epoch + 1) % 50 == 0:
+        if epoch == epochs - 1 or (epoch + 1) % 50 == 0:
             last = (epoch_loss / n).tolist()
             bad = [k for k, v in enumerate(last) if v != v or v in (float("inf"), float("-inf"))]
             if bad:
@@ -138,7 +139,7 @@ def _train_stacked(nets: list[nn.Module], images: Tensor, labels: Tensor, recipe
                 on_loss(k, epoch + 1, value)
         if progress is not None:
             for k in range(count):
-                progress(k, epoch + 1, recipe.epochs)
+                progress(k, epoch + 1, epochs)
     _unstack(nets, params, buffers)
     return last
 

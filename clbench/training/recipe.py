@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from clbench.core.errors import NonFiniteError, UsageError
 from clbench.core.options import check_options, option
 from clbench.core.speed import tf32, use_bf16
+from clbench.nets.augment import ALIGN_CORNERS_HELP
 from clbench.nets.networks import samples_are_independent
 
 
@@ -38,8 +39,16 @@ class TrainRecipe:
     weight_decay: float = option(5e-4, "SGD weight decay", min=0)
     batch_size: int = option(256, "minibatch size (paper 256)", quick=64, min=1)
     decay_at: float = option(0.5, "fraction of the epochs after which the lr is multiplied by 0.1", min=0, max=1)
+    # The reference's evaluate_synset (DatasetCondensation) runs `for ep in range(Epoch + 1)`, multiplies the lr by
+    # 0.1 after epoch Epoch // 2 + 1 and builds a new SGD optimiser there (so no momentum is carried over).
+    schedule: Literal["reference", "halves"] = option(
+        "reference", "lr schedule: 'reference' = the reference code's (epochs + 1 epochs; lr x0.1 after epoch "
+                     "int(epochs * decay_at) + 1, counting from 0, with the momentum reset as by a new SGD "
+                     "optimiser); 'halves' = exactly `epochs` epochs, lr x0.1 from epoch int(epochs * decay_at), "
+                     "momentum kept (clbench until December 2026, and the quick profile)", quick="halves")
     dsa: bool = option(True, "differentiable Siamese augmentation (training mode) on every batch")
     dsa_strategy: str = option("color_crop_cutout_flip_scale_rotate", "DSA ops used in training")
+    dsa_align_corners: bool = option(False, ALIGN_CORNERS_HELP, quick=True)
     eval_batch_size: int = option(2048, "batch size for testing (speed and memory only, no effect on results; "
                                         "small batches are faster on a CPU)", quick=64, min=1)
     amp: bool | Literal["auto"] = option(
@@ -65,6 +74,23 @@ class TrainRecipe:
                 "networks as trained one after the other, to float rounding. true, false, or auto (CUDA only: it "
                 "did not pay on the CPU measured). Networks with batch norm, and runs with amp or channels_last, "
                 "are trained one after the other")
+
+    @property
+    def total_epochs(self) -> int:
+        """The epochs a network is trained for: `epochs`, plus the reference schedule's one more."""
+        return self.epochs + 1 if self.schedule == "reference" else self.epochs
+
+    @property
+    def decay_epoch(self) -> int:
+        """The epoch (counted from 0) at whose start the lr is multiplied by 0.1."""
+        halfway = int(self.epochs * self.decay_at)
+        return halfway + 2 if self.schedule == "reference" else halfway
+
+    def augment(self) -> Any:
+        """The training-mode augmentation this recipe asks for (the identity without dsa)."""
+        from clbench.nets.augment import make_augment
+
+        return make_augment(self.dsa_strategy if self.dsa else None, align_corners=self.dsa_align_corners)
 
     def validate(self) -> None:
         """Checks across fields and of the strategy's names (the bounds are on the fields): called by
@@ -116,10 +142,13 @@ def _chunk_size(net: nn.Module, recipe: TrainRecipe) -> int:
 
 
 def decay_lr(optimizer: torch.optim.Optimizer, recipe: TrainRecipe, epoch: int) -> None:
-    """The recipe's one lr step, at the start of epoch int(epochs * decay_at) (never the first): lr x 0.1."""
-    if epoch == int(recipe.epochs * recipe.decay_at) and epoch > 0:
+    """The recipe's one lr step, at the start of epoch `recipe.decay_epoch` (never the first): lr x 0.1; with the
+    reference schedule the momentum buffers are dropped too (what a new SGD optimiser starts from)."""
+    if epoch == recipe.decay_epoch and epoch > 0:
         for group in optimizer.param_groups:
             group["lr"] *= 0.1
+        if recipe.schedule == "reference":
+            optimizer.state.clear()
 
 
 def train_network(
@@ -159,7 +188,8 @@ def _train(net: nn.Module, images: Tensor, labels: Tensor, recipe: TrainRecipe, 
     n = images.shape[0]
     net.train()
     last_loss = float("nan")
-    for epoch in range(recipe.epochs):
+    epochs = recipe.total_epochs
+    for epoch in range(epochs):
         decay_lr(optimizer, recipe, epoch)
         order = torch.randperm(n, generator=generator, device=generator.device).to(device)
         epoch_loss = torch.zeros((), device=device)
@@ -178,14 +208,14 @@ def _train(net: nn.Module, images: Tensor, labels: Tensor, recipe: TrainRecipe, 
                 loss = _chunked_backward(forward, x, y, chunk, device, recipe.amp)
             optimizer.step()
             epoch_loss += loss.detach() * idx.numel()
-        if epoch == recipe.epochs - 1 or (epoch + 1) % 50 == 0:
+        if epoch == epochs - 1 or (epoch + 1) % 50 == 0:
             last_loss = float(epoch_loss / n)
             if last_loss != last_loss or last_loss in (float("inf"), float("-inf")):
                 raise NonFiniteError(f"training loss became non-finite at epoch {epoch + 1}")
         if on_loss is not None:
             on_loss(epoch + 1, float(epoch_loss / n))
         if progress is not None:
-            progress(epoch + 1, recipe.epochs)
+            progress(epoch + 1, epochs)
     return last_loss
 
 
