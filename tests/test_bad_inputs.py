@@ -48,6 +48,21 @@ def _dist(name: str, entry_points: str) -> dict[str, str]:
             f"{folder}/entry_points.txt": f"[clbench.condensers]\n{entry_points}\n"}
 
 
+def _idx(values: list[int], shape: tuple[int, ...]) -> bytes:
+    """An uncompressed idx file of unsigned bytes (the MNIST format: magic 0x08 and the dimensions' sizes)."""
+    head = bytes([0, 0, 8, len(shape)]) + b"".join(n.to_bytes(4, "big") for n in shape)
+    return head + bytes(values)
+
+
+def _fashion_mnist_without(missing: int) -> dict[str, bytes]:
+    """Valid Fashion-MNIST files of 20 training images in which class `missing` never occurs."""
+    train = [c if c != missing else (c + 1) % 10 for c in range(10)] * 2
+    return {"data/fashion-mnist/train-images-idx3-ubyte": _idx([7] * 20 * 784, (20, 28, 28)),
+            "data/fashion-mnist/train-labels-idx1-ubyte": _idx(train, (20,)),
+            "data/fashion-mnist/t10k-images-idx3-ubyte": _idx([7] * 10 * 784, (10, 28, 28)),
+            "data/fashion-mnist/t10k-labels-idx1-ubyte": _idx(list(range(10)), (10,))}
+
+
 IDM_FACTOR = ("'idm' on digits", "factor=3", "(8x8 px)", "use one of 1, 2, 4, 8")
 CLASH = {**_dist("clbench-alpha", f"clash = {FAULTY}:NoName"), **_dist("clbench-beta", f"clash = {FAULTY}:Slow")}
 
@@ -107,6 +122,19 @@ CASES = [
     Case("jobs-0", RUN + ["--jobs", "0"], ("--jobs", "at least 1")),
     Case("orders-not-int", RUN + ["--orders", "two"], ("--orders", "integer"), lines=0),
     Case("data-dir-missing", RUN + ["--data-dir", "nowhere"], ("--data-dir", "nowhere")),
+    Case("out-is-a-file", RUN[:-1] + ["afile"], ("--out afile", "a file, not a folder"), files={"afile": "x"}),
+    Case("out-below-a-file", RUN[:-1] + ["afile/sub"], ("--out afile/sub", "a file, not a folder (afile is)"),
+         files={"afile": "x"}),
+    Case("condense-out-is-a-file", ["condense", "--dataset", "digits", "--profile", "quick", "--device", "cpu",
+                                    "--out", "afile"], ("--out afile", "a file, not a folder"), files={"afile": "x"}),
+    # valid files in which a class has no training images: named, not "use at most 0ipc" (or a crash later)
+    Case("data-class-missing", RUN + ["--dataset", "fashion-mnist", "--data-dir", "data"],
+         ("no training images of class 7 (Sneaker)", "incomplete"), files=_fashion_mnist_without(7)),
+    Case("data-class-missing-static", ["condense", "--dataset", "fashion-mnist", "--data-dir", "data", "--ipc", "1",
+                                        "--profile", "quick", "--device", "cpu", "--out", "out"],
+         ("no training images of class 7 (Sneaker)",), files=_fashion_mnist_without(7)),
+    Case("data-class-missing-joint", RUN + ["--dataset", "fashion-mnist", "--data-dir", "data", "--learner", "joint"],
+         ("no training images of class 7",), files=_fashion_mnist_without(7)),
     # -- run: --config files
     Case("config-missing", RUN + ["--config", "run.toml"], ("--config", "run.toml", "no such file")),
     Case("config-invalid", RUN + ["--config", "run.toml"], ("--config", "not valid TOML"),

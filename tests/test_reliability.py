@@ -237,6 +237,19 @@ def test_damaged_checkpoint_is_a_clear_error(diverged, cli, tmp_path):
     assert code == 2 and f"checkpoint {checkpoint} is damaged" in err and "delete it" in err
 
 
+def test_a_checkpoint_holding_python_objects_is_one_line_not_torchs_advice(diverged, cli, tmp_path):
+    """torch's refusal under weights_only=True is a dozen lines with terminal escapes advising weights_only=False;
+    the user gets one line saying what the file holds (and clbench never follows that advice)."""
+    import argparse
+
+    path = copy_run(diverged[0], tmp_path)
+    checkpoint = path.with_suffix("") / "checkpoint-order0.pt"
+    torch.save({"format": 1, "payload": argparse.Namespace(a=1)}, checkpoint)
+    code, _, err = cli("resume", str(path))
+    assert code == 2 and "Python objects besides tensors" in err and "delete it" in err
+    assert "weights_only" not in err and "\x1b" not in err and len(err.strip().splitlines()) == 1
+
+
 def test_record_of_another_configuration_is_refused_naming_the_keys(diverged, cli, tmp_path):
     path = copy_run(diverged[0], tmp_path)
     code, _, err = cli("run", "--condenser", "tests.faulty_condensers:Diverges", "--opt", "at_call=1", *TINY,
@@ -276,7 +289,7 @@ def test_out_below_a_file_is_refused_before_the_run(cli, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     code, _, err = cli("run", *TINY, "--out", str(blocker / "sub"))
-    assert code == 2 and "cannot write there" in err and "Traceback" not in err
+    assert code == 2 and f"a file, not a folder ({blocker} is)" in err and "Traceback" not in err
 
 
 def test_too_little_free_space_is_refused_before_the_run(cli, tmp_path, monkeypatch):
@@ -284,6 +297,9 @@ def test_too_little_free_space_is_refused_before_the_run(cli, tmp_path, monkeypa
     code, _, err = cli("run", *TINY, "--out", str(tmp_path))
     assert code == 2 and "MiB free" in err
     assert not records_in(tmp_path)
+    # the folders a refused run would have made are not left behind, empty
+    code, _, err = cli("run", *TINY, "--out", str(tmp_path / "new" / "deeper"))
+    assert code == 2 and "MiB free" in err and not (tmp_path / "new").exists()
 
 
 def test_disk_full_mid_run_leaves_an_incomplete_resumable_record(cli, tmp_path, monkeypatch):

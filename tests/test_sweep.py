@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from clbench.core.errors import UsageError
-from clbench.sweep import driver
+from clbench.sweep import driver, slurm_array
 from clbench.sweep import jobs as jobfiles
 from clbench.sweep import spec as sw
 from clbench.sweep.launchers import LocalLauncher, RayLauncher, make_launcher, parse_minutes, unmet_request
@@ -474,7 +474,8 @@ def array_line(handle, option: str) -> str:
 SLURM = '[slurm]\npartition = "gpu"\ntime = "02:00:00"\narray_parallelism = 2\npoll_seconds = 0.01\n'
 
 
-def test_slurm_array_script_retries_and_failure_report(mocked_slurm, tmp_path):
+def test_slurm_array_script_retries_and_failure_report(mocked_slurm, tmp_path, monkeypatch):
+    monkeypatch.setattr(slurm_array, "partition_has_gpus", lambda partition: True)  # a GPU partition
     spec = fake_spec(tmp_path, [0, 1, 2, 3], device="auto", extra=SLURM)
     launcher = make_launcher("slurm", spec, retries=1)
     arrays = []
@@ -502,6 +503,50 @@ def test_slurm_array_script_retries_and_failure_report(mocked_slurm, tmp_path):
     assert len(result.records) == 3
     plan = jobfiles.read_plan(spec.folder)
     assert set(plan["engine_state"]["tasks"]) == {j.id for j in result.jobs}
+
+
+def test_slurm_device_auto_asks_for_a_gpu_only_where_the_partition_has_some(mocked_slurm, tmp_path, monkeypatch):
+    """Issue 30, S1: device = auto on a cluster without GPUs used to ask for one, which sbatch refuses."""
+    asked = []
+    monkeypatch.setattr(slurm_array, "partition_has_gpus", lambda partition: asked.append(partition) or False)
+    spec = fake_spec(tmp_path, [0], device="auto", extra=SLURM)
+    launcher = make_launcher("slurm", spec, detach=True)
+    driver.run_sweep(spec, launcher, execute=fake_execute())
+    assert asked == ["gpu"] and array_line(next(iter(_handles(spec))), "gpus-per-node") == "0"
+    assert launcher.notes and "no GPUs" in launcher.notes[0] and "gpus = 1" in launcher.notes[0]
+
+
+def test_slurm_gpus_per_job_rules(tmp_path):
+    auto = sw.expand(sw.parse_spec({"device": "auto"}, folder=tmp_path))[0]
+    cuda = sw.expand(sw.parse_spec({"device": "cuda"}, folder=tmp_path))[0]
+    cpu = sw.expand(sw.parse_spec({"device": "cpu"}, folder=tmp_path))[0]
+
+    def never():
+        raise AssertionError("the cluster is asked only for device = auto")
+
+    assert slurm_array.gpus_per_job(2, [auto], never) == (2, None)  # the spec's gpus win
+    assert slurm_array.gpus_per_job(None, [cuda, auto], never) == (1, None)
+    assert slurm_array.gpus_per_job(None, [cpu], never) == (0, None)
+    assert slurm_array.gpus_per_job(None, [auto], lambda: True) == (1, None)
+    assert slurm_array.gpus_per_job(None, [auto], lambda: False)[0] == 0
+    gpus, note = slurm_array.gpus_per_job(None, [auto], lambda: None)
+    assert gpus == 1 and "could not say" in note
+
+
+def test_partition_has_gpus_reads_sinfo(tmp_path, monkeypatch):
+    """A fake sinfo on the PATH: GPU resources, none, and a sinfo that fails."""
+    def fake_sinfo(body: str) -> None:
+        script = tmp_path / "sinfo"
+        script.write_text(f"#!/bin/sh\n{body}\n")
+        script.chmod(0o755)
+        monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+
+    fake_sinfo('echo "(null)"; echo "(null)"')
+    assert slurm_array.partition_has_gpus("cpu") is False
+    fake_sinfo('echo "(null)"; echo "gpu:a100:4(S:0-1)"')
+    assert slurm_array.partition_has_gpus(None) is True
+    fake_sinfo('echo "sinfo: error: Unable to contact slurm controller" >&2; exit 1')
+    assert slurm_array.partition_has_gpus("gpu") is None
 
 
 def test_slurm_detach_refuse_resubmit_and_attach(mocked_slurm, tmp_path):

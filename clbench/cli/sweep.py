@@ -69,6 +69,9 @@ def sweep(
             typer.echo(f"the jobs keep running on Slurm; follow them with: clbench sweep --attach {loaded.folder}",
                        err=True)
         raise
+    finally:
+        for note in engine.notes:
+            typer.echo(note, err=True)
     if detach:
         typer.echo(f"submitted {result.board.counts()['pending']} job(s); follow them with: "
                    f"clbench sweep --attach {loaded.folder}")

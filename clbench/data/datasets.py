@@ -107,6 +107,17 @@ class ImageDataset:
         _, labels = self._split(split)
         return torch.bincount(labels, minlength=self.num_classes)
 
+    def smallest_class(self) -> int:
+        """Training images of the dataset's smallest class; a class with none is one UsageError naming it (a run
+        trains and condenses every class, so incomplete files are refused before any work)."""
+        counts = self.class_counts("train").tolist()
+        empty = [c for c, n in enumerate(counts) if n == 0]
+        if empty:
+            names = ", ".join(f"{c} ({self.class_names[c]})" for c in empty[:5]) + (" ..." if len(empty) > 5 else "")
+            raise UsageError(f"{self.name} from {self.source}: no training images of class {names} (of "
+                             f"{self.num_classes}); the files are incomplete or not {self.name}'s")
+        return min(counts)
+
     def resident(self, device: torch.device | str = "cpu") -> RealData:
         """Both splits normalised on `device`: what a run's process loads once and every order it runs shares."""
         train_x, train_y = self.normalised("train", device)

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from clbench.core.atomic import atomic_torch_save
 from clbench.core.errors import DataNotFoundError
+from clbench.core.tensorfile import UnreadableTensorFile, load_tensor_file, reason
 
 Split = tuple[Tensor, Tensor, Tensor, Tensor]  # train_images, train_labels, test_images, test_labels
 Reader = Callable[[], tuple[list[str], Split]]  # () -> (class names, split): reads the files when called
@@ -242,12 +243,14 @@ def read_tiny(folder: Path) -> tuple[list[str], Split]:
     cache = folder / TINY_CACHE
     if cache.is_file():
         try:
-            saved = torch.load(cache, weights_only=True)
+            saved = load_tensor_file(cache)
             if saved["wnids"] == wnids:
                 return names, (saved["train_images"], saved["train_labels"],
                                saved["test_images"], saved["test_labels"])
-        except Exception as exc:
-            raise damaged(cache, f"{type(exc).__name__}: {exc}") from None
+        except UnreadableTensorFile as exc:
+            raise damaged(cache, str(exc)) from None
+        except Exception as exc:  # readable, but not the cache's layout
+            raise damaged(cache, reason(exc)) from None
     split = _decode_tiny(folder, wnids)
     keys = ("train_images", "train_labels", "test_images", "test_labels")
     try:

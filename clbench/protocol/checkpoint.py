@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-import torch
 from torch import Tensor
 
 from clbench.core.atomic import atomic_torch_save, atomic_write_json
 from clbench.core.errors import UsageError
+from clbench.core.tensorfile import UnreadableTensorFile, load_tensor_file
 from clbench.records.record import RecordError, run_folder
 
 CHECKPOINT_FORMAT = 1
@@ -82,9 +82,9 @@ def load_checkpoint(record_path: Path, run_id: str, order: int) -> OrderState | 
         return None
     hint = f"delete it to redo order {order} from its first step"
     try:
-        data = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as exc:  # unpickling errors have many types; all mean the same to the user
-        raise RecordError(f"checkpoint {path} is damaged ({type(exc).__name__}: {exc}); {hint}") from None
+        data = load_tensor_file(path)
+    except (OSError, UnreadableTensorFile) as exc:
+        raise RecordError(f"checkpoint {path} is damaged ({exc}); {hint}") from None
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise RecordError(f"checkpoint {path} is not a clbench checkpoint of format {CHECKPOINT_FORMAT}; {hint}")
     if data.get("run_id") != run_id or data.get("order") != order:

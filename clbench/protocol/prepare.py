@@ -51,8 +51,8 @@ def prepare(config: cfg.RunConfig) -> Prepared:
     protocol.check(config, resolved.recipe)
     budget = MemoryBudget.parse(config.memory)
     split_classes(list(range(dataset.num_classes)), config.steps)
+    smallest = dataset.smallest_class()
     if protocol.uses_condenser:
-        smallest = int(dataset.class_counts("train").min())
         budget.check(dataset.num_classes, smallest)
         first_share = budget.per_class(dataset.num_classes // config.steps)
         if budget.total is not None and first_share > smallest:

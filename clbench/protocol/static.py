@@ -125,7 +125,7 @@ def prepare(config: StaticConfig) -> PreparedStatic:
                        data_dir=config.data_dir, device=config.device, profile=config.profile,
                        network=config.network, width=config.width, eval_networks=config.eval_nets)
     dataset = resolved.dataset
-    smallest = int(dataset.class_counts("train").min())
+    smallest = dataset.smallest_class()
     if config.ipc > smallest:
         raise UsageError(f"--ipc {config.ipc}: the smallest class of {dataset.name} has only {smallest} training "
                          f"images; use at most {smallest}")

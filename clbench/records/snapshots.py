@@ -53,7 +53,13 @@ def memory_grid_png(state: dict[str, torch.Tensor], dataset) -> bytes:
 
 
 def check_writable(out: Path, needed: int = 0) -> None:
-    """Fail before any work if the output folder cannot take files, or has too little room for them."""
+    """Fail before any work if the output folder cannot take files, or has too little room for them; a refusal
+    leaves nothing behind (the folders made for the probe are removed again)."""
+    blocking = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        where = "" if blocking == out else f" ({blocking} is)"
+        raise UsageError(f"--out {out}: a file, not a folder{where}; name a folder (it is created if missing)")
+    created = [p for p in (out, *out.parents) if not p.exists()]  # innermost first
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".clbench-write-test-{time.time_ns()}"
@@ -61,7 +67,18 @@ def check_writable(out: Path, needed: int = 0) -> None:
         probe.unlink()
         free = shutil.disk_usage(out).free
     except OSError as exc:
+        _remove_empty(created)
         raise UsageError(f"--out {out}: cannot write there ({exc.strerror}); choose a writable folder") from None
     if free < needed:
+        _remove_empty(created)
         raise UsageError(f"--out {out}: only {free / 2**20:.1f} MiB free, and this run writes about "
                          f"{needed / 2**20:.1f} MiB; free space or choose another folder")
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a refused check made (innermost first), stopping at the first one that is not empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from clbench.condense.losses import SIGMA_EPS, gram
 from clbench.core.errors import UsageError
 from clbench.core.seeding import check_seed
+from clbench.core.tensorfile import UnreadableTensorFile, load_tensor_file
 
 SCHEMA = "clbench.diagnose"
 SCHEMA_VERSION = 1
@@ -265,11 +266,11 @@ def condensed_sets(record: dict[str, Any], record_path: Path) -> list[CondensedS
     for label, file in entries:
         path = record_path.parent / file
         try:
-            state = torch.load(path, weights_only=True, map_location="cpu")
+            state = load_tensor_file(path)
         except FileNotFoundError:
             raise UsageError(f"{path}: the {label} tensors named by {record_path.name} are missing") from None
-        except Exception as exc:  # a damaged or foreign file
-            raise UsageError(f"{path}: cannot read the {label} tensors ({type(exc).__name__}: {exc})") from None
+        except (OSError, UnreadableTensorFile) as exc:  # a damaged or foreign file
+            raise UsageError(f"{path}: cannot read the {label} tensors ({exc})") from None
         if not isinstance(state, dict) or "images" not in state or "labels" not in state:
             raise UsageError(f"{path}: expected a dict with 'images' and 'labels'")
         out.append(CondensedSet(label, state["images"].float(), state["labels"].long()))

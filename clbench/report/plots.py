@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from clbench.core.errors import UsageError
+from clbench.core.tensorfile import UnreadableTensorFile, load_tensor_file
 from clbench.report.rows import Group, canonical_records, differing_settings, group_records, hardware_label
 
 FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
@@ -87,7 +88,6 @@ def curve_figure(records: list[dict[str, Any]], title: str | None = None):
 
 
 def _load_memory(record: dict[str, Any], record_path: str | Path, order: int | None):
-    import torch
 
     entries = [e for e in record["orders"] if e.get("memory_file")]
     if not entries:
@@ -102,9 +102,11 @@ def _load_memory(record: dict[str, Any], record_path: str | Path, order: int | N
         entry = found[0]
     path = Path(record_path).parent / entry["memory_file"]
     try:
-        state = torch.load(path, weights_only=True, map_location="cpu")
+        state = load_tensor_file(path)
     except FileNotFoundError:
         raise UsageError(f"{path}: the memory snapshot of order {entry['order']} is missing") from None
+    except (OSError, UnreadableTensorFile) as exc:
+        raise UsageError(f"{path}: cannot read the memory snapshot ({exc})") from None
     return int(entry["order"]), state["images"].float(), state["labels"].long()
 
 

@@ -37,6 +37,7 @@ class Launcher:
     retries = 0
     Options: ClassVar[type | None] = None
     detaches: ClassVar[bool] = False  # whether the driver may exit while the jobs run (--detach)
+    notes: ClassVar[tuple[str, ...]] = ()  # lines on what the launcher decided for the user (the CLI shows them)
 
     @classmethod
     def from_options(cls, options: Any, settings: LaunchSettings) -> Launcher:

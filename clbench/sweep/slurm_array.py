@@ -3,6 +3,7 @@
 """
 from __future__ import annotations
 
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,13 +16,47 @@ from clbench.sweep.jobs import JobBoard, execute_job, mark, read_plan, save_engi
 from clbench.sweep.spec import Job
 
 
+def partition_has_gpus(partition: str | None) -> bool | None:
+    """Whether the partition (else the cluster's partitions) offers GPUs, from the generic resources sinfo lists
+    (`gpu:a100:4(S:0-1)`, or `(null)` without any); None where sinfo cannot say."""
+    command = ["sinfo", "--noheader", "--format=%G"] + (["--partition", partition] if partition else [])
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    resources = [line.strip() for line in done.stdout.splitlines() if line.strip()]
+    if done.returncode != 0 or not resources:
+        return None
+    return any("gpu" in r.lower() for r in resources)
+
+
+def gpus_per_job(requested: int | None, jobs: list[Job], has_gpus: Any) -> tuple[int, str | None]:
+    """GPUs each array task asks for, and a note saying why where the cluster decided it. `requested` (the
+    spec's or --gpus) wins; jobs with device cuda ask for 1; jobs with device auto ask for 1 where `has_gpus()`
+    (the partition's answer) is not False, so that a CPU-only cluster does not refuse the array."""
+    if requested is not None:
+        return requested, None
+    if any(j.uses_gpu() for j in jobs):
+        return 1, None
+    if not any(j.uses_gpu() is None for j in jobs):
+        return 0, None
+    answer = has_gpus()
+    if answer is False:
+        return 0, ("device auto: sinfo lists no GPUs in the partition, so each job asks for none and runs on the "
+                   "CPU (set [slurm] gpus = 1 to ask anyway)")
+    if answer is None:
+        return 1, "device auto: sinfo could not say whether the partition has GPUs; each job asks for 1"
+    return 1, None
+
+
 @dataclass(frozen=True)
 class SlurmOptions:
     """The spec's [slurm] table (partition, time and gpus may also come from the command line)."""
 
     partition: str | None = option(None, "the Slurm partition (default: the cluster's)")
     time: Any = option("24:00:00", "time limit per job: minutes, HH:MM:SS or D-HH:MM:SS")
-    gpus: int | None = option(None, "GPUs per job (default: 1 when the jobs use a GPU)")
+    gpus: int | None = option(None, "GPUs per job (default: 1 for jobs with device cuda; for device auto, 1 where "
+                                    "sinfo shows GPUs in the partition, else 0)")
     cpus_per_task: int | None = option(None, "CPUs per job")
     mem_gb: float | None = option(None, "memory per job in GB")
     array_parallelism: int | None = option(None, "array tasks running at once (default: max_parallel)")
@@ -104,6 +139,7 @@ class SlurmLauncher(Launcher):
         self.poll_seconds = poll_seconds
         self.detach = detach
         self.signal_delay_s = signal_delay_s
+        self.notes: list[str] = []  # what the launcher decided for the user (shown by the CLI)
 
     @classmethod
     def from_options(cls, options: SlurmOptions, settings: LaunchSettings) -> SlurmLauncher:
@@ -124,14 +160,16 @@ class SlurmLauncher(Launcher):
             import submitit
         except ImportError:
             raise UsageError("--launcher slurm needs submitit: pip install 'clbench[slurm]'") from None
-        gpus = self.gpus_per_job
-        if gpus is None:
-            gpus = 1 if any(j.uses_gpu() is not False for j in jobs) else 0
         try:
             executor = submitit.AutoExecutor(folder=self.log_folder, cluster=self.cluster)
         except Exception as exc:  # no srun/sbatch here
             raise UsageError(f"--launcher slurm: {first_line(exc)}; run the sweep from the cluster's login node "
                              f"(or set [slurm] cluster = \"local\" to try it on this machine)") from None
+        on_slurm = executor.cluster == "slurm"
+        gpus, note = gpus_per_job(self.gpus_per_job, jobs,
+                                  lambda: partition_has_gpus(self.partition) if on_slurm else None)
+        if note and note not in self.notes:
+            self.notes.append(note)
         params: dict[str, Any] = {"name": self.job_name, "timeout_min": self.timeout_min, "gpus_per_node": gpus,
                                   "nodes": 1, "tasks_per_node": 1}
         if self.cpus_per_task:
