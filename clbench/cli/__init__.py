@@ -68,6 +68,7 @@ COMMANDS = [
     ("condense", "condense", "condense"),
     ("diagnose", "diagnose", "diagnose"),
     ("sweep", "sweep", "sweep"),
+    ("export", "export", "export"),
 ]
 
 

@@ -1,0 +1,138 @@
+"""Sets made elsewhere and sets made here: `clbench export` writes a record's memories in the reference layouts
+(read back with the plain indexing the reference code uses), and `--condenser precomputed` evaluates such files
+under clbench's protocols: a DM memory exported and evaluated again gives the record's accuracies exactly."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from clbench.core.errors import UsageError
+from clbench.protocol.config import RunConfig
+
+TINY = dict(dataset="digits", steps=2, orders=2, memory="3ipc", width=8, profile="quick", device="cpu",
+            train={"epochs": 3})
+
+
+@pytest.fixture(scope="module")
+def dm_run(tmp_path_factory):
+    from clbench.protocol.continual import run
+
+    out = tmp_path_factory.mktemp("dm")
+    return run(RunConfig(condenser="dm", out=str(out), opt={"iterations": 3}, **TINY))
+
+
+def test_export_reference_cl_is_indexed_as_the_reference_indexes_it(dm_run, tmp_path):
+    from clbench.records.export import export_record
+
+    path, record = dm_run
+    files = export_record(path, "reference-cl", str(tmp_path / "cl_DM_digits_2steps_seed{order}.pt"))
+    assert [f.name for f in files] == ["cl_DM_digits_2steps_seed0.pt", "cl_DM_digits_2steps_seed1.pt"]
+    for entry, file in zip(record["orders"], files):
+        memory = torch.load(path.parent / entry["memory_file"], weights_only=True)
+        data = torch.load(file)["data"]  # CL_DM.py: data[step][0] images, data[step][1] labels
+        assert len(data) == 2
+        for step, group in enumerate(entry["steps"]):
+            images, labels = data[step][0], data[step][1]
+            assert sorted(set(labels.tolist())) == sorted(group["classes"]) and len(labels) == 3 * len(group["classes"])
+            for c in group["classes"]:
+                assert torch.equal(images[labels == c], memory["images"][memory["labels"] == c])
+
+
+def test_exported_memory_evaluated_with_precomputed_gives_the_records_accuracies(dm_run, tmp_path):
+    from clbench.protocol.continual import run
+    from clbench.records.export import export_record
+
+    path, record = dm_run
+    export_record(path, "reference-cl", str(tmp_path / "dm-order{order}.pt"))
+    _, again = run(RunConfig(condenser="precomputed", out=str(tmp_path / "eval"),
+                             opt={"path": str(tmp_path / "dm-order{order}.pt")}, **TINY))
+    for mine, theirs in zip(again["orders"], record["orders"]):
+        assert [s["accuracies"] for s in mine["steps"]] == [s["accuracies"] for s in theirs["steps"]]
+        assert [s["class_accuracy"] for s in mine["steps"]] == [s["class_accuracy"] for s in theirs["steps"]]
+        assert mine["steps"][0]["condenser_facts"]["format"] == "reference-cl"
+
+
+def test_export_never_replaces_a_file_and_needs_the_placeholder(dm_run, tmp_path):
+    from clbench.records.export import export_record
+
+    path, _ = dm_run
+    with pytest.raises(UsageError, match=r"put \{order\} in the name"):
+        export_record(path, "reference-cl", str(tmp_path / "one.pt"))
+    assert not (tmp_path / "one.pt").exists()
+    (tmp_path / "o1.pt").write_text("mine")
+    with pytest.raises(UsageError, match="o1.pt exists"):
+        export_record(path, "clbench", str(tmp_path / "o{order}.pt"))
+    assert (tmp_path / "o1.pt").read_text() == "mine" and not (tmp_path / "o0.pt").exists()
+    with pytest.raises(UsageError, match="continual record"):
+        export_record(path, "reference-static", str(tmp_path / "s.pt"))
+
+
+def _reference_static_file(path, ds, per_class: int, experiments: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """A file in main_DM.py's layout, made by hand: real images of each class, normalised with the dataset's
+    mean and std, one [image_syn, label_syn] pair per experiment."""
+    x, y = ds.normalised("train")
+    sets = []
+    for e in range(experiments):
+        picks = torch.cat([torch.nonzero(y == c).flatten()[e * per_class:(e + 1) * per_class] for c in range(10)])
+        sets.append((x[picks].clone(), torch.arange(10).repeat_interleave(per_class)))
+    torch.save({"data": [[a, b] for a, b in sets], "accs_all_exps": {"ConvNet": [0.5]}}, path)
+    return sets
+
+
+def test_a_reference_static_file_is_evaluated_under_the_static_protocol(tmp_path):
+    """Its experiment K is the set evaluated, images as saved: the same accuracies as the same images given as a
+    clbench file."""
+    from clbench.data.datasets import load_dataset
+    from clbench.protocol.static import StaticConfig, run_static
+
+    ds = load_dataset("digits")
+    sets = _reference_static_file(tmp_path / "res_DM_digits_ConvNet_2ipc.pt", ds, 2, 2)
+    torch.save({"images": sets[1][0], "labels": sets[1][1]}, tmp_path / "mine.pt")
+    common = dict(dataset="digits", ipc=2, sets=1, evals=1, width=8, profile="quick", device="cpu",
+                  train={"epochs": 3})
+    _, ref = run_static(StaticConfig(condenser="precomputed", out=str(tmp_path / "a"), **common,
+                                     opt={"path": str(tmp_path / "res_DM_digits_ConvNet_2ipc.pt"), "experiment": 1}))
+    _, own = run_static(StaticConfig(condenser="precomputed", out=str(tmp_path / "b"), **common,
+                                     opt={"path": str(tmp_path / "mine.pt")}))
+    assert ref["sets"][0]["accuracies"] == own["sets"][0]["accuracies"]
+    assert ref["sets"][0]["condenser_facts"]["format"] == "reference-static"
+    saved = torch.load(tmp_path / "a" / ref["sets"][0]["synthetic_file"], weights_only=True)
+    assert torch.equal(saved["images"], sets[1][0])
+
+
+@pytest.mark.parametrize("damage,says", [
+    ("pixels", "look like pixels"),
+    ("missing-class", "no images of class 9"),
+    ("shape", "images of shape (1, 4, 4)"),
+    ("not-a-set", "not a condensed-set file"),
+    ("experiment", "experiment 5 asked for, but the file holds 1"),
+])
+def test_a_file_that_does_not_fit_is_one_line_before_any_work(damage, says, tmp_path):
+    from clbench.protocol.static import StaticConfig, run_static
+
+    g = torch.Generator().manual_seed(0)
+    images, labels = torch.randn(20, 1, 8, 8, generator=g), torch.arange(10).repeat(2)
+    opt = {"path": str(tmp_path / "set.pt")}
+    if damage == "pixels":
+        images = images.abs()
+    elif damage == "missing-class":
+        labels = torch.where(labels == 9, 8, labels)
+    elif damage == "shape":
+        images = images[:, :, :4, :4].contiguous()
+    elif damage == "experiment":
+        opt["experiment"] = 5
+    data = {"weights": torch.zeros(3)} if damage == "not-a-set" else {"data": [[images, labels]]}
+    torch.save(data, tmp_path / "set.pt")
+    with pytest.raises(UsageError, match=says.replace("(", r"\(").replace(")", r"\)")):
+        run_static(StaticConfig(condenser="precomputed", dataset="digits", ipc=2, sets=1, evals=1, width=8,
+                                profile="quick", device="cpu", out=str(tmp_path / "out"), opt=opt))
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").rglob("*.json"))
+
+
+def test_export_cli_writes_and_says_where(dm_run, tmp_path, cli):
+    path, _ = dm_run
+    code, out, err = cli("export", str(path), "--format", "clbench", "--out", str(tmp_path / "m{order}.pt"))
+    assert code == 0, err
+    assert f"wrote {tmp_path / 'm0.pt'}" in out and (tmp_path / "m1.pt").is_file()
+    code, _, err = cli("export", str(path), "--format", "tfrecord", "--out", str(tmp_path / "x.pt"))
+    assert code == 2 and "choose one of clbench, reference-static, reference-cl" in err
