@@ -107,6 +107,9 @@ class Condenser:
     name: ClassVar[str] = ""
     Options: ClassVar[type] = NoOptions
     shrink_rule: ClassVar[str] = "random subset (seeded)"
+    # A condenser whose memory is real images (a selection) keeps them as the dataset's uint8: its memory's bytes
+    # are counted at 1 per value; a synthetic memory's at its dtype (4 for float32).
+    selects_real_images: ClassVar[bool] = False
     # Training images per image of the memory budget: 1, except for a condenser whose stored images decode into
     # several (IDM's partition: 4 upsampled quarters). `ipc` budget images per class arrive as ipc * expansion.
     expansion: int = 1

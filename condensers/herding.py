@@ -46,6 +46,7 @@ class Herding(Condenser):
     """Real images chosen by herding in the embedding of a fixed randomly initialised network."""
 
     name = "herding"
+    selects_real_images = True
     Options = HerdingOptions
     shrink_rule = "herding prefix (keeps the first images of the herding order)"
 

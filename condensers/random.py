@@ -51,6 +51,7 @@ class Random(Condenser):
 
     name = "random"
     Options = RandomOptions
+    selects_real_images = True
 
     def condense(self, task: CondenseTask) -> SyntheticSet:
         start = time.perf_counter()

@@ -28,7 +28,7 @@ from clbench.data.datasets import RealData
 from clbench.memory.store import Memory, MemoryBudget
 from clbench.records.record import jsonable
 from clbench.records.schema import StepResult
-from clbench.strategies.memory_step import condense_new_classes, shrink_older_classes
+from clbench.strategies.memory_step import condense_new_classes, memory_bytes, shrink_older_classes
 from clbench.training.batched import evaluate_networks, train_networks
 from clbench.training.recipe import TrainRecipe
 
@@ -108,6 +108,7 @@ class CondensedRehearsal(BaseTemplate):
                              step=self.step)
         self.memory.add(synthetic.images.detach().to(self.device), synthetic.labels.to(self.device))
         result.memory_sizes = self.memory.sizes()
+        result.memory_bytes = memory_bytes(self.memory, self.condenser)
 
         start = time.perf_counter()
         self.networks = self._retrain()

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from clbench.condense.checks import checked_shrink, condenser_name, run_condenser
 from clbench.condensers.base import Condenser, CondenseTask, SyntheticSet, expansion, network_factory
 from clbench.core.seeding import derive_seed, generator
-from clbench.memory.store import Memory
+from clbench.memory.store import Memory, stored_bytes
 from clbench.nets.augment import DSA
 
 
@@ -54,6 +54,16 @@ def condense_new_classes(condenser: Condenser, images: Tensor, labels: Tensor, c
                          seed: int, order: int, step: int, **kwargs: Any) -> SyntheticSet:
     """A continual step's new classes: `condense` with the class order as the unit."""
     return condense(condenser, images, labels, classes, ipc, seed=seed, unit=order, step=step, **kwargs)
+
+
+def memory_bytes(memory: Memory, condenser: Condenser) -> int:
+    """The memory's bytes as stored: a condenser that keeps real images (`selects_real_images`) stores them as
+    the dataset's uint8, any other its images' dtype; clbench.memory.store.stored_bytes."""
+    if not memory.images:
+        return 0
+    first = next(iter(memory.images.values()))
+    itemsize = 1 if getattr(condenser, "selects_real_images", False) else first.element_size()
+    return stored_bytes(sum(memory.sizes().values()), tuple(first.shape[1:]), itemsize, expansion(condenser))
 
 
 def shrink_older_classes(memory: Memory, keep: int, condenser: Condenser, *, seed: int, order: int,

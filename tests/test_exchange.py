@@ -3,6 +3,8 @@
 under clbench's protocols: a DM memory exported and evaluated again gives the record's accuracies exactly."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -136,3 +138,28 @@ def test_export_cli_writes_and_says_where(dm_run, tmp_path, cli):
     assert f"wrote {tmp_path / 'm0.pt'}" in out and (tmp_path / "m1.pt").is_file()
     code, _, err = cli("export", str(path), "--format", "tfrecord", "--out", str(tmp_path / "x.pt"))
     assert code == 2 and "choose one of clbench, reference-static, reference-cl" in err
+
+
+# -- what a memory costs ------------------------------------------------------------------------------------
+def test_memory_bytes_count_images_at_their_stored_dtype(dm_run, tmp_path):
+    """digits (1 x 8 x 8), 10 classes x 3 images after the last step: DM's float32 images take 4 bytes a value,
+    random's real images 1 (the dataset's uint8), and every image an int64 label."""
+    from clbench.protocol.continual import run
+    from clbench.report.compare import continual_table
+    from clbench.report.rows import summary_rows
+
+    _, dm = dm_run
+    steps = dm["orders"][0]["steps"]
+    assert [s["memory_bytes"] for s in steps] == [15 * (64 * 4 + 8), 30 * (64 * 4 + 8)]
+    _, rnd = run(RunConfig(condenser="random", out=str(tmp_path), **TINY))
+    assert rnd["orders"][0]["steps"][-1]["memory_bytes"] == 30 * (64 + 8)
+    rows = {r["condenser"]: r for r in summary_rows([dm, rnd])}
+    assert rows["dm"]["memory_mib"] == pytest.approx(30 * 264 / 2**20)
+    assert rows["random"]["memory_mib"] == pytest.approx(30 * 72 / 2**20)
+    assert "memory (MiB)" in [c.title for c in continual_table(list(rows.values())).columns]
+    dm, rnd = copy.deepcopy(dm), copy.deepcopy(rnd)  # the fixture's record stays as written
+    for record in (dm, rnd):  # a record from before the count has no such column
+        for order in record["orders"]:
+            for step in order["steps"]:
+                step.pop("memory_bytes")
+    assert "memory (MiB)" not in [c.title for c in continual_table(summary_rows([dm, rnd])).columns]

@@ -56,6 +56,20 @@ class MemoryBudget:
             )
 
 
+LABEL_BYTES = 8  # a label as the reference files and clbench's keep it: int64
+
+
+def stored_bytes(training_images: int, image_shape: tuple[int, ...], itemsize: int, expansion: int = 1) -> int:
+    """Bytes a memory takes as stored: its budget images (`training_images / expansion`: an IDM image holds
+    `expansion` training images) at `itemsize` bytes per value (1 for real images kept as the dataset's uint8,
+    4 for float32 synthetic ones), plus one int64 label each."""
+    stored = training_images // max(expansion, 1)
+    values = 1
+    for n in image_shape:
+        values *= int(n)
+    return stored * (values * itemsize + LABEL_BYTES)
+
+
 ShrinkFn = Callable[[Tensor, int, torch.Generator], Tensor]
 
 

@@ -19,6 +19,7 @@ import time
 import torch
 
 from clbench.core.seeding import derive_seed, generator
+from clbench.memory.store import stored_bytes
 from clbench.protocol.base import ContinualProtocol, OrderRun
 from clbench.records.schema import StepResult
 
@@ -58,7 +59,8 @@ class Joint(ContinualProtocol):
             result = StepResult(t, list(run.groups[t]), seen, min(sizes.values()), sizes,
                                 [acc for acc, _ in results],
                                 {c: sum(pc[c] for pc in per_class) / len(per_class) for c in per_class[0]},
-                                0.0, seconds, {})
+                                0.0, seconds, {},
+                                stored_bytes(int(labels.numel()), tuple(images.shape[1:]), itemsize=1))  # real: uint8
             empty = {"images": images[:0].cpu(), "labels": labels[:0].cpu()}  # nothing to carry to the next step
             run.recorder.record(result, empty)
         return None

@@ -35,6 +35,7 @@ from clbench.protocol.base import ContinualProtocol, OrderRun
 from clbench.protocol.checkpoint import checkpoint_path
 from clbench.records.record import RecordError, jsonable
 from clbench.records.schema import StepResult
+from clbench.strategies.memory_step import memory_bytes
 from clbench.training.recipe import autocast, decay_lr, evaluate
 
 RETRAIN_ONLY = ("micro_batch", "compile", "channels_last")  # recipe switches of the from-scratch trainer
@@ -219,7 +220,7 @@ def run_replay_order(run: OrderRun, fast_batches: bool = True) -> Memory:
             accuracy, class_accuracy = evaluate(net, data.test_images[mask], data.test_labels[mask], recipe)
         result = StepResult(t, list(groups[t]), seen, buffer.last_ipc, buffer.sizes(), [accuracy], class_accuracy,
                             buffer.last_condense_seconds, seconds - buffer.last_condense_seconds,
-                            jsonable(buffer.last_facts))
+                            jsonable(buffer.last_facts), memory_bytes(buffer.memory, buffer.condenser))
         run.recorder.record(result, buffer.memory.state(),
                             {"network": net.state_dict(), "optimizer": optimizer.state_dict()})
     return buffer.memory

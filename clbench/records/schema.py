@@ -32,6 +32,7 @@ class StepEntry(TypedDict, total=False):
     condense_seconds: float
     train_seconds: float
     condenser_facts: dict[str, Any]  # whatever the condenser reported (iterations, losses, weights, ...)
+    memory_bytes: int  # the memory after this step as stored: images at their dtype (uint8 real), labels
 
 
 @dataclass
@@ -48,6 +49,7 @@ class StepResult:
     condense_seconds: float = 0.0
     train_seconds: float = 0.0
     condenser_facts: dict[str, Any] = field(default_factory=dict)
+    memory_bytes: int | None = None  # the memory as stored (clbench.memory.store.stored_bytes); None: not known
 
 
 def step_entry(result: StepResult) -> StepEntry:
@@ -64,6 +66,7 @@ def step_entry(result: StepResult) -> StepEntry:
         "condense_seconds": result.condense_seconds,
         "train_seconds": result.train_seconds,
         "condenser_facts": result.condenser_facts,
+        **({} if result.memory_bytes is None else {"memory_bytes": result.memory_bytes}),
     }
 
 

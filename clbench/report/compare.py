@@ -35,6 +35,7 @@ BASE_FIELDS = [
     Field("orders", "orders", "orders"),
     Field("final", "final acc (%)", "final %"), Field("aia", "avg inc acc (%)", "AIA %"),
     Field("forgetting", "forgetting (pts)", "forget"),
+    Field("memory_mib", "memory (MiB)", "MiB"),
     Field("condense_seconds_per_order", "condense s/order", "cond s"),
     Field("train_seconds_per_order", "train s/order", "train s"),
 ]
@@ -77,8 +78,9 @@ def _cell(row: dict[str, Any], key: str) -> str:
 
 def _fields(rows: list[dict[str, Any]], compact: bool) -> list[Field]:
     fields = list(BASE_FIELDS)
-    if not any(r.get("variant") for r in rows):
-        fields = [f for f in fields if f.key != "variant"]
+    for optional in ("variant", "memory_mib"):  # shown where some row has one (old records lack the bytes)
+        if not any(r.get(optional) for r in rows):
+            fields = [f for f in fields if f.key != optional]
     if compact and rows:
         fields = [f for f in fields if not (f.key in KEY_COLUMNS and len({str(r.get(f.key)) for r in rows}) == 1)]
     baseline = next((r["baseline"] for r in rows if r.get("baseline")), None)

@@ -218,6 +218,7 @@ def _row(group: Group) -> dict[str, Any]:
             "aia_std": m.incremental[1],
             "forgetting_mean": m.forgetting[0],
             "forgetting_std": m.forgetting[1],
+            "memory_mib": _final_memory_mib(complete.values()),
             "condense_seconds": total_seconds(group.orders.values(), "condense"),
             "train_seconds": total_seconds(group.orders.values(), "train"),
             "condense_seconds_per_order": mean_std(per_order_condense)[0],
@@ -235,6 +236,13 @@ def _row(group: Group) -> dict[str, Any]:
         dup = compress_ids(o for _, o in group.duplicates)
         row["notes"].append(f"order(s) {dup} appear in more than one record; the latest record's result is used")
     return row
+
+
+def _final_memory_mib(orders: Iterable[dict[str, Any]]) -> float | None:
+    """The memory after the last step as stored (MiB), averaged over the orders; None for records from before
+    clbench counted it."""
+    sizes = [o["steps"][-1]["memory_bytes"] for o in orders if o.get("steps") and "memory_bytes" in o["steps"][-1]]
+    return sum(sizes) / len(sizes) / 2**20 if sizes else None
 
 
 def _protocol_words(group: Group) -> str:
