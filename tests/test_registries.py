@@ -13,7 +13,15 @@ from clbench.data import datasets as data
 from clbench.data.datasets import DATASET_NAMES, DATASETS, DatasetSpec, load_dataset
 from clbench.nets.networks import NETWORK_NAMES, NETWORKS, build_network
 from clbench.sweep import spec as sw
-from clbench.sweep.launchers import LAUNCHERS, Launcher, engine_options, make_launcher
+from clbench.sweep.launchers import (
+    LAUNCHERS,
+    Launcher,
+    LocalLauncher,
+    RayLauncher,
+    SlurmLauncher,
+    engine_options,
+    make_launcher,
+)
 
 
 # -- the registry itself ---------------------------------------------------------------------------------
@@ -133,7 +141,8 @@ def test_not_found_says_what_the_entry_expects_and_how_to_get_it(tmp_path, monke
 
 # -- launchers -------------------------------------------------------------------------------------------
 def test_launcher_names_are_the_registry_and_the_spec_accepts_the_same():
-    assert LAUNCHERS.names() == ["local", "ray", "slurm"] == sorted(sw.LAUNCHERS)
+    assert LAUNCHERS.names() == ["local", "ray", "slurm"] and LAUNCHERS is sw.LAUNCHERS
+    assert [LAUNCHERS.get(n) for n in LAUNCHERS.names()] == [LocalLauncher, RayLauncher, SlurmLauncher]
     for name in LAUNCHERS.names():
         cls = LAUNCHERS.get(name)
         assert issubclass(cls, Launcher) and cls.name == name and dataclasses.is_dataclass(cls.Options)

@@ -11,21 +11,16 @@ import dataclasses
 from typing import Any
 
 from clbench.core.errors import UsageError
-from clbench.core.registry import Registry
 from clbench.sweep.engine import Execute, Launcher, LaunchSettings
 from clbench.sweep.local_pool import LocalLauncher, LocalOptions, visible_gpus
 from clbench.sweep.ray_tasks import RayLauncher, RayOptions, short_temp_dir, start_local_ray, unmet_request
 from clbench.sweep.slurm_array import SlurmLauncher, SlurmOptions, parse_minutes
-from clbench.sweep.spec import SweepSpec
+from clbench.sweep.spec import LAUNCHERS, SweepSpec
 
 __all__ = ["LAUNCHERS", "Execute", "LaunchSettings", "Launcher", "LocalLauncher", "LocalOptions", "RayLauncher",
            "RayOptions", "SlurmLauncher", "SlurmOptions", "engine_options", "make_launcher", "parse_minutes",
            "short_temp_dir", "start_local_ray", "unmet_request", "visible_gpus"]
 
-LAUNCHERS: Registry[type[Launcher]] = Registry("launcher", paths=False)
-for _launcher in (LocalLauncher, RayLauncher, SlurmLauncher):
-    LAUNCHERS.add(_launcher.name, _launcher)
-del _launcher
 
 
 def make_launcher(name: str, spec: SweepSpec, *, max_parallel: int | None = None, retries: int | None = None,

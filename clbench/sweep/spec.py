@@ -46,14 +46,20 @@ from pathlib import Path
 from typing import Any
 
 from clbench.core.errors import UsageError
+from clbench.core.registry import Registry
 
 ID_VERSION = "clbench.sweep.job/1"  # salt of every job id: bump it when the meaning of a field changes
 ID_LENGTH = 16  # hex digits of sha256 kept: 64 bits, no collision in any realistic sweep
 NOT_HASHED = ("out", "data_dir", "jobs", "log")  # where and how fast a run goes, and what it logs: not what it computes
 ORDER_KEYS = ("orders", "first_order")
-LAUNCHERS = ("local", "ray", "slurm")
+# The engines, by name: the one registry (each class is imported only when a sweep runs on it; make_launcher in
+# clbench.sweep.launchers builds them). Each has a table of its settings in the spec, checked by that launcher.
+LAUNCHERS: Registry[Any] = Registry("launcher", paths=False)
+LAUNCHERS.add("local", "clbench.sweep.local_pool:LocalLauncher")
+LAUNCHERS.add("ray", "clbench.sweep.ray_tasks:RayLauncher")
+LAUNCHERS.add("slurm", "clbench.sweep.slurm_array:SlurmLauncher")
+ENGINE_TABLES = tuple(LAUNCHERS.names())
 SWEEP_KEYS = ("folder", "launcher", "retries", "max_parallel")
-ENGINE_TABLES = ("local", "ray", "slurm")  # settings checked by the launcher that uses them
 SWEEP_FILE = ".sweep.json"
 JOB_FILE = ".job.json"
 STATUS_FILE = ".status.json"
@@ -157,8 +163,8 @@ def parse_spec(data: dict[str, Any], source: str = "spec", folder: str | Path | 
                 runs.append(run)
 
     launcher = sweep.get("launcher", "local")
-    if launcher not in LAUNCHERS:
-        raise UsageError(f"{source}: [sweep] launcher = {launcher!r}; choose one of {', '.join(LAUNCHERS)}")
+    if launcher not in LAUNCHERS.names():
+        raise UsageError(f"{source}: [sweep] launcher = {launcher!r}; choose one of {', '.join(LAUNCHERS.names())}")
     retries = _int(sweep.get("retries", 0), "[sweep] retries", source, minimum=0)
     max_parallel = sweep.get("max_parallel")
     if max_parallel is not None:
