@@ -69,11 +69,12 @@ def test_row_numbers_match_a_hand_computation():
     (row,) = rows
     finals = [a for accs in DM.values() for a in accs]
     assert row["n"] == 8 and row["orders"] == 4 and row["order_ids"] == "0-3"
-    assert row["final_mean"] == pytest.approx(sum(finals) / 8)
-    assert row["final_std"] == pytest.approx(math.sqrt(sum((a - sum(finals) / 8) ** 2 for a in finals) / 8))
+    assert row["final_accuracy_mean"] == pytest.approx(sum(finals) / 8)
+    assert row["final_accuracy_std"] == pytest.approx(math.sqrt(sum((a - sum(finals) / 8) ** 2 for a in finals) / 8))
     # average incremental accuracy per (order, network): (step-0 accuracy + final) / 2; step 0 is 50 + k
     aia = [(50.0 + k + a) / 2 for accs in DM.values() for k, a in enumerate(accs)]
-    assert row["aia_mean"] == pytest.approx(np.mean(aia)) and row["aia_std"] == pytest.approx(np.std(aia))
+    assert row["average_incremental_accuracy_mean"] == pytest.approx(np.mean(aia))
+    assert row["average_incremental_accuracy_std"] == pytest.approx(np.std(aia))
     assert row["forgetting_mean"] == pytest.approx(12.0) and row["forgetting_std"] == pytest.approx(0.0)
     assert row["condense_seconds_per_order"] == pytest.approx(3.0)
     assert row["train_seconds_per_order"] == pytest.approx(6.0)
@@ -128,7 +129,7 @@ def test_different_protocols_are_never_pooled_and_the_mismatch_is_shown():
     assert any("protocol mismatch" in n and "memory=10ipc" in n for n in herding["notes"])
     # random ran with two recipes: two rows, each with its own numbers, labelled by what differs
     r3, r5 = _row(rows, "random", epochs=3), _row(rows, "random", epochs=5)
-    assert r3["final_mean"] == pytest.approx(15.0) and r5["final_mean"] == pytest.approx(40.0)
+    assert r3["final_accuracy_mean"] == pytest.approx(15.0) and r5["final_accuracy_mean"] == pytest.approx(40.0)
     assert r3["variant"] == "train.epochs=3" and r5["variant"] == "train.epochs=5"
     assert any("not pooled" in n for n in r3["notes"])
     # random epochs=3 matches dm's protocol and is compared; epochs=5 is not
@@ -148,7 +149,7 @@ def test_a_repeated_order_is_counted_once_latest_first():
     old = make_record("dm", {0: [10.0, 10.0]}, created="2026-01-01T00:00:00")
     new = make_record("dm", {0: [20.0, 30.0], 1: [40.0, 40.0]}, created="2026-02-01T00:00:00")
     (row,) = summary_rows([new, old])
-    assert row["n"] == 4 and row["final_mean"] == pytest.approx(32.5)
+    assert row["n"] == 4 and row["final_accuracy_mean"] == pytest.approx(32.5)
     assert any("latest" in n for n in row["notes"])
 
 
@@ -166,7 +167,7 @@ def test_csv_parses_and_holds_the_numbers():
     parsed = list(csv.DictReader(io.StringIO(render(rows, "csv"))))
     assert [r["condenser"] for r in parsed] == ["dm", "herding"]
     assert float(parsed[1]["diff_mean"]) == pytest.approx(rows[1]["diff_mean"])
-    assert float(parsed[0]["final_std"]) == pytest.approx(rows[0]["final_std"])
+    assert float(parsed[0]["final_accuracy_std"]) == pytest.approx(rows[0]["final_accuracy_std"])
     assert "paired with dm" in parsed[1]["notes"]
 
 

@@ -86,9 +86,8 @@ def test_compare_rows_and_the_record_summary_are_one_computation():
     expected = summary.summarise(record["orders"])
     (row,) = summary_rows([record])
     # the same values pooled in the same order: equal to the last bit, not merely close
-    assert (row["final_mean"], row["final_std"]) == (expected["final_accuracy_mean"], expected["final_accuracy_std"])
-    assert (row["aia_mean"], row["aia_std"]) == (expected["average_incremental_accuracy_mean"],
-                                                 expected["average_incremental_accuracy_std"])
+    for key in ("final_accuracy", "average_incremental_accuracy", "forgetting"):  # the same keys in both
+        assert (row[f"{key}_mean"], row[f"{key}_std"]) == (expected[f"{key}_mean"], expected[f"{key}_std"])
     assert (row["forgetting_mean"], row["forgetting_std"]) == (expected["forgetting_mean"], expected["forgetting_std"])
     assert row["orders"] == expected["orders_complete"] == 3 and row["n"] == 6
     assert (row["condense_seconds"], row["train_seconds"]) == (expected["condense_seconds"], expected["train_seconds"])

@@ -357,7 +357,7 @@ def test_end_to_end_local_sweep_on_digits_is_read_by_compare(cli, tmp_path):
 
     (row,) = list(csv.DictReader(io.StringIO(out)))
     assert row["condenser"] == "random" and row["orders"] == "2"
-    assert float(row["final_mean"]) == pytest.approx(record["summary"]["final_accuracy_mean"])
+    assert float(row["final_accuracy_mean"]) == pytest.approx(record["summary"]["final_accuracy_mean"])
 
     code, out, err = cli("sweep", str(spec))  # resumes: nothing left to run
     assert code == 0 and "2 done (2 already complete before)" in out

@@ -33,7 +33,8 @@ BASE_FIELDS = [
     Field("profile", "profile", "profile"), Field("learner", "learner", "learner"),
     Field("variant", "settings", "settings"),
     Field("orders", "orders", "orders"),
-    Field("final", "final acc (%)", "final %"), Field("aia", "avg inc acc (%)", "AIA %"),
+    Field("final_accuracy", "final acc (%)", "final %"),
+    Field("average_incremental_accuracy", "avg inc acc (%)", "AIA %"),
     Field("forgetting", "forgetting (pts)", "forget"),
     Field("memory_mib", "memory (MiB)", "MiB"),
     Field("condense_seconds_per_order", "condense s/order", "cond s"),
@@ -52,7 +53,7 @@ def _signed(x: float) -> str:
 
 
 def _cell(row: dict[str, Any], key: str) -> str:
-    if key in ("final", "aia", "forgetting"):
+    if key in ("final_accuracy", "average_incremental_accuracy", "forgetting"):  # the record's summary keys
         mean, std = row.get(f"{key}_mean"), row.get(f"{key}_std")
         if mean is None:
             return "-"
