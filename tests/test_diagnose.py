@@ -75,6 +75,14 @@ def test_conv_taps_are_the_conv_outputs_and_norm_taps_are_ddms() -> None:
     # every image (which is why the default taps are the convs)
     torch.testing.assert_close(norm_taps[0], torch.relu(net.norms[0](net.convs[0](x))))
     assert dg.channel_moments(conv_taps[0])[0].abs().max() > 1e-3
+    # the names DDM's style_tap option uses; "norm" is kept as the old name of post_relu
+    _, post = dg.embed_and_style_taps(net, x, "post_relu")
+    _, pre = dg.embed_and_style_taps(net, x, "pre_relu")
+    assert all(torch.equal(a, b) for a, b in zip(post, norm_taps))
+    torch.testing.assert_close(pre[0], net.norms[0](net.convs[0](x)))
+    dg.DiagnoseConfig(taps="norm").validate()  # accepted (old records and scripts)
+    with pytest.raises(UsageError, match="choose one of conv, pre_relu, post_relu"):
+        dg.DiagnoseConfig(taps="relu").validate()
     assert not net.convs[0]._forward_hooks  # hooks are removed
     with pytest.raises(UsageError):
         dg.embed_and_style_taps(torch.nn.Linear(2, 2), x, "conv")

@@ -13,7 +13,7 @@ def diagnose(
     real: int = typer.Option(500, "--real", help="real images per class for the real statistics (all if fewer)"),
     network: str = typer.Option("convnet", "--network", help="network to measure in (a ConvNet variant)"),
     width: Optional[int] = typer.Option(None, "--width", help="ConvNet width (default 128; narrower is faster on a CPU)"),
-    taps: str = typer.Option("conv", "--taps", help="style taps: conv (each block's conv output) or norm (DDM's)"),
+    taps: str = typer.Option("conv", "--taps", help="style taps: conv (each block's conv output), or DDM's post_relu or pre_relu (its style_tap option's names; norm = post_relu)"),
     seed: int = typer.Option(0, "--seed", help="seed of the networks and of the real draws"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N"),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="dataset folder (else $CLBENCH_DATA, the system copy, download)"),

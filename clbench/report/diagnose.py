@@ -163,7 +163,10 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 
 # ----------------------------------------------------------------------------------------------- features
-TAPS = ("conv", "norm")
+# Where style is measured: each block's conv output, or DDM's taps named as DDM's `style_tap` option names them
+# (the norm output, or after its ReLU). "norm" is the name diagnose gave DDM's default taps before (post_relu).
+TAPS = ("conv", "pre_relu", "post_relu")
+TAP_ALIASES = {"norm": "post_relu"}
 
 
 def embed_and_style_taps(net: nn.Module, x: Tensor, taps: str = "conv") -> tuple[Tensor, list[Tensor]]:
@@ -171,13 +174,15 @@ def embed_and_style_taps(net: nn.Module, x: Tensor, taps: str = "conv") -> tuple
 
     `conv`: each block's convolution output. This is where a sample's style shows: an instance-norm ConvNet
     normalises every channel of every sample to mean 0 and std 1 right after, so at its norm outputs the
-    per-sample moments are the same for any image. `norm`: DDM's taps (each block's norm output after its
-    ReLU, what DDM matches), where only what the ReLU keeps of a sample's style shows.
+    per-sample moments are the same for any image. `post_relu` / `pre_relu`: DDM's taps, as its `style_tap`
+    option names them (each block's norm output after its ReLU, what DDM matches by default, or before it),
+    where only what the norm (and the ReLU) keep of a sample's style shows. `norm` is the old name of post_relu.
     """
-    if taps == "norm":
+    taps = TAP_ALIASES.get(taps, taps)
+    if taps in ("pre_relu", "post_relu"):
         if not hasattr(net, "embed_and_taps"):
             raise UsageError(f"{type(net).__name__} has no style taps (embed_and_taps); diagnose with a ConvNet")
-        emb, found = net.embed_and_taps(x)
+        emb, found = net.embed_and_taps(x, taps)
         return emb, list(found)
     if taps != "conv":
         raise UsageError(f"taps {taps!r}: choose one of {', '.join(TAPS)}")
@@ -220,7 +225,7 @@ class DiagnoseConfig:
     real_per_class: int = 500  # real images per class for the real statistics (all if fewer)
     network: str = "convnet"  # a ConvNet variant (style taps)
     width: int | None = None  # ConvNet width; None: the network's default (128)
-    taps: str = "conv"  # where style is measured: "conv" outputs, or DDM's "norm" outputs
+    taps: str = "conv"  # where style is measured: "conv" outputs, or DDM's taps ("post_relu", "pre_relu")
     seed: int = 0  # network seeds and real draws derive from it
     device: str = "auto"
     data_dir: str | None = None
@@ -234,7 +239,7 @@ class DiagnoseConfig:
             raise UsageError(f"--k {self.k}: use at least 1 neighbour")
         if self.real_per_class < 1:
             raise UsageError(f"--real {self.real_per_class}: use at least 1 real image per class")
-        if self.taps not in TAPS:
+        if TAP_ALIASES.get(self.taps, self.taps) not in TAPS:
             raise UsageError(f"--taps {self.taps!r}: choose one of {', '.join(TAPS)}")
         if self.width is not None and self.width < 1:
             raise UsageError(f"--width {self.width}: use at least 1 channel")
