@@ -227,7 +227,7 @@ def retrain(config: str, variant: str, memory: int, size: dict, device: torch.de
     y = torch.randint(0, seen, (memory,), generator=gen).to(device)
     test_n = seen * (PAPER["test_per_class"] if size is SIZES["paper"] else 4)
     tx, ty = torch.randn(test_n, 3, 32, 32, generator=gen).to(device), torch.randint(0, seen, (test_n,)).to(device)
-    recipe = TrainRecipe(epochs=1 + epochs, batched_networks=batched, **switches)
+    recipe = TrainRecipe(epochs=1 + epochs, schedule="halves", batched_networks=batched, **switches)  # exact count
     nets = [build_network("convnet", 3, size["head"], 32, seed=k, device=device, width=size["width"])
             for k in range(count)]
     if batched and not batches_networks(nets, recipe, device):

@@ -71,7 +71,7 @@ def seconds_per_epoch_and_test(memory: int, seen: int, args, device: torch.devic
     train_network(net, x, y, dataclasses.replace(recipe, epochs=1), DSA(), train_gen)  # warm-up
     synchronize(device)
     start = time.perf_counter()
-    train_network(net, x, y, dataclasses.replace(recipe, epochs=args.epochs), DSA(), train_gen)
+    train_network(net, x, y, dataclasses.replace(recipe, epochs=args.epochs, schedule="halves"), DSA(), train_gen)
     synchronize(device)
     epoch = (time.perf_counter() - start) / args.epochs
     start = time.perf_counter()

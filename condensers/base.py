@@ -77,7 +77,7 @@ class CondenseTask:
 
         if not enabled:
             return make_augment(None)
-        current = getattr(self.augment, "align_corners", None)
+        current = getattr(self.augment, "align_corners", False)  # a plugin's own augment object: PyTorch's default
         if not strategy and align_corners in (None, current):
             return self.augment
         return make_augment(strategy or self.augment.strategy, current if align_corners is None else align_corners)

@@ -25,7 +25,9 @@ class PrecomputedOptions:
     path: str = option("", "the set's file: clbench's (images, labels), the reference's static "
                            "{'data': [[images, labels], ...]} or continual {'data': [(images, labels) per step]}; "
                            "'{order}' stands for the class order's number")
-    experiment: int = option(0, "which set of a reference static file (its 'data' list, one per experiment)", min=0)
+    experiment: int = option(-1, "which set of a reference static file (its 'data' list, one per experiment); -1: "
+                                 "static set k reads experiment k (a continual run, experiment 0). Ignored for the "
+                                 "other layouts", min=-1)
 
 
 @register
@@ -38,13 +40,14 @@ class Precomputed(Condenser):
 
     def __init__(self, options: Any = None):
         super().__init__(options)
-        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor, str]] = {}
+        self._cache: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor, str]] = {}
 
-    def _read(self, path: str) -> tuple[torch.Tensor, torch.Tensor, str]:
-        if path not in self._cache:
-            (images, labels), fmt = read_set_file(path, self.options.experiment)
-            self._cache[path] = (images, labels, fmt)
-        return self._cache[path]
+    def _read(self, path: str, set_index: int = 0) -> tuple[torch.Tensor, torch.Tensor, str]:
+        experiment = set_index if self.options.experiment < 0 else self.options.experiment
+        if (path, experiment) not in self._cache:
+            (images, labels), fmt = read_set_file(path, experiment)
+            self._cache[(path, experiment)] = (images, labels, fmt)
+        return self._cache[(path, experiment)]
 
     def check_data(self, image_shape: tuple[int, ...], num_classes: int) -> None:
         path = self.options.path
@@ -80,8 +83,10 @@ class Precomputed(Condenser):
                 raise UsageError(f"precomputed {path}: '{{order}}' needs a class order, and this task has none "
                                  f"(a static set); name one file")
             path = path.replace("{order}", str(task.extras["order"]))
-        images, labels, fmt = self._read(path)
-        self._check(path, images, labels, tuple(task.images.shape[1:]), task.num_classes, task.classes)
+        images, labels, fmt = self._read(path, int(task.extras.get("set", 0)))
+        # every class of the order (or the task), so that a file lacking a later step's class fails at step 0
+        classes = task.extras.get("class_order", task.classes)
+        self._check(path, images, labels, tuple(task.images.shape[1:]), task.num_classes, classes)
         chosen = {}
         for c in task.classes:
             mine = images[labels == c]

@@ -163,3 +163,21 @@ def test_memory_bytes_count_images_at_their_stored_dtype(dm_run, tmp_path):
             for step in order["steps"]:
                 step.pop("memory_bytes")
     assert "memory (MiB)" not in [c.title for c in continual_table(summary_rows([dm, rnd])).columns]
+
+
+def test_a_file_lacking_a_later_steps_class_fails_at_the_first_step(dm_run, tmp_path):
+    """Each order's file is checked against the whole class order when it is first read, not step by step."""
+    from clbench.core.errors import ClbenchError
+    from clbench.protocol.continual import run
+    from clbench.records.export import export_record
+
+    path, record = dm_run
+    export_record(path, "clbench", str(tmp_path / "m{order}.pt"))
+    last = record["orders"][0]["steps"][1]["classes"][0]  # a class of order 0's second step
+    state = torch.load(tmp_path / "m0.pt", weights_only=True)
+    keep = state["labels"] != last
+    torch.save({"images": state["images"][keep], "labels": state["labels"][keep]}, tmp_path / "m0.pt")
+    with pytest.raises(ClbenchError, match=f"no images of class {last}") as failure:
+        run(RunConfig(condenser="precomputed", out=str(tmp_path / "eval"),
+                      opt={"path": str(tmp_path / "m{order}.pt")}, **{**TINY, "orders": 1}))
+    assert "step 0" in str(failure.value), str(failure.value)

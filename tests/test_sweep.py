@@ -186,7 +186,7 @@ def test_job_ids_are_stable_and_follow_the_configuration(tmp_path):
     config = {"condenser": "dm", "dataset": "cifar10", "memory": "10ipc", "steps": 5, "orders": 1,
               "first_order": 3, "seed": 0, "opt": {}, "train": {}, "out": "anywhere"}
     assert sw.job_id(config) == sw.job_id({**config, "out": "elsewhere", "jobs": 4})
-    assert sw.job_id(config) == "8be00ee4438f3ac1"
+    assert sw.job_id(config) == "b1d30f736dd1e6f6"  # ID_VERSION 2 (was 8be00ee4438f3ac1 under version 1)
     assert sw.canonical_json({"b": 1, "a": [1, 2]}) == '{"a":[1,2],"b":1}'
 
 

@@ -27,7 +27,7 @@ from clbench.core.tensorfile import UnreadableTensorFile, load_tensor_file
 FORMATS = ("clbench", "reference-static", "reference-cl")
 
 
-def read_set_file(path: str | Path, experiment: int = 0) -> tuple[Tensor, Tensor, str]:
+def read_set_file(path: str | Path, experiment: int = 0) -> tuple[tuple[Tensor, Tensor], str]:
     """The images and labels a file holds (a static file's `experiment`-th set; every step of a continual
     file), and its format; anything else is one UsageError saying what the file is."""
     path = Path(path)

@@ -142,6 +142,9 @@ def _real_rows(data: Any) -> Callable[[Any], tuple[Tensor, Tensor] | None]:
 class Replay(ContinualProtocol):
     name = "replay"
     summary = "one network trained continually on each experience plus the replayed memory (Avalanche Naive)"
+    # The reference's schedule (epochs + 1, momentum reset) is how it evaluates condensed sets; a network trained
+    # continually on real data plus the memory keeps `epochs` per experience, as joint does.
+    train_defaults = {"paper": {"schedule": "halves"}}
 
     def check(self, config: Any, recipe: Any) -> None:
         """Options that make no sense for one continually trained network: one UsageError naming them."""

@@ -343,7 +343,8 @@ def condense_all(p: PreparedStatic, index: int, images: Tensor, labels: Tensor,
 
     return condense(p.resolved.new_condenser(), images, labels, tuple(range(ds.num_classes)), c.ipc, seed=c.seed,
                     unit=index, step=0, make_network=build, device=p.device, num_classes=ds.num_classes,
-                    progress=progress, extras={"dataset": c.dataset, "profile": p.profile, "static": True})
+                    progress=progress, extras={"dataset": c.dataset, "profile": p.profile, "static": True,
+                                                "set": index})
 
 
 def train_and_test(name: str, images: Tensor, labels: Tensor, test_images: Tensor, test_labels: Tensor,

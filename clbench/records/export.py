@@ -37,16 +37,28 @@ def export_record(record_path: str | Path, fmt: str, out: str) -> list[Path]:
     if len({f for f, _ in files}) < len(files):
         raise UsageError(f"--out {out}: the record has {len(files)} sets; put "
                          f"{'{set}' if record.get('kind') == 'static' else '{order}'} in the name")
+    written: list[Path] = []
     for file, sets in files:
-        write_set_file(file, fmt, sets)
-    return [f for f, _ in files]
+        try:
+            write_set_file(file, fmt, sets)
+        except OSError as exc:
+            for done in written:  # all or nothing: a retry is not refused for the files of a failed attempt
+                done.unlink(missing_ok=True)
+            raise UsageError(f"--out {file}: cannot write it ({exc.strerror or exc}); choose a writable place") \
+                from None
+        written.append(file)
+    return written
 
 
 def _tensors(record_path: Path, file: str | None, what: str) -> dict[str, torch.Tensor]:
     if not file:
         raise UsageError(f"{record_path}: {what} has no saved tensors (not finished)")
     try:
-        return load_tensor_file(record_path.parent / file)
+        state = load_tensor_file(record_path.parent / file)
+        if not (isinstance(state, dict) and "images" in state and "labels" in state):
+            raise UsageError(f"{record_path.parent / file}: expected a dict with 'images' and 'labels' "
+                             f"(the tensors of {what})")
+        return state
     except FileNotFoundError:
         raise UsageError(f"{record_path.parent / file}: the tensors of {what} are missing") from None
     except (OSError, UnreadableTensorFile) as exc:

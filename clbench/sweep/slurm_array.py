@@ -40,6 +40,8 @@ def gpus_per_job(requested: int | None, jobs: list[Job], has_gpus: Any) -> tuple
         return 1, None
     if not any(j.uses_gpu() is None for j in jobs):
         return 0, None
+    if has_gpus is None:  # not on Slurm (submitit's local or debug cluster): nothing to ask
+        return 1, None
     answer = has_gpus()
     if answer is False:
         return 0, ("device auto: sinfo lists no GPUs in the partition, so each job asks for none and runs on the "
@@ -167,7 +169,7 @@ class SlurmLauncher(Launcher):
                              f"(or set [slurm] cluster = \"local\" to try it on this machine)") from None
         on_slurm = executor.cluster == "slurm"
         gpus, note = gpus_per_job(self.gpus_per_job, jobs,
-                                  lambda: partition_has_gpus(self.partition) if on_slurm else None)
+                                  (lambda: partition_has_gpus(self.partition)) if on_slurm else None)
         if note and note not in self.notes:
             self.notes.append(note)
         params: dict[str, Any] = {"name": self.job_name, "timeout_min": self.timeout_min, "gpus_per_node": gpus,

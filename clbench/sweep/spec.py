@@ -48,7 +48,9 @@ from typing import Any
 from clbench.core.errors import UsageError
 from clbench.core.registry import Registry
 
-ID_VERSION = "clbench.sweep.job/1"  # salt of every job id: bump it when the meaning of a field changes
+# Salt of every job id: bump it when the meaning of a field changes. 2: the paper profile's training schedule,
+# DSA grid and random draw became the reference code's (December 2026), so old jobs are not "already complete".
+ID_VERSION = "clbench.sweep.job/2"
 ID_LENGTH = 16  # hex digits of sha256 kept: 64 bits, no collision in any realistic sweep
 NOT_HASHED = ("out", "data_dir", "jobs", "log")  # where and how fast a run goes, and what it logs: not what it computes
 ORDER_KEYS = ("orders", "first_order")
