@@ -114,6 +114,19 @@ def _data():
     return torch.randn(40, 1, 4, 4, generator=g), torch.randint(0, 3, (40,), generator=g)
 
 
+def _epoch(net, optimizer, x, y, g: torch.Generator, batch: int) -> float:
+    """One epoch of plain SGD over a seeded permutation (clbench's minibatch draw); the epoch's mean loss."""
+    order, total = torch.randperm(x.shape[0], generator=g), 0.0
+    for start in range(0, x.shape[0], batch):
+        idx = order[start:start + batch]
+        loss = F.cross_entropy(net(x[idx]), y[idx])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach()) * idx.numel()
+    return total / x.shape[0]
+
+
 def _reference_training(epochs: int, batch: int, seed: int) -> tuple[torch.nn.Module, list[float]]:
     """evaluate_synset's loop (no augmentation), with the minibatches clbench draws: a seeded randperm a epoch."""
     net, (x, y) = _net(), _data()
@@ -123,15 +136,7 @@ def _reference_training(epochs: int, batch: int, seed: int) -> tuple[torch.nn.Mo
     g = torch.Generator().manual_seed(seed)
     losses = []
     for ep in range(epochs + 1):
-        order, total = torch.randperm(40, generator=g), 0.0
-        for start in range(0, 40, batch):
-            idx = order[start:start + batch]
-            loss = F.cross_entropy(net(x[idx]), y[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * idx.numel()
-        losses.append(total / 40)
+        losses.append(_epoch(net, optimizer, x, y, g, batch))
         if ep in lr_schedule:
             lr *= 0.1
             optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=0.0005)
@@ -147,15 +152,7 @@ def _halves_training(epochs: int, batch: int, seed: int) -> tuple[torch.nn.Modul
     for ep in range(epochs):
         if ep == epochs // 2:
             optimizer.param_groups[0]["lr"] *= 0.1
-        order, total = torch.randperm(40, generator=g), 0.0
-        for start in range(0, 40, batch):
-            idx = order[start:start + batch]
-            loss = F.cross_entropy(net(x[idx]), y[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * idx.numel()
-        losses.append(total / 40)
+        losses.append(_epoch(net, optimizer, x, y, g, batch))
     return net, losses
 
 
@@ -192,12 +189,7 @@ def test_a_schedule_that_drops_the_momentum_differs_from_one_that_keeps_it():
     for ep in range(7):
         if ep == 5:
             optimizer.param_groups[0]["lr"] *= 0.1
-        order = torch.randperm(40, generator=g)
-        for start in range(0, 40, 16):
-            idx = order[start:start + 16]
-            optimizer.zero_grad()
-            F.cross_entropy(kept(x[idx]), y[idx]).backward()
-            optimizer.step()
+        _epoch(kept, optimizer, x, y, g, 16)
     assert not all(torch.allclose(a, b, atol=1e-6) for a, b in zip(net.parameters(), kept.parameters()))
     # and decay_lr itself: the lr falls once, at decay_epoch, and the state is emptied only then
     opt = torch.optim.SGD(_net().parameters(), lr=0.01, momentum=0.9)
