@@ -10,7 +10,10 @@ from __future__ import annotations
 import functools
 import json
 import os
+import socket
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -308,6 +311,51 @@ def test_local_job_whose_process_dies_is_reported(tmp_path):
     states = by_seed(result)
     assert states[0].state == "done" and states[1].state == "failed"
     assert states[1].error == "the job's process ended with exit code 3"
+
+
+def _lost_attempt(job: sw.Job, record: Path, seconds: float) -> subprocess.Popen:
+    """An earlier attempt the engine gave up on (its node lost) whose process still holds `record`'s lock and
+    ends after `seconds`: its status says 'running' with its pid on this host. A thread reaps it, so that it
+    does not linger as a zombie (which would count as alive)."""
+    from clbench.core.atomic import atomic_write_json
+    from clbench.protocol.checkpoint import lock_path
+
+    lost = subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({seconds})"])
+    threading.Thread(target=lost.wait, daemon=True).start()
+    atomic_write_json(lock_path(record), {"pid": lost.pid, "host": socket.gethostname()})
+    jobfiles.mark(job.folder, "running", pid=lost.pid, host=socket.gethostname())
+    return lost
+
+
+def test_a_rerun_waits_for_the_lost_attempt_s_process_before_taking_its_record(tmp_path):
+    from clbench.protocol.checkpoint import acquire_lock
+
+    (job,) = driver.plan(fake_spec(tmp_path, [0]), "local")
+    record = job.folder / "unfinished.json"
+    lost = _lost_attempt(job, record, seconds=1.5)
+
+    def work(job):
+        acquire_lock(record)  # what run_job does first; refused while the lost attempt lives
+        return write_fake_record(job)
+
+    jobfiles.execute_job(job, work=work)
+    assert lost.poll() is not None
+    status = jobfiles.read_status(job.folder)
+    assert status["state"] == "done" and status["history"][-1]["pid"] == lost.pid
+
+
+def test_a_lost_attempt_that_outlives_the_grace_is_refused_as_a_live_writer(tmp_path):
+    from clbench.protocol.checkpoint import acquire_lock
+
+    (job,) = driver.plan(fake_spec(tmp_path, [0]), "local")
+    record = job.folder / "unfinished.json"
+    lost = _lost_attempt(job, record, seconds=60)
+    try:
+        jobfiles.wait_for_earlier_attempt(job.folder, grace_s=0.3)
+        with pytest.raises(UsageError, match=f"being written by process {lost.pid}"):
+            acquire_lock(record)
+    finally:
+        lost.kill()
 
 
 def spec_jobs(spec: sw.SweepSpec) -> list[sw.Job]:

@@ -156,14 +156,15 @@ def _live_holder(text: str) -> int | None:
         pid, host = int(holder["pid"]), holder["host"]
     except (ValueError, KeyError, TypeError):
         return None
-    return pid if pid != os.getpid() and host == socket.gethostname() and _alive(pid) else None
+    return pid if pid != os.getpid() and host == socket.gethostname() and process_alive(pid) else None
 
 
 def release_lock(record_path: Path) -> None:
     lock_path(record_path).unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this machine (one owned by another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -121,6 +121,7 @@ def execute_job(job: Job, work: Callable[[Job], Any] | None = None) -> str:
     if done is not None:
         mark(folder, "done", record=str(done), note="already complete")
         return str(done)
+    wait_for_earlier_attempt(folder)
     mark(folder, "running", started=time.time(), host=socket.gethostname(), pid=os.getpid(),
          cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"), **engine_place())
     try:
@@ -130,6 +131,26 @@ def execute_job(job: Job, work: Callable[[Job], Any] | None = None) -> str:
         raise
     mark(folder, "done", ended=time.time(), record=str(result))
     return str(result)
+
+
+EARLIER_ATTEMPT_GRACE_S = 120.0
+
+
+def wait_for_earlier_attempt(folder: Path, grace_s: float = EARLIER_ATTEMPT_GRACE_S) -> None:
+    """An engine reruns a job once it has given the last attempt up (its node lost, its task killed), but that
+    attempt's process may take a while to notice and exit; where it runs on this machine (several Ray nodes or
+    Slurm jobs share a host) it would still hold the record's lock. Wait up to `grace_s` for it to end; if it
+    lives on, the lock check that follows refuses, as for any live writer."""
+    from clbench.protocol.checkpoint import process_alive
+
+    earlier = read_status(folder)
+    pid = earlier.get("pid")
+    if (earlier.get("state") != "running" or earlier.get("host") != socket.gethostname()
+            or not isinstance(pid, int) or pid == os.getpid()):
+        return
+    deadline = time.monotonic() + grace_s
+    while process_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 NODE_VARIABLE = "CLBENCH_ENGINE_NODE"  # set by an engine's entry point: the node the job runs on (Ray's node id)
