@@ -21,7 +21,6 @@ so the same seed, order and step give the same memory, as in `clbench run`.
 """
 from __future__ import annotations
 
-import time
 from typing import Any, Callable
 
 import torch
@@ -33,6 +32,7 @@ from torch import Tensor, nn
 from clbench.condense.checks import condenser_name
 from clbench.condensers import condenser_options, get_condenser, new_condenser
 from clbench.condensers.base import Condenser, expansion
+from clbench.core.costs import Cost, measured
 from clbench.core.errors import UsageError
 from clbench.memory.store import Memory, MemoryBudget
 from clbench.nets.networks import build_network
@@ -90,7 +90,7 @@ class CondensedBuffer(ExemplarsBuffer):
         self.memory = Memory()
         self.step = 0  # experiences condensed so far (the `step` of the seeds)
         self.last_ipc = 0
-        self.last_condense_seconds = 0.0
+        self.last_condense_cost = Cost()  # the latest condensation's seconds and peak memory
         self.last_facts: dict[str, Any] = {}
 
     @property
@@ -118,6 +118,10 @@ class CondensedBuffer(ExemplarsBuffer):
         self.step, self.memory = step, memory
         self.buffer = self._dataset()
 
+    @property
+    def last_condense_seconds(self) -> float:  # the name before last_condense_cost; still read by users' code
+        return self.last_condense_cost.seconds
+
     # -- condensing one experience ------------------------------------------------------------------------
     def add_experience(self, exp: Any) -> None:
         images, labels = self.read(exp.dataset)
@@ -134,12 +138,11 @@ class CondensedBuffer(ExemplarsBuffer):
         if ipc > smallest:
             raise UsageError(f"memory {self.budget}: {ipc} images per class, but a new class has only {smallest} "
                              f"training images in this experience")
-        start = time.perf_counter()
-        synthetic = condense_new_classes(
-            self.condenser, images, labels, new, ipc, seed=self.seed, order=self.order, step=self.step,
-            make_network=self._network_builder(images), device=self.device, num_classes=self.num_classes,
-            progress=self.progress, extras=self.extras)
-        self.last_condense_seconds = time.perf_counter() - start
+        with measured(self.device) as self.last_condense_cost:
+            synthetic = condense_new_classes(
+                self.condenser, images, labels, new, ipc, seed=self.seed, order=self.order, step=self.step,
+                make_network=self._network_builder(images), device=self.device, num_classes=self.num_classes,
+                progress=self.progress, extras=self.extras)
         self.last_facts = dict(getattr(synthetic, "facts", {}) or {})
         self._shrink(ipc, self.step)
         self.memory.add(synthetic.images.detach().to(self.device), synthetic.labels.to(self.device))

@@ -13,7 +13,6 @@ through the `condense_progress` and `train_progress` callbacks.
 """
 from __future__ import annotations
 
-import time
 from typing import Any, Callable
 
 import torch
@@ -22,6 +21,7 @@ from torch import Tensor, nn
 
 from clbench.condense.checks import condenser_name
 from clbench.condensers.base import Condenser
+from clbench.core.costs import measured
 from clbench.core.errors import NonFiniteError
 from clbench.core.seeding import derive_seed, generator
 from clbench.data.datasets import RealData
@@ -100,9 +100,9 @@ class CondensedRehearsal(BaseTemplate):
         ipc = self.budget.per_class(len(seen))
         result = StepResult(self.step, new_classes, seen, ipc, {})
 
-        start = time.perf_counter()
-        synthetic = self._condense(indices, new_classes, ipc)
-        result.condense_seconds = time.perf_counter() - start
+        with measured(self.device) as cost:
+            synthetic = self._condense(indices, new_classes, ipc)
+        result.condense_seconds, result.condense_peak_bytes = cost.seconds, cost.peak_bytes
         result.condenser_facts = jsonable(getattr(synthetic, "facts", {}) or {})
         shrink_older_classes(self.memory, ipc, self.condenser, seed=self.seed, order=self.order_index,
                              step=self.step)
@@ -110,9 +110,9 @@ class CondensedRehearsal(BaseTemplate):
         result.memory_sizes = self.memory.sizes()
         result.memory_bytes = memory_bytes(self.memory, self.condenser)
 
-        start = time.perf_counter()
-        self.networks = self._retrain()
-        result.train_seconds = time.perf_counter() - start
+        with measured(self.device) as cost:
+            self.networks = self._retrain()
+        result.train_seconds, result.train_peak_bytes = cost.seconds, cost.peak_bytes
         self.model = self.networks[-1]
         self.last_step = result
 

@@ -165,6 +165,60 @@ def test_memory_bytes_count_images_at_their_stored_dtype(dm_run, tmp_path):
     assert "memory (MiB)" not in [c.title for c in continual_table(summary_rows([dm, rnd])).columns]
 
 
+def test_peak_memory_follows_an_allocation_and_is_reset_for_each_phase():
+    """The CPU meter reads the process's RSS high-water mark since the phase began: a 256 MiB buffer touched
+    inside one phase raises its peak by about that much, and the next phase, which allocates nothing, does not
+    inherit it (the mark is reset, not read since the process started)."""
+    from clbench.core.costs import measured
+
+    with measured("cpu") as before:
+        pass
+    with measured("cpu") as big:
+        buffer = torch.ones(64 * 2**20)  # 256 MiB, written, so resident
+        del buffer
+    with measured("cpu") as after:
+        pass
+    assert None not in (before.peak_bytes, big.peak_bytes, after.peak_bytes)
+    assert big.peak_bytes - before.peak_bytes > 200 * 2**20
+    assert after.peak_bytes < big.peak_bytes - 200 * 2**20
+
+
+def test_every_protocol_records_each_phase_s_peak_memory_and_compare_shows_or_hides_it(dm_run, tmp_path):
+    """retrain (dm_run), replay, joint and static each write condense/train peaks the size of a process (> the
+    data), and compare's peak columns are the highest step's, hidden by --no-costs."""
+    from clbench.protocol.continual import run
+    from clbench.protocol.static import StaticConfig, run_static
+    from clbench.report.compare import continual_table, static_table
+    from clbench.report.rows import static_rows, summary_rows
+
+    _, dm = dm_run
+    _, replay = run(RunConfig(condenser="random", learner="replay", out=str(tmp_path), **TINY))
+    _, joint = run(RunConfig(learner="joint", out=str(tmp_path), **TINY))
+    for record, phases in ((dm, ("condense", "train")), (replay, ("condense", "train")), (joint, ("train",))):
+        for order in record["orders"]:
+            for step in order["steps"]:
+                for phase in phases:
+                    assert step[f"{phase}_peak_bytes"] > 50 * 2**20  # python + torch alone are more
+    rows = summary_rows([dm])
+    highest = max(s["train_peak_bytes"] for o in dm["orders"] for s in o["steps"]) / 2**20
+    assert rows[0]["train_peak_mib"] == pytest.approx(highest)
+    titles = [c.title for c in continual_table(rows).columns]
+    assert "condense peak (MiB)" in titles and "train peak (MiB)" in titles and "memory (MiB)" in titles
+    hidden = [c.title for c in continual_table(rows, costs=False).columns]
+    assert not {"condense peak (MiB)", "train peak (MiB)", "memory (MiB)", "condense s/order"} & set(hidden)
+    assert "final acc (%)" in hidden
+
+    _, static = run_static(StaticConfig(condenser="random", dataset="digits", ipc=2, sets=1, evals=1, width=8,
+                                        eval_nets=("convnet",),
+                                        profile="quick", device="cpu", out=str(tmp_path / "static"),
+                                        train={"epochs": 1}))
+    (entry,) = static["sets"]
+    assert entry["condense_peak_bytes"] > 50 * 2**20 and entry["train_peak_bytes"] > 50 * 2**20
+    table = static_table(static_rows([static]))
+    assert "ipc 2 peak MiB" in [c.title for c in table.columns]
+    assert "ipc 2 peak MiB" not in [c.title for c in static_table(static_rows([static]), costs=False).columns]
+
+
 def test_a_file_lacking_a_later_steps_class_fails_at_the_first_step(dm_run, tmp_path):
     """Each order's file is checked against the whole class order when it is first read, not step by step."""
     from clbench.core.errors import ClbenchError

@@ -15,6 +15,8 @@ def compare(
              "(seed, order, network), 95% CI and paired t-test p-value"),
     plot: Optional[str] = typer.Option(None, "--plot",
                                        help="also write the accuracy curve to this file (.png, .pdf, .svg)"),
+    costs: bool = typer.Option(True, "--costs/--no-costs",
+                               help="show what each memory cost: MiB stored, seconds and peak memory per phase"),
 ) -> None:
     """Put run records side by side: final accuracy, average incremental accuracy, forgetting, time."""
     from rich.console import Console
@@ -52,12 +54,12 @@ def compare(
     static = [r for r in found if r.get("kind") == "static"]
     console = Console(soft_wrap=fmt != "table")
     if continual:
-        print_table(summary_rows(continual, baseline=baseline), fmt, console)
+        print_table(summary_rows(continual, baseline=baseline), fmt, console, costs)
     if static:
         from clbench.report.compare import render_static
         from clbench.report.rows import static_rows
 
-        render_static(static_rows(static), fmt, console)
+        render_static(static_rows(static), fmt, console, costs)
     if plot is not None and continual:
         from clbench.report.plots import curve_figure, save_figure
 

@@ -14,10 +14,9 @@ overrides like any recipe value.
 """
 from __future__ import annotations
 
-import time
-
 import torch
 
+from clbench.core.costs import measured
 from clbench.core.seeding import derive_seed, generator
 from clbench.memory.store import stored_bytes
 from clbench.protocol.base import ContinualProtocol, OrderRun
@@ -43,24 +42,24 @@ class Joint(ContinualProtocol):
             hooks.step_started(t, run.groups[t])
             seen = [c for g in run.groups[: t + 1] for c in g]
             with step_errors(run, t, "none"):
-                began = time.perf_counter()
-                images, labels = _of_classes(data.train_images, data.train_labels, seen)
-                nets = [run.make_network(derive_seed(seed, order, t, "network", k))
-                        for k in range(p.networks_per_step)]
-                gens = [generator(derive_seed(seed, order, t, "train", k), p.device)
-                        for k in range(p.networks_per_step)]
-                train_networks(nets, images, labels, p.recipe, augment, gens, hooks.train_progress,
-                               None if hooks.train_loss is None else (
-                                   lambda k, epoch, loss: hooks.train_loss(k, epoch, epochs, loss)))
-                seconds = time.perf_counter() - began
+                with measured(p.device) as cost:
+                    images, labels = _of_classes(data.train_images, data.train_labels, seen)
+                    nets = [run.make_network(derive_seed(seed, order, t, "network", k))
+                            for k in range(p.networks_per_step)]
+                    gens = [generator(derive_seed(seed, order, t, "train", k), p.device)
+                            for k in range(p.networks_per_step)]
+                    train_networks(nets, images, labels, p.recipe, augment, gens, hooks.train_progress,
+                                   None if hooks.train_loss is None else (
+                                       lambda k, epoch, loss: hooks.train_loss(k, epoch, epochs, loss)))
                 results = evaluate_networks(nets, *_of_classes(data.test_images, data.test_labels, seen), p.recipe)
             sizes = {c: int(n) for c, n in zip(seen, torch.bincount(labels, minlength=data.num_classes)[seen].tolist())}
             per_class = [class_acc for _, class_acc in results]
             result = StepResult(t, list(run.groups[t]), seen, min(sizes.values()), sizes,
                                 [acc for acc, _ in results],
                                 {c: sum(pc[c] for pc in per_class) / len(per_class) for c in per_class[0]},
-                                0.0, seconds, {},
-                                stored_bytes(int(labels.numel()), tuple(images.shape[1:]), itemsize=1))  # real: uint8
+                                0.0, cost.seconds, {},
+                                stored_bytes(int(labels.numel()), tuple(images.shape[1:]), itemsize=1),  # uint8
+                                train_peak_bytes=cost.peak_bytes)
             empty = {"images": images[:0].cpu(), "labels": labels[:0].cpu()}  # nothing to carry to the next step
             run.recorder.record(result, empty)
         return None

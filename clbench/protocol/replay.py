@@ -27,6 +27,7 @@ import torch
 from avalanche.core import SupervisedPlugin
 from torch import Tensor, nn
 
+from clbench.core.costs import PeakMeter
 from clbench.core.errors import NonFiniteError, UsageError
 from clbench.core.seeding import derive_seed, generator
 from clbench.core.speed import tf32
@@ -68,9 +69,12 @@ class _Recipe(SupervisedPlugin):
         self.optimizer_state = optimizer_state  # a resumed order's SGD momentum, loaded at its first experience
         self.generator: torch.Generator | None = None
         self.loss_sum, self.seen = torch.zeros(()), 0
+        # training's peak memory: read after each epoch, before the storage policy condenses (after_training_exp)
+        self.meter, self.train_peak_bytes = PeakMeter(device), None
 
     def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
         self.epoch = 0
+        self.meter.reset()
         self.generator = generator(derive_seed(self.seed, self.order, self.step, "train"), self.device)
         if self.optimizer_state is not None:  # after Avalanche's first make_optimizer, which clears the state
             strategy.optimizer.load_state_dict(self.optimizer_state)
@@ -96,6 +100,7 @@ class _Recipe(SupervisedPlugin):
 
     def after_training_epoch(self, strategy: Any, **kwargs: Any) -> None:
         self.epoch += 1
+        self.train_peak_bytes = self.meter.peak()
         if self.train_loss is not None:
             self.train_loss(0, self.epoch, self.recipe.total_epochs, float(self.loss_sum / max(self.seen, 1)))
         self.progress(self.epoch, self.recipe.total_epochs)
@@ -221,9 +226,11 @@ def run_replay_order(run: OrderRun, fast_batches: bool = True) -> Memory:
             seen = [c for g in groups[: t + 1] for c in g]
             mask = torch.isin(data.test_labels, torch.tensor(seen, device=data.test_labels.device))
             accuracy, class_accuracy = evaluate(net, data.test_images[mask], data.test_labels[mask], recipe)
+        condensed = buffer.last_condense_cost
         result = StepResult(t, list(groups[t]), seen, buffer.last_ipc, buffer.sizes(), [accuracy], class_accuracy,
-                            buffer.last_condense_seconds, seconds - buffer.last_condense_seconds,
-                            jsonable(buffer.last_facts), memory_bytes(buffer.memory, buffer.condenser))
+                            condensed.seconds, seconds - condensed.seconds, jsonable(buffer.last_facts),
+                            memory_bytes(buffer.memory, buffer.condenser), condensed.peak_bytes,
+                            schedule.train_peak_bytes)
         run.recorder.record(result, buffer.memory.state(),
                             {"network": net.state_dict(), "optimizer": optimizer.state_dict()})
     return buffer.memory

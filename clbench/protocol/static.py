@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -24,6 +23,7 @@ import numpy as np
 from torch import Tensor, nn
 
 from clbench.condense.checks import OUT_OF_MEMORY
+from clbench.core.costs import measured
 from clbench.core.errors import AlreadyComplete, ClbenchError, Interrupted, OutputError, UsageError
 from clbench.core.seeding import derive_seed, generator
 from clbench.data.datasets import RealData
@@ -287,33 +287,36 @@ def run_set(p: PreparedStatic, index: int, data: RealData, reporter: StaticRepor
         reporter.condense_progress(done, total, info)
     ds, c = p.dataset, p.config
     augment = p.recipe.augment()
-    start = time.perf_counter()
-    synthetic = condense_all(p, index, train_x, train_y, condense_progress)
-    condense_seconds = time.perf_counter() - start
+    with measured(p.device) as condensed:
+        synthetic = condense_all(p, index, train_x, train_y, condense_progress)
     images, labels = synthetic.images.detach().to(p.device), synthetic.labels.to(p.device)
     files = saving(lambda: save_synthetic(record_path, index, images, labels, ds), record_path)
 
     accuracies: dict[str, list[float]] = {}
     class_accuracy: dict[str, dict[str, float]] = {}
     train_seconds: dict[str, float] = {}
+    train_peaks: list[int] = []
     for name in c.eval_nets:
-        start = time.perf_counter()
         per_class: list[dict[int, float]] = []
         accuracies[name] = []
-        for e in range(p.evals):
-            def progress(done: int, total: int, n: str = name, e: int = e) -> None:
-                check_stop()
-                reporter.train_progress(n, e, done, total)
+        with measured(p.device) as trained:
+            for e in range(p.evals):
+                def progress(done: int, total: int, n: str = name, e: int = e) -> None:
+                    check_stop()
+                    reporter.train_progress(n, e, done, total)
 
-            acc, class_acc = train_and_test(
-                name, images, labels, test_x, test_y, p.recipe, augment, ds.num_classes,
-                network_seed=derive_seed(c.seed, index, 0, "network", e),
-                train_seed=derive_seed(c.seed, index, 0, "train", e), progress=progress, width=p.width_for(name))
-            accuracies[name].append(acc)
-            per_class.append(class_acc)
-            reporter.evaluated(index, name, e, acc)
+                acc, class_acc = train_and_test(
+                    name, images, labels, test_x, test_y, p.recipe, augment, ds.num_classes,
+                    network_seed=derive_seed(c.seed, index, 0, "network", e),
+                    train_seed=derive_seed(c.seed, index, 0, "train", e), progress=progress,
+                    width=p.width_for(name))
+                accuracies[name].append(acc)
+                per_class.append(class_acc)
+                reporter.evaluated(index, name, e, acc)
         class_accuracy[name] = {str(k): float(np.mean([pc[k] for pc in per_class])) for k in per_class[0]}
-        train_seconds[name] = time.perf_counter() - start
+        train_seconds[name] = trained.seconds
+        if trained.peak_bytes is not None:
+            train_peaks.append(trained.peak_bytes)
     return {
         "set": index,
         "complete": True,
@@ -322,8 +325,10 @@ def run_set(p: PreparedStatic, index: int, data: RealData, reporter: StaticRepor
         "accuracies": accuracies,
         "accuracy_mean": {n: float(np.mean(a)) for n, a in accuracies.items()},
         "class_accuracy": class_accuracy,
-        "condense_seconds": condense_seconds,
+        "condense_seconds": condensed.seconds,
         "train_seconds": train_seconds,
+        **({} if condensed.peak_bytes is None else {"condense_peak_bytes": condensed.peak_bytes}),
+        **({"train_peak_bytes": max(train_peaks)} if train_peaks else {}),
         "condenser_facts": jsonable(getattr(synthetic, "facts", {}) or {}),
         **files,
     }

@@ -33,6 +33,8 @@ class StepEntry(TypedDict, total=False):
     train_seconds: float
     condenser_facts: dict[str, Any]  # whatever the condenser reported (iterations, losses, weights, ...)
     memory_bytes: int  # the memory after this step as stored: images at their dtype (uint8 real), labels
+    condense_peak_bytes: int  # peak memory while condensing (clbench.core.costs: CUDA allocated, or CPU RSS)
+    train_peak_bytes: int  # peak memory while training the step's networks
 
 
 @dataclass
@@ -50,6 +52,8 @@ class StepResult:
     train_seconds: float = 0.0
     condenser_facts: dict[str, Any] = field(default_factory=dict)
     memory_bytes: int | None = None  # the memory as stored (clbench.memory.store.stored_bytes); None: not known
+    condense_peak_bytes: int | None = None  # clbench.core.costs.measured; None: not measurable there
+    train_peak_bytes: int | None = None
 
 
 def step_entry(result: StepResult) -> StepEntry:
@@ -66,7 +70,8 @@ def step_entry(result: StepResult) -> StepEntry:
         "condense_seconds": result.condense_seconds,
         "train_seconds": result.train_seconds,
         "condenser_facts": result.condenser_facts,
-        **({} if result.memory_bytes is None else {"memory_bytes": result.memory_bytes}),
+        **{key: value for key in ("memory_bytes", "condense_peak_bytes", "train_peak_bytes")
+           if (value := getattr(result, key)) is not None},
     }
 
 
@@ -90,6 +95,8 @@ class SetEntry(TypedDict, total=False):
     class_accuracy: dict[str, dict[str, float]]  # evaluation network -> class id -> accuracy, percent
     condense_seconds: float
     train_seconds: dict[str, float]  # evaluation network -> seconds
+    condense_peak_bytes: int  # as in StepEntry, where measurable
+    train_peak_bytes: int  # the highest over the evaluation trainings
     condenser_facts: dict[str, Any]
     # plus the set's files beside the record (tensors, picture), as written by clbench.records.snapshots
 

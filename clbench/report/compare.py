@@ -39,7 +39,13 @@ BASE_FIELDS = [
     Field("memory_mib", "memory (MiB)", "MiB"),
     Field("condense_seconds_per_order", "condense s/order", "cond s"),
     Field("train_seconds_per_order", "train s/order", "train s"),
+    Field("condense_peak_mib", "condense peak (MiB)", "cond peak"),
+    Field("train_peak_mib", "train peak (MiB)", "train peak"),
 ]
+# What a memory cost (bytes stored, seconds, peak memory): shown unless `--no-costs` hides them
+COST_KEYS = ("memory_mib", "condense_seconds_per_order", "train_seconds_per_order", "condense_peak_mib",
+             "train_peak_mib")
+OPTIONAL_KEYS = ("variant", "memory_mib", "condense_peak_mib", "train_peak_mib")  # old records lack the costs
 BASELINE_FIELDS = [
     Field("diff", "Δ final vs {b}", "Δ {b}"), Field("ci", "95% CI", "95% CI"), Field("p_value", "p", "p"),
 ]
@@ -77,9 +83,9 @@ def _cell(row: dict[str, Any], key: str) -> str:
     return str(value)
 
 
-def _fields(rows: list[dict[str, Any]], compact: bool) -> list[Field]:
-    fields = list(BASE_FIELDS)
-    for optional in ("variant", "memory_mib"):  # shown where some row has one (old records lack the bytes)
+def _fields(rows: list[dict[str, Any]], compact: bool, costs: bool = True) -> list[Field]:
+    fields = [f for f in BASE_FIELDS if costs or f.key not in COST_KEYS]
+    for optional in OPTIONAL_KEYS:  # shown where some row has one
         if not any(r.get(optional) for r in rows):
             fields = [f for f in fields if f.key != optional]
     if compact and rows:
@@ -114,13 +120,14 @@ def _value_fields(data: list[dict[str, Any]], fallback: list[str]) -> list[str]:
     return list(dict.fromkeys(k for r in data for k in r)) if data else list(fallback)
 
 
-def continual_table(rows: list[dict[str, Any]]) -> Table:
-    """The table of `summary_rows`: full titles for the files, a compact terminal version beside it."""
+def continual_table(rows: list[dict[str, Any]], costs: bool = True) -> Table:
+    """The table of `summary_rows`: full titles for the files, a compact terminal version beside it; `costs`
+    False leaves out the cost columns (COST_KEYS)."""
     notes, refs = footnotes([r.get("notes", []) for r in rows])
     value_fields = _value_fields(rows, [f.key for f in BASE_FIELDS])
 
     def build(compact: bool) -> Table:
-        fields = _fields(rows, compact)
+        fields = _fields(rows, compact, costs)
         columns = [Column(f.short if compact else f.title, numeric=f.key not in TEXT_KEYS, wrap=f.key == "variant",
                           key=f.key in ROW_KEYS) for f in fields]
         return Table("clbench results", columns, [[_cell(r, f.key) for f in fields] for r in rows], rows,
@@ -136,12 +143,19 @@ STATIC_CAPTION = "test accuracy (%) on the full test set, mean ± std over synth
 STATIC_LINE = ("dataset", "condenser", "profile")
 
 
-def static_table(rows: list[dict[str, Any]]) -> Table:
-    """The table of `clbench.report.rows.static_rows`: one line per (dataset, condenser, profile)."""
+STATIC_COSTS = (("condense_seconds_per_set", "cond s/set", "{:.1f}"), ("condense_peak_mib", "peak MiB", "{:.0f}"))
+
+
+def static_table(rows: list[dict[str, Any]], costs: bool = True) -> Table:
+    """The table of `clbench.report.rows.static_rows`: one line per (dataset, condenser, profile); with `costs`,
+    each ipc's condensation seconds per set and peak memory (where measured) after its accuracy columns."""
     columns = sorted({(r["ipc"], r["network"]) for r in rows}, key=lambda c: (c[0], c[1]))
     lines: dict[tuple, dict[tuple, dict]] = {}
     for r in rows:
         lines.setdefault(tuple(r[k] for k in STATIC_LINE), {})[(r["ipc"], r["network"])] = r
+    ipcs = sorted({ipc for ipc, _ in columns})
+    cost_columns = [(ipc, key, f"ipc {ipc} {title}", form) for ipc in ipcs for key, title, form in STATIC_COSTS
+                    if costs and any(r["ipc"] == ipc and r.get(key) is not None for r in rows)]
     titles = [f"ipc {ipc} {net}" for ipc, net in columns]
     cells, data = [], []
     for key, by_column in sorted(lines.items()):
@@ -152,17 +166,23 @@ def static_table(rows: list[dict[str, Any]]) -> Table:
             row_cells.append(f"{r['mean']:.2f} ± {r['std']:.2f}" if ok else "-")
             row_data[f"{title} mean"] = r["mean"] if ok else None
             row_data[f"{title} std"] = r["std"] if ok else None
+        for ipc, cost, title, form in cost_columns:  # one condensation serves every evaluation network
+            value = next((r[cost] for (i, _), r in sorted(by_column.items()) if i == ipc and r.get(cost) is not None),
+                         None)
+            row_cells.append("-" if value is None else form.format(value))
+            row_data[title] = value
         cells.append(row_cells)
         data.append(row_data)
+    titles += [title for _, _, title, _ in cost_columns]
     headers = [Column(k, key=True) for k in STATIC_LINE] + [Column(t, numeric=True) for t in titles]
     return Table("static condensation", headers, cells, data, _value_fields(data, [c.title for c in headers]),
                  STATIC_CAPTION)
 
 
 # -- output ----------------------------------------------------------------------------------------------
-def render(rows: list[dict[str, Any]], fmt: str) -> str:
+def render(rows: list[dict[str, Any]], fmt: str, costs: bool = True) -> str:
     """The text of the continual table in `fmt` (every format but `table`, which needs a console)."""
-    return render_text(continual_table(rows), fmt)
+    return render_text(continual_table(rows, costs), fmt)
 
 
 def show(table: Table, fmt: str, console) -> None:
@@ -175,11 +195,11 @@ def show(table: Table, fmt: str, console) -> None:
             console.print(part)
 
 
-def print_table(rows: list[dict[str, Any]], fmt: str, console) -> None:
+def print_table(rows: list[dict[str, Any]], fmt: str, console, costs: bool = True) -> None:
     """Print the continual rows (`summary_rows`) in `fmt`."""
-    show(continual_table(rows), fmt, console)
+    show(continual_table(rows, costs), fmt, console)
 
 
-def render_static(rows: list[dict[str, Any]], fmt: str, console) -> None:
+def render_static(rows: list[dict[str, Any]], fmt: str, console, costs: bool = True) -> None:
     """Print the static rows (`static_rows`) in `fmt`."""
-    show(static_table(rows), fmt, console)
+    show(static_table(rows, costs), fmt, console)

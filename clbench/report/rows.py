@@ -219,6 +219,8 @@ def _row(group: Group) -> dict[str, Any]:
             "forgetting_mean": m.forgetting[0],
             "forgetting_std": m.forgetting[1],
             "memory_mib": _final_memory_mib(complete.values()),
+            "condense_peak_mib": _peak_mib(complete.values(), "condense"),
+            "train_peak_mib": _peak_mib(complete.values(), "train"),
             "condense_seconds": total_seconds(group.orders.values(), "condense"),
             "train_seconds": total_seconds(group.orders.values(), "train"),
             "condense_seconds_per_order": mean_std(per_order_condense)[0],
@@ -243,6 +245,13 @@ def _final_memory_mib(orders: Iterable[dict[str, Any]]) -> float | None:
     clbench counted it."""
     sizes = [o["steps"][-1]["memory_bytes"] for o in orders if o.get("steps") and "memory_bytes" in o["steps"][-1]]
     return sum(sizes) / len(sizes) / 2**20 if sizes else None
+
+
+def _peak_mib(orders: Iterable[dict[str, Any]], phase: str) -> float | None:
+    """The highest peak memory of any step's `phase` (condense, train) over the orders (MiB): what a machine
+    needs to run it; None where no step measured it (old records, a system without the counter)."""
+    peaks = [s[f"{phase}_peak_bytes"] for o in orders for s in o.get("steps", []) if f"{phase}_peak_bytes" in s]
+    return max(peaks) / 2**20 if peaks else None
 
 
 def _protocol_words(group: Group) -> str:
@@ -365,7 +374,8 @@ def static_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     Row fields: dataset, condenser, ipc, profile, network (the evaluation network), condensed_with (the
     condensation network), sets (distinct set indices), n (trainings pooled), mean, std (percent, population
-    std), condense_seconds, train_seconds (this network's training), complete, records. Non-static records are
+    std), condense_seconds, train_seconds (this network's training), condense_seconds_per_set,
+    condense_peak_mib (the highest set's; None where unmeasured), complete, records. Non-static records are
     ignored, so `compare` may pass every record it found.
     """
     groups: dict[tuple, list[tuple[dict, str]]] = {}
@@ -386,13 +396,15 @@ def static_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for full, members in sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
         key = full[: len(STATIC_KEY_FIELDS)]
-        values, set_ids, condense, train = [], set(), 0.0, 0.0
+        values, set_ids, condense, train, peaks, condensed = [], set(), 0.0, 0.0, [], 0
         for record, name in members:
             done = [s for s in record.get("sets", []) if s.get("complete")]
             values.extend(static_accuracies(done, name))
             set_ids.update(s["set"] for s in done)
             condense += sum(float(s["condense_seconds"]) for s in done)
             train += sum(float(s["train_seconds"].get(name, 0.0)) for s in done)
+            peaks += [s["condense_peak_bytes"] for s in done if "condense_peak_bytes" in s]
+            condensed += len(done)
         row = dict(zip(STATIC_KEY_FIELDS, key))
         siblings = by_condenser[_without_ipc(full)]
         differs = differing_settings(siblings, variants[full]) if len(siblings) > 1 else ""
@@ -407,6 +419,8 @@ def static_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "std": std,
             "condense_seconds": condense,
             "train_seconds": train,
+            "condense_seconds_per_set": condense / condensed if condensed else None,
+            "condense_peak_mib": max(peaks) / 2**20 if peaks else None,
             "complete": all(r.get("complete") for r, _ in members),
             "records": len({r["run_id"] for r, _ in members}),
         })
