@@ -23,12 +23,17 @@ data:
 		|| echo "note: could not install dataset-fashion-mnist; tests that need it are skipped"; \
 	fi
 
-# Debian's Slurm, slurmdbd, munge and MariaDB for the real-engine sweep tests (tests/engines), where the machine
-# allows it (root and apt); their tests skip otherwise (and fail under CLBENCH_REQUIRE_ENGINES=1, as on CI).
+# Debian's Slurm, slurmdbd, munge and MariaDB for the real-engine sweep tests (tests/engines), and Chromium for the
+# report's browser tests (tests/test_report_page.py), where the machine allows it (root and apt); their tests skip
+# otherwise (and fail under CLBENCH_REQUIRE_ENGINES=1, as on CI).
 engines:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		bash tests/engines/slurm/cluster.sh install \
 		|| echo "note: could not install Slurm; the Slurm sweep tests are skipped"; \
+		command -v chromium >/dev/null || (DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			--no-install-recommends chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 \
+			&& DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1)) \
+		|| echo "note: could not install chromium; the report's browser tests are skipped"; \
 	fi
 
 # The demo: random, herding, DM and DDM on Fashion-MNIST (quick profile), then the comparison table.

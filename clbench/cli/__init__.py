@@ -69,6 +69,7 @@ COMMANDS = [
     ("diagnose", "diagnose", "diagnose"),
     ("sweep", "sweep", "sweep"),
     ("export", "export", "export"),
+    ("report", "report", "report"),
 ]
 
 

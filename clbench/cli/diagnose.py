@@ -56,50 +56,22 @@ def diagnose(
         typer.echo(f"diagnosis: {out}")
 
 
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3g}"
-
-
-def _pair(syn: float | None, real: float | None) -> str:
-    return f"{_num(syn)} ({_num(real)})"
-
-
-METRIC_TITLES = {
-    "mean_gap": "style gap: channel mean",
-    "std_gap": "style gap: channel std",
-    "gram_gap": "style gap: Gram",
-    "pairwise": "diversity: pairwise dist",
-    "knn": "diversity: k-NN dist",
-}
-
-
 def _summary_table(doc: dict[str, Any], console) -> None:
     """Metrics as rows, records as columns: DM and DDM side by side (a narrow terminal splits the records)."""
     from clbench.report.compare import show
-    from clbench.report.diagnose import METRICS, summary_rows
-    from clbench.report.table import Column, Table
+    from clbench.report.diagnose import summary_table
 
-    c = doc["config"]
-    rows = summary_rows(doc)
-    columns = [Column("metric", key=True, wrap=True)]
-    columns += [Column(f"{row['condenser']} {row['dataset']} {row['ipc']}", numeric=True) for row in rows]
-    cells = [[METRIC_TITLES[m], *[_pair(row[f"{m}_synthetic"], row[f"{m}_real"]) for row in rows]] for m in METRICS]
-    cells += [[f"{METRIC_TITLES[m]}, synthetic / real", *[_num(row[f"{m}_ratio"]) for row in rows]]
-              for m in ("pairwise", "knn")]
-    show(Table("diagnosis", columns, cells, [], [],
-               f"synthetic (random real of the same count), mean over sets, classes and {c['seeds']} networks; "
-               f"{c['taps']} taps, k={c['k']}. Style gap: lower is closer to the real data; diversity: higher is "
-               f"more diverse"), "table", console)
+    show(summary_table(doc), "table", console)
 
 
 def _class_table(result: dict[str, Any], console) -> None:
     from clbench.report.compare import show
-    from clbench.report.diagnose import METRICS, class_rows
+    from clbench.report.diagnose import METRICS, class_rows, pair
     from clbench.report.table import Column, Table
 
     columns = [Column("set", key=True), Column("class", key=True), Column("n", numeric=True)]
     columns += [Column(title, numeric=True) for title in ("mean gap", "std gap", "Gram gap", "pairwise", "k-NN")]
-    cells = [[row["set"], row["class"], str(row["n"]), *[_pair(row[f"{m}_synthetic"], row[f"{m}_real"]) for m in METRICS]]
+    cells = [[row["set"], row["class"], str(row["n"]), *[pair(row[f"{m}_synthetic"], row[f"{m}_real"]) for m in METRICS]]
              for row in class_rows(result)]
     show(Table(f"{result['condenser']} on {result['dataset']} ({result['ipc']}) per class", columns, cells, [], [],
                "synthetic (random real of the same count)"), "table", console)

@@ -1,0 +1,32 @@
+"""`clbench report FOLDER... --out report.html`: one self-contained HTML page of everything found."""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+
+def report(
+    paths: Optional[List[str]] = typer.Argument(None, help="record files or folders: results, static tables, "
+                                                           "diagnoses, sweep folders (default: results/)"),
+    out: str = typer.Option("report.html", "--out", "-o", help="the page to write (.html); an earlier clbench "
+                                                               "report there is replaced, any other file refused"),
+    baseline: Optional[str] = typer.Option(None, "--baseline", "-b",
+                                           help="condenser the continual table compares against (as compare)"),
+    images: str = typer.Option("preview", "--images", help="memory pictures: preview (the first order or set of "
+                                                          "each record, scaled to 360 px), full (all, as saved) "
+                                                          "or none"),
+    title: Optional[str] = typer.Option(None, "--title", help="the page's title"),
+) -> None:
+    """Write one HTML page (tables, curves, memory pictures, configurations) that opens offline in any browser."""
+    from clbench.report.page import write_report
+
+    if baseline is not None:
+        from clbench.condensers import canonical_name
+
+        baseline = canonical_name(baseline)
+    path, page, size = write_report(paths or ["results"], out, baseline=baseline, images=images, title=title)
+    for problem in page.problems:
+        typer.echo(f"unreadable: {problem.path}: {problem.reason}", err=True)
+    typer.echo(f"report: {path} ({size / 2**20:.2f} MiB, {len(page.records)} record(s), "
+               f"{page.seconds:.1f} s)")

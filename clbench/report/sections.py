@@ -1,0 +1,257 @@
+"""The sections of `clbench report`'s page, from the files found: what each shows and where its numbers come from.
+
+Found files are sorted into run records (continual and static: clbench.records.record.load_record), diagnoses
+(`clbench diagnose` documents) and sweep folders (a `.sweep.json` plan: their jobs' states, and their gathered
+records only, not each job's copy). Every table is one that `clbench compare`, `clbench diagnose` or `clbench
+sweep --status` prints, rendered by the page, so the page and the terminal never disagree.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from clbench.report.page import Builder
+
+
+@dataclass
+class Found:
+    records: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
+    diagnoses: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
+    sweeps: list[Path] = field(default_factory=list)
+
+
+def collect(builder: Builder) -> Found:
+    """Every readable file under the sources; each unreadable one becomes a listed problem."""
+    from clbench.records.record import RECORD_SUFFIX, RecordError, load_record
+    from clbench.report.diagnose import SCHEMA as DIAGNOSE_SCHEMA
+    from clbench.sweep.spec import SWEEP_FILE
+
+    found = Found()
+    files: list[Path] = []
+    for source in builder.sources:
+        if source.is_file():
+            files.append(source)
+            continue
+        sweeps = sorted(p.parent for p in source.rglob(SWEEP_FILE))
+        found.sweeps += sweeps
+        for file in sorted(source.rglob(f"*{RECORD_SUFFIX}")):
+            if file.name.startswith(".") or any(_inside(file, s / "jobs") for s in sweeps):
+                continue  # a sweep's jobs hold copies of the orders its gathered records already have
+            files.append(file)
+    for file in files:
+        try:
+            found.records.append((file, load_record(file)))
+        except RecordError as exc:
+            document = _diagnosis(file, DIAGNOSE_SCHEMA)
+            if document is not None:
+                found.diagnoses.append((file, document))
+            else:
+                builder.page.problems.append(_problem(file, str(exc)))
+    return found
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.relative_to(folder)
+        return True
+    except ValueError:
+        return False
+
+
+def _diagnosis(file: Path, schema: str) -> dict[str, Any] | None:
+    try:
+        if not file.is_file() or file.stat().st_size > 64 << 20:
+            return None
+        document = json.loads(file.read_text())
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(document, dict) and document.get("schema") == schema and isinstance(document.get("records"), list)
+    return document if ok else None
+
+
+def _problem(file: Path, reason: str):
+    from clbench.report.page import Problem
+
+    return Problem(str(file), reason.replace(str(file), "").strip(" :") or reason)
+
+
+# -- the sections ----------------------------------------------------------------------------------------------
+def sections(builder: Builder, found: Found) -> list[dict[str, Any]]:
+    from clbench.report.rows import canonical_records
+
+    records = [(path, record) for path, record in found.records]
+    canonical = canonical_records(r for _, r in records)
+    paths = {id(c): p for c, (p, _) in zip(canonical, records)}
+    continual = [r for r in canonical if r.get("kind", "continual") == "continual"]
+    static = [r for r in canonical if r.get("kind") == "static"]
+    out: list[dict[str, Any]] = []
+    if continual:
+        out.append(builder.guarded("continual results", lambda: _continual(builder, continual)))
+    if static:
+        out.append(builder.guarded("static results", lambda: _static(static)))
+    if found.diagnoses:
+        out.append(builder.guarded("diagnoses", lambda: _diagnoses(builder, found.diagnoses)))
+    if found.sweeps:
+        out.append(builder.guarded("sweeps", lambda: _sweeps(builder, found.sweeps)))
+    builder.page.records = [entry for entry in (builder.guarded(str(paths[id(r)]), lambda r=r: _record(builder, r,
+                                                                                                     paths[id(r)]))
+                                                for r in canonical) if entry is not None]
+    return [s for s in out if s is not None]
+
+
+def _continual(builder: Builder, records: list[dict[str, Any]]) -> dict[str, Any]:
+    from clbench.report.compare import continual_table
+    from clbench.report.page import svg, table_view
+    from clbench.report.plots import curve_figure
+    from clbench.report.rows import group_records, summary_rows
+
+    tables = [table_view(continual_table(summary_rows(records, baseline=builder.baseline)))]
+    figures, class_tables = [], []
+    for key, members in _by_protocol(records).items():
+        title = "{} · {} steps · memory {} · profile {}".format(*key)
+        fig = builder.guarded(f"curve of {title}", lambda m=members: svg(curve_figure(m)))
+        if fig is not None:
+            figures.append({"title": title, "svg": fig})
+        per_class = builder.guarded(f"per-class accuracy of {title}",
+                                    lambda m=members, t=title: _class_table(group_records(m), t))
+        if per_class is not None:
+            class_tables.append(per_class)
+    return {"id": "continual", "title": "Continual learning", "tables": tables, "figures": figures,
+            "more_tables": class_tables, "more_title": "Per-class accuracy after the last step"}
+
+
+def _by_protocol(records: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
+    """Records that share one accuracy curve: same dataset, steps, memory and profile (learners may differ)."""
+    out: dict[tuple, list[dict[str, Any]]] = {}
+    for r in records:
+        c = r["config"]
+        out.setdefault((c.get("dataset"), c.get("steps"), c.get("memory"), c.get("profile")), []).append(r)
+    return dict(sorted(out.items(), key=lambda kv: [str(x) for x in kv[0]]))
+
+
+def _class_table(groups, title: str) -> dict[str, Any]:
+    """Rows: the curve's lines; columns: classes; cells: accuracy after the last step, mean over complete orders."""
+    from clbench.report.page import table_view
+    from clbench.report.plots import _labels
+    from clbench.report.table import Column, Table
+
+    per_row: list[dict[int, list[float]]] = []
+    for group in groups:
+        values: dict[int, list[float]] = {}
+        for entry in group.complete_orders().values():
+            for c, acc in entry["steps"][-1].get("class_accuracy", {}).items():
+                values.setdefault(int(c), []).append(float(acc))
+        per_row.append(values)
+    classes = sorted({c for values in per_row for c in values})
+    cells = [[label, *[f"{sum(v[c]) / len(v[c]):.1f}" if c in v else "-" for c in classes]]
+             for label, v in zip(_labels(groups), per_row)]
+    table = Table(f"per-class accuracy: {title}", [Column("condenser", key=True)] +
+                  [Column(f"class {c}", numeric=True) for c in classes], cells, [], [],
+                  "test accuracy (%) of each class after the last step, mean over complete orders x networks")
+    return table_view(table)
+
+
+def _static(records: list[dict[str, Any]]) -> dict[str, Any]:
+    from clbench.report.compare import static_table
+    from clbench.report.page import table_view
+    from clbench.report.rows import static_rows
+
+    return {"id": "static", "title": "Static condensation", "tables": [table_view(static_table(static_rows(records)))],
+            "figures": [], "more_tables": [], "more_title": ""}
+
+
+def _diagnoses(builder: Builder, documents: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
+    from clbench.report.diagnose import summary_table
+    from clbench.report.page import table_view
+
+    tables = []
+    for path, document in documents:
+        view = builder.guarded(str(path), lambda d=document: table_view(summary_table(d)))
+        if view is not None:
+            view["title"] = f"diagnosis: {path.name}"
+            tables.append(view)
+    return {"id": "diagnoses", "title": "Diagnoses (style gap and diversity)", "tables": tables, "figures": [],
+            "more_tables": [], "more_title": ""}
+
+
+def _sweeps(builder: Builder, folders: list[Path]) -> dict[str, Any]:
+    from clbench.report.page import table_view
+    from clbench.sweep.status import status_table, sweep_status
+
+    tables = []
+    for folder in folders:
+        view = builder.guarded(str(folder), lambda f=folder: table_view(status_table(sweep_status(f), f)))
+        if view is not None:
+            view["title"] = f"sweep {folder}"
+            tables.append(view)
+    return {"id": "sweeps", "title": "Sweeps", "tables": tables, "figures": [], "more_tables": [], "more_title": ""}
+
+
+# -- one record -------------------------------------------------------------------------------------------
+def _record(builder: Builder, record: dict[str, Any], path: Path) -> dict[str, Any]:
+    from clbench.report.page import reproduce_command
+    from clbench.report.rows import hardware_label
+
+    config, env = record.get("config", {}), record.get("environment", {})
+    kind = record.get("kind", "continual")
+    units = record.get("sets", []) if kind == "static" else record.get("orders", [])
+    seconds = sum(float(s.get("condense_seconds", 0.0)) + _train_seconds(s) for u in units
+                  for s in ([u] if kind == "static" else u.get("steps", [])))
+    facts = {}
+    for unit in units:
+        for step in ([unit] if kind == "static" else unit.get("steps", [])):
+            facts = step.get("condenser_facts") or facts
+            break
+        if facts:
+            break
+    return {
+        "id": "record-" + "".join(ch if ch.isalnum() else "-" for ch in str(record.get("run_id", path.stem))),
+        "run_id": record.get("run_id", path.stem), "path": str(path), "kind": kind,
+        "condenser": config.get("condenser"), "dataset": config.get("dataset"),
+        "what": (f"{config.get('steps')} steps, memory {config.get('memory')}" if kind != "static"
+                 else f"ipc {config.get('ipc')}"),
+        "profile": config.get("profile"), "complete": bool(record.get("complete")),
+        "created": record.get("created", ""), "hardware": hardware_label(record),
+        "versions": ", ".join(f"{k} {env[k]}" for k in ("clbench", "torch", "avalanche", "python") if env.get(k)),
+        "git": env.get("git_revision") or "", "seconds": seconds, "units": len(units),
+        "command": reproduce_command(record),
+        "config": json.dumps(config, indent=2, sort_keys=True, default=str),
+        "source": json.dumps(record.get("condenser_source"), indent=2, sort_keys=True, default=str)
+        if record.get("condenser_source") else "",
+        "facts": json.dumps(facts, indent=2, sort_keys=True, default=str) if facts else "",
+        "pictures": builder.guarded(f"pictures of {path}", lambda: _pictures(builder, record, path)) or [],
+    }
+
+
+def _train_seconds(step: dict[str, Any]) -> float:
+    value = step.get("train_seconds", 0.0)
+    return float(sum(value.values())) if isinstance(value, dict) else float(value)
+
+
+def _pictures(builder: Builder, record: dict[str, Any], path: Path) -> list[dict[str, Any]]:
+    """The PNG grids the run saved beside its record: each order's final memory, or each static set; the first
+    only in the preview mode, scaled down (page.PREVIEW_WIDTH)."""
+    from clbench.report.page import PREVIEW_WIDTH, picture_data_uri
+
+    if builder.images == "none":
+        return []
+    if record.get("kind") == "static":
+        candidates = [(f"set {s['set']}", s.get("picture_file")) for s in record.get("sets", [])]
+    else:
+        candidates = [(f"order {o['order']}", _memory_picture(o.get("memory_file"))) for o in record.get("orders", [])]
+    pictures = []
+    for label, relative in candidates:
+        if not relative or not (path.parent / relative).is_file():
+            continue
+        uri, size = picture_data_uri(path.parent / relative, PREVIEW_WIDTH if builder.images == "preview" else None)
+        pictures.append({"label": label, "uri": uri, "width": size[0], "height": size[1]})
+        if builder.images == "preview":
+            break
+    return pictures
+
+
+def _memory_picture(memory_file: str | None) -> str | None:
+    return None if not memory_file else str(Path(memory_file).with_suffix(".png"))
