@@ -79,7 +79,7 @@ def _cell(row: dict[str, Any], key: str) -> str:
     if value is None or value == "":
         return "-"
     if isinstance(value, float):
-        return f"{value:.1f}" if "seconds" in key else f"{value:.2f}"
+        return f"{value:.0f}" if key.endswith("_peak_mib") else f"{value:.1f}" if "seconds" in key else f"{value:.2f}"
     return str(value)
 
 
