@@ -13,6 +13,7 @@ from clbench.core.errors import UsageError
 from clbench.data.datasets import load_dataset
 from clbench.nets.networks import ConvNet
 from clbench.report import diagnose as dg
+from clbench.report import diagnose_table
 
 
 # ----------------------------------------------------------------------------------------------- the maths
@@ -135,9 +136,9 @@ def test_real_data_has_no_style_gap_and_a_constant_set_no_diversity(tmp_path) ->
     summary = result["summary"]
     assert summary["sets"] == 2 and summary["classes"] == 3
     assert summary["synthetic"]["pairwise"] < summary["real"]["pairwise"]
-    rows = dg.summary_rows(doc)
+    rows = diagnose_table.summary_rows(doc)
     assert rows[0]["condenser"] == "handmade" and rows[0]["pairwise_ratio"] < 1.0
-    assert len(dg.class_rows(result)) == 6
+    assert len(diagnose_table.class_rows(result)) == 6
 
 
 def test_cli_on_a_continual_memory(cli, tmp_path) -> None:

@@ -148,15 +148,14 @@ def test_nothing_is_fetched_from_the_network(page):
 
 
 def test_the_command_of_a_record_runs_it_again_to_the_same_numbers(results, cli, tmp_path):
-    from clbench.report.page import reproduce_command
+    from clbench.report.page_parts import reproduce_command
 
     _, runs, _ = results
     path, record = runs["dm"]
     words = shlex.split(reproduce_command(record))
     assert words[:2] == ["clbench", "run"]
-    words = words[2:]
-    words[words.index("--out") + 1] = str(tmp_path)
-    code, out, err = cli("run", *words)
+    assert "--out" not in words
+    code, out, err = cli("run", *words[2:], "--out", str(tmp_path))
     assert code == 0, err
     (again,) = [json.loads(p.read_text()) for p in tmp_path.glob("*.json")]
     assert [[s["accuracies"] for s in o["steps"]] for o in again["orders"]] == \
@@ -189,7 +188,7 @@ def test_a_second_report_replaces_the_first_and_images_none_leaves_them_out(resu
 
 
 def test_sort_values_read_the_leading_number():
-    from clbench.report.page import sort_value
+    from clbench.report.page_parts import sort_value
 
     assert sort_value("78.10 ± 0.79") == 78.1
     assert sort_value("5 (0-4)") == 5.0
@@ -204,3 +203,24 @@ def test_images_mode_is_checked(tmp_path):
 
     with pytest.raises(UsageError, match="choose one of preview, full, none"):
         build_report([tmp_path], images="all")
+
+
+def test_a_sweep_folder_shows_its_jobs_states_and_only_its_gathered_records(cli, tmp_path):
+    """A planned sweep of three orders, one finished (a fake record in its job folder, as in tests/test_sweep.py):
+    the page's sweep table has one row per job with its state, and the job's own record copy is not read."""
+    from clbench.sweep import driver
+    from clbench.sweep import spec as sw
+    from tests.test_sweep import write_fake_record
+
+    spec = sw.parse_spec({"dataset": "digits", "orders": 3, "device": "cpu", "steps": 2}, folder=tmp_path / "sw")
+    jobs = driver.plan(spec, "local")
+    write_fake_record(jobs[0])
+    out = tmp_path / "page.html"
+    code, stdout, err = cli("report", str(tmp_path / "sw"), "--out", str(out))
+    assert code == 0, err
+    html = out.read_text()
+    section = html[html.index('<section id="sweeps">'):]
+    section = section[: section.index("</section>")]
+    assert section.count("<tr>") == 1 + 3  # header + one row per job
+    assert section.count(">done<") == 1 and section.count(">not started<") == 2
+    assert "0 record(s)" in html  # the job folder's copy is left to the gathered records

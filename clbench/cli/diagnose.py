@@ -59,14 +59,15 @@ def diagnose(
 def _summary_table(doc: dict[str, Any], console) -> None:
     """Metrics as rows, records as columns: DM and DDM side by side (a narrow terminal splits the records)."""
     from clbench.report.compare import show
-    from clbench.report.diagnose import summary_table
+    from clbench.report.diagnose_table import summary_table
 
     show(summary_table(doc), "table", console)
 
 
 def _class_table(result: dict[str, Any], console) -> None:
     from clbench.report.compare import show
-    from clbench.report.diagnose import METRICS, class_rows, pair
+    from clbench.report.diagnose import METRICS
+    from clbench.report.diagnose_table import class_rows, pair
     from clbench.report.table import Column, Table
 
     columns = [Column("set", key=True), Column("class", key=True), Column("n", numeric=True)]

@@ -25,8 +25,28 @@ def report(
         from clbench.condensers import canonical_name
 
         baseline = canonical_name(baseline)
-    path, page, size = write_report(paths or ["results"], out, baseline=baseline, images=images, title=title)
+    sources = paths or ["results"]
+    path, page, size = write_report(sources, out, baseline=baseline, images=images, title=title,
+                                    sweeps=_sweep_tables(sources))
     for problem in page.problems:
         typer.echo(f"unreadable: {problem.path}: {problem.reason}", err=True)
     typer.echo(f"report: {path} ({size / 2**20:.2f} MiB, {len(page.records)} record(s), "
                f"{page.seconds:.1f} s)")
+
+
+def _sweep_tables(sources: list[str]):
+    """(folder, `clbench sweep --status` table) of each sweep folder under the sources (a `.sweep.json` plan)."""
+    from pathlib import Path
+
+    from clbench.core.errors import ClbenchError
+    from clbench.sweep.spec import SWEEP_FILE
+    from clbench.sweep.status import status_table, sweep_status
+
+    folders = sorted({p.parent for s in sources if Path(s).is_dir() for p in Path(s).rglob(SWEEP_FILE)})
+    tables = []
+    for folder in folders:
+        try:
+            tables.append((folder, status_table(sweep_status(folder), folder)))
+        except ClbenchError as exc:  # a damaged plan: the page still shows the records
+            typer.echo(f"unreadable sweep {folder}: {exc}", err=True)
+    return tables

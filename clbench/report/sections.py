@@ -1,46 +1,48 @@
 """The sections of `clbench report`'s page, from the files found: what each shows and where its numbers come from.
 
-Found files are sorted into run records (continual and static: clbench.records.record.load_record), diagnoses
-(`clbench diagnose` documents) and sweep folders (a `.sweep.json` plan: their jobs' states, and their gathered
-records only, not each job's copy). Every table is one that `clbench compare`, `clbench diagnose` or `clbench
-sweep --status` prints, rendered by the page, so the page and the terminal never disagree.
+Found files are sorted into run records (continual and static: clbench.records.record.load_record) and
+diagnoses (`clbench diagnose` documents); sweep folders come with their status tables from the caller, and their
+per-job copies of the records are left unread. Every table is one that `clbench compare`, `clbench diagnose` or
+`clbench sweep --status` prints, rendered by the page, so the page and the terminal never disagree.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from clbench.report.page import Builder
+from clbench.report.page_parts import (
+    PREVIEW_WIDTH,
+    Gathering,
+    Problem,
+    picture_data_uri,
+    reproduce_command,
+    svg,
+    table_view,
+)
+from clbench.report.table import Table
 
 
 @dataclass
 class Found:
     records: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
     diagnoses: list[tuple[Path, dict[str, Any]]] = field(default_factory=list)
-    sweeps: list[Path] = field(default_factory=list)
 
 
-def collect(builder: Builder) -> Found:
+def collect(gathering: Gathering) -> Found:
     """Every readable file under the sources; each unreadable one becomes a listed problem."""
     from clbench.records.record import RECORD_SUFFIX, RecordError, load_record
     from clbench.report.diagnose import SCHEMA as DIAGNOSE_SCHEMA
-    from clbench.sweep.spec import SWEEP_FILE
 
     found = Found()
     files: list[Path] = []
-    for source in builder.sources:
+    for source in gathering.sources:
         if source.is_file():
             files.append(source)
             continue
-        sweeps = sorted(p.parent for p in source.rglob(SWEEP_FILE))
-        found.sweeps += sweeps
-        for file in sorted(source.rglob(f"*{RECORD_SUFFIX}")):
-            if file.name.startswith(".") or any(_inside(file, s / "jobs") for s in sweeps):
-                continue  # a sweep's jobs hold copies of the orders its gathered records already have
-            files.append(file)
+        files += [f for f in sorted(source.rglob(f"*{RECORD_SUFFIX}"))
+                  if not f.name.startswith(".") and not any(_inside(f, skip) for skip in gathering.skip)]
     for file in files:
         try:
             found.records.append((file, load_record(file)))
@@ -49,7 +51,7 @@ def collect(builder: Builder) -> Found:
             if document is not None:
                 found.diagnoses.append((file, document))
             else:
-                builder.page.problems.append(_problem(file, str(exc)))
+                gathering.problems.append(_problem(file, str(exc)))
     return found
 
 
@@ -72,55 +74,62 @@ def _diagnosis(file: Path, schema: str) -> dict[str, Any] | None:
     return document if ok else None
 
 
-def _problem(file: Path, reason: str):
-    from clbench.report.page import Problem
-
+def _problem(file: Path, reason: str) -> Problem:
     return Problem(str(file), reason.replace(str(file), "").strip(" :") or reason)
 
 
 # -- the sections ----------------------------------------------------------------------------------------------
-def sections(builder: Builder, found: Found) -> list[dict[str, Any]]:
+def sections(gathering: Gathering, found: Found,
+             sweeps: list[tuple[Path, Table]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The page's sections (continual, static, diagnoses, sweeps: those with something to show) and its records."""
     from clbench.report.rows import canonical_records
 
-    records = [(path, record) for path, record in found.records]
-    canonical = canonical_records(r for _, r in records)
-    paths = {id(c): p for c, (p, _) in zip(canonical, records)}
+    canonical = canonical_records(r for _, r in found.records)  # one list, in the order of found.records
+    paths = [p for p, _ in found.records]
     continual = [r for r in canonical if r.get("kind", "continual") == "continual"]
     static = [r for r in canonical if r.get("kind") == "static"]
-    out: list[dict[str, Any]] = []
+    out: list[dict[str, Any] | None] = []
     if continual:
-        out.append(builder.guarded("continual results", lambda: _continual(builder, continual)))
+        out.append(gathering.guarded("continual results", lambda: _continual(gathering, continual)))
     if static:
-        out.append(builder.guarded("static results", lambda: _static(static)))
+        out.append(gathering.guarded("static results", lambda: _static(static)))
     if found.diagnoses:
-        out.append(builder.guarded("diagnoses", lambda: _diagnoses(builder, found.diagnoses)))
-    if found.sweeps:
-        out.append(builder.guarded("sweeps", lambda: _sweeps(builder, found.sweeps)))
-    builder.page.records = [entry for entry in (builder.guarded(str(paths[id(r)]), lambda r=r: _record(builder, r,
-                                                                                                     paths[id(r)]))
-                                                for r in canonical) if entry is not None]
-    return [s for s in out if s is not None]
+        out.append(gathering.guarded("diagnoses", lambda: _diagnoses(gathering, found.diagnoses)))
+    if sweeps:
+        out.append(_section("sweeps", "Sweeps", [_titled(table_view(t), f"sweep {folder}") for folder, t in sweeps]))
+    records = [gathering.guarded(str(path), lambda r=r, path=path: _record(gathering, r, path))
+               for r, path in zip(canonical, paths)]
+    return [s for s in out if s is not None], [r for r in records if r is not None]
 
 
-def _continual(builder: Builder, records: list[dict[str, Any]]) -> dict[str, Any]:
+def _section(key: str, title: str, tables: list[dict[str, Any]], figures: list[dict[str, Any]] | None = None,
+             more_tables: list[dict[str, Any]] | None = None, more_title: str = "") -> dict[str, Any]:
+    return {"id": key, "title": title, "tables": tables, "figures": figures or [], "more_tables": more_tables or [],
+            "more_title": more_title}
+
+
+def _titled(view: dict[str, Any], title: str) -> dict[str, Any]:
+    return {**view, "title": title}
+
+
+def _continual(gathering: Gathering, records: list[dict[str, Any]]) -> dict[str, Any]:
     from clbench.report.compare import continual_table
-    from clbench.report.page import svg, table_view
     from clbench.report.plots import curve_figure
     from clbench.report.rows import group_records, summary_rows
 
-    tables = [table_view(continual_table(summary_rows(records, baseline=builder.baseline)))]
+    tables = [table_view(continual_table(summary_rows(records, baseline=gathering.baseline)))]
     figures, class_tables = [], []
     for key, members in _by_protocol(records).items():
         title = "{} · {} steps · memory {} · profile {}".format(*key)
-        fig = builder.guarded(f"curve of {title}", lambda m=members: svg(curve_figure(m)))
+        fig = gathering.guarded(f"curve of {title}", lambda m=members: svg(curve_figure(m)))
         if fig is not None:
             figures.append({"title": title, "svg": fig})
-        per_class = builder.guarded(f"per-class accuracy of {title}",
+        per_class = gathering.guarded(f"per-class accuracy of {title}",
                                     lambda m=members, t=title: _class_table(group_records(m), t))
         if per_class is not None:
             class_tables.append(per_class)
-    return {"id": "continual", "title": "Continual learning", "tables": tables, "figures": figures,
-            "more_tables": class_tables, "more_title": "Per-class accuracy after the last step"}
+    return _section("continual", "Continual learning", tables, figures, class_tables,
+                    "Per-class accuracy after the last step")
 
 
 def _by_protocol(records: list[dict[str, Any]]) -> dict[tuple, list[dict[str, Any]]]:
@@ -134,9 +143,8 @@ def _by_protocol(records: list[dict[str, Any]]) -> dict[tuple, list[dict[str, An
 
 def _class_table(groups, title: str) -> dict[str, Any]:
     """Rows: the curve's lines; columns: classes; cells: accuracy after the last step, mean over complete orders."""
-    from clbench.report.page import table_view
     from clbench.report.plots import _labels
-    from clbench.report.table import Column, Table
+    from clbench.report.table import Column
 
     per_row: list[dict[int, list[float]]] = []
     for group in groups:
@@ -156,43 +164,22 @@ def _class_table(groups, title: str) -> dict[str, Any]:
 
 def _static(records: list[dict[str, Any]]) -> dict[str, Any]:
     from clbench.report.compare import static_table
-    from clbench.report.page import table_view
     from clbench.report.rows import static_rows
 
-    return {"id": "static", "title": "Static condensation", "tables": [table_view(static_table(static_rows(records)))],
-            "figures": [], "more_tables": [], "more_title": ""}
+    return _section("static", "Static condensation", [table_view(static_table(static_rows(records)))])
 
 
-def _diagnoses(builder: Builder, documents: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
-    from clbench.report.diagnose import summary_table
-    from clbench.report.page import table_view
+def _diagnoses(gathering: Gathering, documents: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
+    from clbench.report.diagnose_table import summary_table
 
-    tables = []
-    for path, document in documents:
-        view = builder.guarded(str(path), lambda d=document: table_view(summary_table(d)))
-        if view is not None:
-            view["title"] = f"diagnosis: {path.name}"
-            tables.append(view)
-    return {"id": "diagnoses", "title": "Diagnoses (style gap and diversity)", "tables": tables, "figures": [],
-            "more_tables": [], "more_title": ""}
-
-
-def _sweeps(builder: Builder, folders: list[Path]) -> dict[str, Any]:
-    from clbench.report.page import table_view
-    from clbench.sweep.status import status_table, sweep_status
-
-    tables = []
-    for folder in folders:
-        view = builder.guarded(str(folder), lambda f=folder: table_view(status_table(sweep_status(f), f)))
-        if view is not None:
-            view["title"] = f"sweep {folder}"
-            tables.append(view)
-    return {"id": "sweeps", "title": "Sweeps", "tables": tables, "figures": [], "more_tables": [], "more_title": ""}
+    tables = [gathering.guarded(str(path), lambda d=document, p=path: _titled(table_view(summary_table(d)),
+                                                                              f"diagnosis: {p.name}"))
+              for path, document in documents]
+    return _section("diagnoses", "Diagnoses (style gap and diversity)", [t for t in tables if t is not None])
 
 
 # -- one record -------------------------------------------------------------------------------------------
-def _record(builder: Builder, record: dict[str, Any], path: Path) -> dict[str, Any]:
-    from clbench.report.page import reproduce_command
+def _record(gathering: Gathering, record: dict[str, Any], path: Path) -> dict[str, Any]:
     from clbench.report.rows import hardware_label
 
     config, env = record.get("config", {}), record.get("environment", {})
@@ -222,7 +209,7 @@ def _record(builder: Builder, record: dict[str, Any], path: Path) -> dict[str, A
         "source": json.dumps(record.get("condenser_source"), indent=2, sort_keys=True, default=str)
         if record.get("condenser_source") else "",
         "facts": json.dumps(facts, indent=2, sort_keys=True, default=str) if facts else "",
-        "pictures": builder.guarded(f"pictures of {path}", lambda: _pictures(builder, record, path)) or [],
+        "pictures": gathering.guarded(f"pictures of {path}", lambda: _pictures(gathering, record, path)) or [],
     }
 
 
@@ -231,12 +218,10 @@ def _train_seconds(step: dict[str, Any]) -> float:
     return float(sum(value.values())) if isinstance(value, dict) else float(value)
 
 
-def _pictures(builder: Builder, record: dict[str, Any], path: Path) -> list[dict[str, Any]]:
+def _pictures(gathering: Gathering, record: dict[str, Any], path: Path) -> list[dict[str, Any]]:
     """The PNG grids the run saved beside its record: each order's final memory, or each static set; the first
-    only in the preview mode, scaled down (page.PREVIEW_WIDTH)."""
-    from clbench.report.page import PREVIEW_WIDTH, picture_data_uri
-
-    if builder.images == "none":
+    only in the preview mode, scaled down to PREVIEW_WIDTH."""
+    if gathering.images == "none":
         return []
     if record.get("kind") == "static":
         candidates = [(f"set {s['set']}", s.get("picture_file")) for s in record.get("sets", [])]
@@ -246,9 +231,9 @@ def _pictures(builder: Builder, record: dict[str, Any], path: Path) -> list[dict
     for label, relative in candidates:
         if not relative or not (path.parent / relative).is_file():
             continue
-        uri, size = picture_data_uri(path.parent / relative, PREVIEW_WIDTH if builder.images == "preview" else None)
+        uri, size = picture_data_uri(path.parent / relative, PREVIEW_WIDTH if gathering.images == "preview" else None)
         pictures.append({"label": label, "uri": uri, "width": size[0], "height": size[1]})
-        if builder.images == "preview":
+        if gathering.images == "preview":
             break
     return pictures
 
