@@ -65,6 +65,7 @@ COMMANDS = [
     ("compare", "compare", "compare"),
     ("plot", "plot", "plot_app"),
     ("condensers", "condensers", "condensers"),
+    ("datasets", "datasets", "datasets"),
     ("condense", "condense", "condense"),
     ("diagnose", "diagnose", "diagnose"),
     ("sweep", "sweep", "sweep"),

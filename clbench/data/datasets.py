@@ -12,9 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -22,7 +20,12 @@ from torch import Tensor
 
 from clbench.core.errors import DataNotFoundError, UsageError
 from clbench.core.registry import Registry
+from clbench.data.image_folders import ImageFolderLayout, lacks
+from clbench.data.image_folders import class_folders as _class_folders
 from clbench.data.readers import CifarLayout, IdxLayout, Reader, TinyImageNetLayout
+from clbench.data.types import DatasetSpec, ImageDataset, Layout, RealData
+
+__all__ = ["DATASETS", "DatasetSpec", "ImageDataset", "Layout", "RealData", "dataset_spec", "load_dataset"]
 
 # Where Debian's dataset packages put their files (`apt-get install dataset-fashion-mnist`).
 SYSTEM_DATA_ROOT = Path("/usr/share/datasets")
@@ -30,153 +33,13 @@ SYSTEM_DATA_ROOT = Path("/usr/share/datasets")
 ENV_VAR = "CLBENCH_DATA"
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class ImageDataset:
-    """A whole dataset in memory: uint8 images (N, C, H, W) on the CPU and int64 labels."""
-
-    name: str
-    class_names: list[str]
-    train_images: Tensor
-    train_labels: Tensor
-    test_images: Tensor
-    test_labels: Tensor
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    source: str
-
-    def __post_init__(self) -> None:
-        for split in ("train", "test"):
-            images, labels = self._split(split)
-            if images.dtype != torch.uint8 or images.dim() != 4:
-                raise ValueError(f"{self.name} {split} images must be uint8 (N, C, H, W), "
-                                 f"got {images.dtype} {tuple(images.shape)}")
-            if labels.dtype != torch.long or labels.shape != images.shape[:1]:
-                raise ValueError(f"{self.name} {split} labels must be int64 of shape ({images.shape[0]},), "
-                                 f"got {labels.dtype} {tuple(labels.shape)}")
-            if labels.numel() and not (0 <= int(labels.min()) and int(labels.max()) < len(self.class_names)):
-                raise ValueError(f"{self.name} {split} labels fall outside 0..{len(self.class_names) - 1}")
-        if self.train_images.shape[1:] != self.test_images.shape[1:]:
-            raise ValueError(f"{self.name}: train images {tuple(self.train_images.shape[1:])} and test images "
-                             f"{tuple(self.test_images.shape[1:])} differ in shape")
-        if not len(self.mean) == len(self.std) == self.channels:
-            raise ValueError(f"{self.name}: mean/std need {self.channels} values, got {self.mean} / {self.std}")
-
-    def __repr__(self) -> str:
-        return (f"ImageDataset({self.name!r}, classes={self.num_classes}, train={len(self.train_labels)}, "
-                f"test={len(self.test_labels)}, shape={tuple(self.train_images.shape[1:])}, "
-                f"source={self.source!r})")
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def channels(self) -> int:
-        return int(self.train_images.shape[1])
-
-    @property
-    def image_size(self) -> int:
-        return int(self.train_images.shape[2])
-
-    def _split(self, split: str) -> tuple[Tensor, Tensor]:
-        if split == "train":
-            return self.train_images, self.train_labels
-        if split == "test":
-            return self.test_images, self.test_labels
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-
-    def normalised(self, split: str, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
-        """Float32 images (x/255 - mean)/std and labels, both on `device`.
-
-        The uint8 tensor is moved first and converted there: a quarter of the bytes to transfer.
-        """
-        images, labels = self._split(split)
-        x = images.to(device).float().div_(255.0)
-        mean = torch.tensor(self.mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-        return x.sub_(mean).div_(std), labels.to(device)
-
-    def denormalise(self, x: Tensor) -> Tensor:
-        """Normalised images (…, C, H, W) back to [0, 1] pixels for pictures."""
-        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
-        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
-        return (x * std + mean).clamp_(0.0, 1.0)
-
-    def class_counts(self, split: str) -> Tensor:
-        """Number of images of each class in the split (length num_classes)."""
-        _, labels = self._split(split)
-        return torch.bincount(labels, minlength=self.num_classes)
-
-    def smallest_class(self) -> int:
-        """Training images of the dataset's smallest class; a class with none is one UsageError naming it (a run
-        trains and condenses every class, so incomplete files are refused before any work)."""
-        counts = self.class_counts("train").tolist()
-        empty = [c for c, n in enumerate(counts) if n == 0]
-        if empty:
-            names = ", ".join(f"{c} ({self.class_names[c]})" for c in empty[:5]) + (" ..." if len(empty) > 5 else "")
-            raise UsageError(f"{self.name} from {self.source}: no training images of class {names} (of "
-                             f"{self.num_classes}); the files are incomplete or not {self.name}'s")
-        return min(counts)
-
-    def resident(self, device: torch.device | str = "cpu") -> RealData:
-        """Both splits normalised on `device`: what a run's process loads once and every order it runs shares."""
-        train_x, train_y = self.normalised("train", device)
-        test_x, test_y = self.normalised("test", device)
-        return RealData(train_x, train_y, test_x, test_y, self.num_classes)
-
-
-@dataclass
-class RealData:
-    """A dataset's tensors, normalised and resident on the run's device (`ImageDataset.resident`)."""
-
-    train_images: Tensor
-    train_labels: Tensor
-    test_images: Tensor
-    test_labels: Tensor
-    num_classes: int
-
-
-
-
-Layout = IdxLayout | CifarLayout | TinyImageNetLayout
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """Everything clbench knows about one dataset: its shape, normalisation, files and where to get them.
-
-    A dataset either lies in a folder in `layout` (looked for in the places `load_dataset` tries, downloaded
-    by the torchvision class named in `torchvision` where there is one) or ships with a Python package and is
-    loaded by `bundled`.
-    """
-
-    name: str
-    channels: int
-    image_size: int  # height = width in pixels: checks that depend on it run before any dataset is loaded
-    num_classes: int  # of the real dataset (a partial copy may hold fewer)
-    # Channel mean and std of the pixels in [0, 1]: the constants the dataset-condensation literature uses, so
-    # that synthetic images are comparable; None: measured on the training split when loading (digits).
-    mean: tuple[float, ...] | None
-    std: tuple[float, ...] | None
-    how_to_get: str  # what the not-found error tells the user to do ("DIR": the folder to pass)
-    layout: Layout | None = None
-    torchvision: str | None = None  # the torchvision.datasets class that downloads it
-    bundled: Callable[[], ImageDataset] | None = None
-
-    def __post_init__(self) -> None:
-        if (self.mean is None) != (self.std is None):
-            raise ValueError(f"dataset {self.name}: give both mean and std, or neither")
-        if self.mean is not None and not len(self.mean) == len(self.std) == self.channels:
-            raise ValueError(f"dataset {self.name}: mean/std need {self.channels} values, got {self.mean} / {self.std}")
-        if (self.layout is None) == (self.bundled is None):
-            raise ValueError(f"dataset {self.name}: give either a layout (files) or a bundled loader")
-
-
 def _normalise_name(name: str) -> str:
     return name.strip().lower().replace("_", "-")
 
 
-DATASETS: Registry[DatasetSpec] = Registry("dataset", paths=False, normalise=_normalise_name)
+# Plugins register under the entry-point group `clbench.datasets`: a DatasetSpec, or a function returning an
+# ImageDataset (called once per process, when the dataset is first asked for).
+DATASETS: Registry[DatasetSpec] = Registry("dataset", "clbench.datasets", paths=False, normalise=_normalise_name)
 
 _CACHE: dict[tuple[str, str], ImageDataset] = {}
 
@@ -250,7 +113,63 @@ _add(DatasetSpec(
 _add(DatasetSpec(
     "digits", channels=1, image_size=8, num_classes=10, mean=None, std=None,
     how_to_get="it ships with scikit-learn: pip install scikit-learn", bundled=_load_digits))
-DATASET_NAMES: tuple[str, ...] = tuple(DATASETS.names())
+_IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+for _name, _folders, _url in (
+        ("imagenette", ("imagenette2", "imagenette2-320", "imagenette"), "imagenette2.tgz"),
+        ("imagewoof", ("imagewoof2", "imagewoof2-320", "imagewoof"), "imagewoof2.tgz")):
+    _add(DatasetSpec(
+        _name, channels=3, image_size=128, num_classes=10, mean=_IMAGENET_MEAN, std=_IMAGENET_STD,
+        how_to_get=f"download https://s3.amazonaws.com/fast-ai-imageclas/{_url} and unpack it into DIR "
+        f"(train/ and val/ of class folders; resized and centre-cropped to 128 px, decoded once and cached)",
+        layout=ImageFolderLayout(_folders, 128)))
+DATASET_NAMES: tuple[str, ...] = tuple(n for n in DATASETS.names() if DATASETS.entry(n).origin == "built-in")
+FOLDER_PREFIX = "folder:"
+FOLDER_SIZE = 128  # px of a `folder:PATH` dataset without @SIZE: the reference code's size for image folders
+_PLUGIN_SPECS: dict[str, DatasetSpec] = {}
+
+
+def dataset_spec(name: str, where: str = "--dataset") -> DatasetSpec:
+    """The DatasetSpec a user's name asks for: a registered name (built-in or a plugin's), or `folder:PATH[@SIZE]`
+    for an image folder. Every check that needs only the spec (shape, classes) can run before any data is read."""
+    if name.startswith(FOLDER_PREFIX):
+        return folder_spec(name[len(FOLDER_PREFIX):], where)
+    entry = DATASETS.entry(name, where)
+    target = entry.load()
+    if isinstance(target, DatasetSpec):
+        return target
+    if entry.name not in _PLUGIN_SPECS:
+        if not callable(target):
+            raise UsageError(f"{where} {name}: the dataset plugin {entry.origin} gives {type(target).__name__}, "
+                             f"not a DatasetSpec or a function returning an ImageDataset")
+        ds = target()
+        if not isinstance(ds, ImageDataset):
+            raise UsageError(f"{where} {name}: the dataset plugin {entry.origin} returned {type(ds).__name__}, "
+                             f"not an ImageDataset (clbench.data.datasets.ImageDataset)")
+        _PLUGIN_SPECS[entry.name] = DatasetSpec(
+            entry.name, ds.channels, ds.image_size, ds.num_classes, ds.mean, ds.std,
+            how_to_get=f"it comes from the plugin {entry.origin}", bundled=lambda: ds)
+    return _PLUGIN_SPECS[entry.name]
+
+
+def folder_spec(text: str, where: str = "--dataset") -> DatasetSpec:
+    """`PATH[@SIZE]` -> the spec of that image folder at SIZE px (FOLDER_SIZE by default); its problems are one
+    UsageError naming the folder."""
+    path, _, size_text = text.rpartition("@") if "@" in text and text.rsplit("@", 1)[1].isdigit() else (text, "", "")
+    size = int(size_text) if size_text else FOLDER_SIZE
+    if not path.strip():
+        raise UsageError(f"{where} folder:PATH[@SIZE]: give the folder (it holds train/ and val/ or test/)")
+    if size < 8:
+        raise UsageError(f"{where} {FOLDER_PREFIX}{text}: @{size} px is too small; give @8 or more (e.g. @64)")
+    folder = Path(path).expanduser().resolve()
+    if not folder.is_dir():
+        raise UsageError(f"{where} {FOLDER_PREFIX}{text}: {folder} is not a folder")
+    problem = lacks(folder)
+    if problem:
+        raise UsageError(f"{where} {FOLDER_PREFIX}{text}: {problem}")
+    return DatasetSpec(
+        f"{FOLDER_PREFIX}{folder}@{size}", channels=3, image_size=size,
+        num_classes=len(_class_folders(folder / "train")), mean=None, std=None,
+        how_to_get=f"the image folder {folder}", layout=ImageFolderLayout((), size), root=folder)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -271,7 +190,7 @@ def _torchvision_download(name: str, root: Path) -> None:
     """Fetch `name` with torchvision into `root` (its own layout). Tests replace this to stay offline."""
     import torchvision.datasets as tvd
 
-    spec = DATASETS.get(name)
+    spec = dataset_spec(name)
     if spec.torchvision is None:
         raise RuntimeError("torchvision cannot download this dataset")
     root.mkdir(parents=True, exist_ok=True)
@@ -304,7 +223,7 @@ def _given_root(data_dir: str | Path | None) -> tuple[Path | None, str]:
 def _build(spec: DatasetSpec, folder: Path, reader: Reader, origin: str) -> ImageDataset:
     key = (spec.name, str(folder.resolve()))
     if key not in _CACHE:
-        classes, (train_x, train_y, test_x, test_y) = reader()
+        classes, (train_x, train_y, test_x, test_y), *more = reader()  # image folders add their statistics
         if tuple(train_x.shape[-2:]) != (spec.image_size, spec.image_size):
             raise UsageError(f"{folder} ({origin}): {spec.name} images are {spec.image_size}x{spec.image_size} px, "
                             f"these are {train_x.shape[-2]}x{train_x.shape[-1]}; point --data-dir at the original "
@@ -314,31 +233,66 @@ def _build(spec: DatasetSpec, folder: Path, reader: Reader, origin: str) -> Imag
             if lo < 0 or hi >= len(classes):  # readers check the format; the labels' range is the dataset's
                 raise UsageError(f"{folder} ({origin}): the {split} labels are {lo}..{hi}, but {spec.name} has "
                                  f"classes 0..{len(classes) - 1}; the files are damaged or not {spec.name}'s")
-        _CACHE[key] = ImageDataset(spec.name, classes, train_x, train_y, test_x, test_y, spec.mean, spec.std,
+        mean, std = spec.mean, spec.std
+        if mean is None:  # measured on the training split (image folders cache theirs)
+            stats = more[0] if more else channel_statistics(train_x)
+            mean, std = tuple(stats["mean"]), tuple(stats["std"])
+        _CACHE[key] = ImageDataset(spec.name, classes, train_x, train_y, test_x, test_y, mean, std,
                                    f"{folder} ({origin})")
     return _CACHE[key]
 
 
+def channel_statistics(images: Tensor) -> dict[str, list[float]]:
+    """Channel mean and population std of uint8 images in [0, 1], one channel at a time (no float copy of all)."""
+    mean, std = [], []
+    for c in range(images.shape[1]):
+        x = images[:, c].double().div_(255.0)
+        mean.append(float(x.mean()))
+        std.append(float(x.std(unbiased=False)))
+    return {"mean": mean, "std": std}
+
+
+def _places(spec: DatasetSpec, given: Path | None, given_origin: str) -> list[tuple[Path, str]]:
+    """Where a dataset with files is looked for, in order: the given folder, the system copy, the download cache."""
+    if given is not None:
+        return [(given, f"data folder from {given_origin}"), (SYSTEM_DATA_ROOT / spec.name, "system copy")]
+    return [(SYSTEM_DATA_ROOT / spec.name, "system copy"), (default_download_root(), "download cache")]
+
+
+def locate(name: str, data_dir: str | Path | None = None) -> tuple[str | None, str]:
+    """(where the dataset's files are, None if nowhere, how it is had or what to do), reading no images."""
+    spec = dataset_spec(name)
+    if spec.bundled is not None:
+        return "bundled", spec.how_to_get
+    if spec.root is not None:
+        return str(spec.root), spec.how_to_get
+    given, given_origin = _given_root(data_dir)
+    for root, origin in _places(spec, given, given_origin):
+        found = _find_in(spec, root)
+        if not isinstance(found, str):
+            return f"{found[0]} ({origin})", spec.how_to_get
+    return None, spec.how_to_get
+
+
 def load_dataset(name: str, data_dir: str | Path | None = None, download: bool = True) -> ImageDataset:
-    """Load a whole dataset, looking in `data_dir` (or $CLBENCH_DATA), the system copy, then downloading.
+    """Load a whole dataset, looking in `data_dir` (or $CLBENCH_DATA), the system copy, then downloading
+    (a `folder:` dataset only in its own folder).
 
     Repeated calls in one process return the same object (the files are read once).
     """
-    spec = DATASETS.get(name)
+    spec = dataset_spec(name)
     given, given_origin = _given_root(data_dir)
     if spec.bundled is not None:
         return spec.bundled()
+    if spec.root is not None:
+        found = spec.layout.find(spec.root)
+        if found is None or isinstance(found, str):
+            raise UsageError(f"{spec.name}: {found or spec.layout.expected(spec.name)}")
+        return _build(spec, *found, "image folder")
 
-    places: list[tuple[Path, str]] = []
-    if given is not None:
-        places.append((given, f"data folder from {given_origin}"))
-    places.append((SYSTEM_DATA_ROOT / spec.name, "system copy"))
     download_root = given if given is not None else default_download_root()
-    if given is None:
-        places.append((download_root, "download cache"))
-
     looked: list[str] = []
-    for root, origin in places:
+    for root, origin in _places(spec, given, given_origin):
         found = _find_in(spec, root)
         if not isinstance(found, str):
             return _build(spec, *found, origin)

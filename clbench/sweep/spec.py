@@ -290,7 +290,7 @@ def expand(spec: SweepSpec) -> list[Job]:
 def check_runs(spec: SweepSpec) -> None:
     """What `prepare` would reject, without loading a dataset: fail on the driver, not in a queued job."""
     from clbench.condensers import new_condenser
-    from clbench.data.datasets import DATASETS
+    from clbench.data.datasets import dataset_spec
     from clbench.data.streams import split_classes
     from clbench.nets.networks import NETWORKS
     from clbench.protocol import config as cfg
@@ -302,7 +302,7 @@ def check_runs(spec: SweepSpec) -> None:
         config.validate()
         for profile in ["paper", "quick"] if config.profile == "auto" else [config.profile]:
             condenser = new_condenser(*condenser_and_options(config.condenser, config.opt, profile))
-            check_condenser_data(condenser, DATASETS.get(config.dataset), config.condenser)
+            check_condenser_data(condenser, dataset_spec(config.dataset), config.condenser)
             train_recipe(config.train, profile)
         NETWORKS.check(config.network, where="network")
-        split_classes(list(range(DATASETS.get(config.dataset).num_classes)), config.steps)
+        split_classes(list(range(dataset_spec(config.dataset).num_classes)), config.steps)

@@ -1,0 +1,160 @@
+"""What a dataset is in clbench: `ImageDataset` (a whole dataset in memory as uint8 tensors), `RealData` (its
+tensors normalised on the run's device) and `DatasetSpec` (everything known about one dataset before loading
+it: shape, classes, normalisation, files, where to get them). clbench.data.datasets registers and loads them;
+plugins import these names from there.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from clbench.core.errors import UsageError
+from clbench.data.image_folders import ImageFolderLayout
+from clbench.data.readers import CifarLayout, IdxLayout, TinyImageNetLayout
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ImageDataset:
+    """A whole dataset in memory: uint8 images (N, C, H, W) on the CPU and int64 labels."""
+
+    name: str
+    class_names: list[str]
+    train_images: Tensor
+    train_labels: Tensor
+    test_images: Tensor
+    test_labels: Tensor
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    source: str
+
+    def __post_init__(self) -> None:
+        for split in ("train", "test"):
+            images, labels = self._split(split)
+            if images.dtype != torch.uint8 or images.dim() != 4:
+                raise ValueError(f"{self.name} {split} images must be uint8 (N, C, H, W), "
+                                 f"got {images.dtype} {tuple(images.shape)}")
+            if labels.dtype != torch.long or labels.shape != images.shape[:1]:
+                raise ValueError(f"{self.name} {split} labels must be int64 of shape ({images.shape[0]},), "
+                                 f"got {labels.dtype} {tuple(labels.shape)}")
+            if labels.numel() and not (0 <= int(labels.min()) and int(labels.max()) < len(self.class_names)):
+                raise ValueError(f"{self.name} {split} labels fall outside 0..{len(self.class_names) - 1}")
+        if self.train_images.shape[1:] != self.test_images.shape[1:]:
+            raise ValueError(f"{self.name}: train images {tuple(self.train_images.shape[1:])} and test images "
+                             f"{tuple(self.test_images.shape[1:])} differ in shape")
+        if not len(self.mean) == len(self.std) == self.channels:
+            raise ValueError(f"{self.name}: mean/std need {self.channels} values, got {self.mean} / {self.std}")
+
+    def __repr__(self) -> str:
+        return (f"ImageDataset({self.name!r}, classes={self.num_classes}, train={len(self.train_labels)}, "
+                f"test={len(self.test_labels)}, shape={tuple(self.train_images.shape[1:])}, "
+                f"source={self.source!r})")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def channels(self) -> int:
+        return int(self.train_images.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.train_images.shape[2])
+
+    def _split(self, split: str) -> tuple[Tensor, Tensor]:
+        if split == "train":
+            return self.train_images, self.train_labels
+        if split == "test":
+            return self.test_images, self.test_labels
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+
+    def normalised(self, split: str, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
+        """Float32 images (x/255 - mean)/std and labels, both on `device`.
+
+        The uint8 tensor is moved first and converted there: a quarter of the bytes to transfer.
+        """
+        images, labels = self._split(split)
+        x = images.to(device).float().div_(255.0)
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+        return x.sub_(mean).div_(std), labels.to(device)
+
+    def denormalise(self, x: Tensor) -> Tensor:
+        """Normalised images (…, C, H, W) back to [0, 1] pixels for pictures."""
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(-1, 1, 1)
+        return (x * std + mean).clamp_(0.0, 1.0)
+
+    def class_counts(self, split: str) -> Tensor:
+        """Number of images of each class in the split (length num_classes)."""
+        _, labels = self._split(split)
+        return torch.bincount(labels, minlength=self.num_classes)
+
+    def smallest_class(self) -> int:
+        """Training images of the dataset's smallest class; a class with none is one UsageError naming it (a run
+        trains and condenses every class, so incomplete files are refused before any work)."""
+        counts = self.class_counts("train").tolist()
+        empty = [c for c, n in enumerate(counts) if n == 0]
+        if empty:
+            names = ", ".join(f"{c} ({self.class_names[c]})" for c in empty[:5]) + (" ..." if len(empty) > 5 else "")
+            raise UsageError(f"{self.name} from {self.source}: no training images of class {names} (of "
+                             f"{self.num_classes}); the files are incomplete or not {self.name}'s")
+        return min(counts)
+
+    def resident(self, device: torch.device | str = "cpu") -> RealData:
+        """Both splits normalised on `device`: what a run's process loads once and every order it runs shares."""
+        train_x, train_y = self.normalised("train", device)
+        test_x, test_y = self.normalised("test", device)
+        return RealData(train_x, train_y, test_x, test_y, self.num_classes)
+
+
+@dataclass
+class RealData:
+    """A dataset's tensors, normalised and resident on the run's device (`ImageDataset.resident`)."""
+
+    train_images: Tensor
+    train_labels: Tensor
+    test_images: Tensor
+    test_labels: Tensor
+    num_classes: int
+
+
+
+
+Layout = IdxLayout | CifarLayout | TinyImageNetLayout | ImageFolderLayout
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Everything clbench knows about one dataset: its shape, normalisation, files and where to get them.
+
+    A dataset either lies in a folder in `layout` (looked for in the places `load_dataset` tries, downloaded
+    by the torchvision class named in `torchvision` where there is one) or ships with a Python package and is
+    loaded by `bundled`.
+    """
+
+    name: str
+    channels: int
+    image_size: int  # height = width in pixels: checks that depend on it run before any dataset is loaded
+    num_classes: int  # of the real dataset (a partial copy may hold fewer)
+    # Channel mean and std of the pixels in [0, 1]: the constants the dataset-condensation literature uses, so
+    # that synthetic images are comparable; None: measured on the training split when loading (digits).
+    mean: tuple[float, ...] | None
+    std: tuple[float, ...] | None
+    how_to_get: str  # what the not-found error tells the user to do ("DIR": the folder to pass)
+    layout: Layout | None = None
+    torchvision: str | None = None  # the torchvision.datasets class that downloads it
+    bundled: Callable[[], ImageDataset] | None = None
+    root: Path | None = None  # a `folder:` dataset's own folder: the only place looked at
+
+    def __post_init__(self) -> None:
+        if (self.mean is None) != (self.std is None):
+            raise ValueError(f"dataset {self.name}: give both mean and std, or neither")
+        if self.mean is not None and not len(self.mean) == len(self.std) == self.channels:
+            raise ValueError(f"dataset {self.name}: mean/std need {self.channels} values, got {self.mean} / {self.std}")
+        if (self.layout is None) == (self.bundled is None):
+            raise ValueError(f"dataset {self.name}: give either a layout (files) or a bundled loader")

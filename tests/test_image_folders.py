@@ -1,0 +1,188 @@
+"""Image-folder datasets (`--dataset folder:PATH[@SIZE]`, imagenette, imagewoof), datasets from plugins, and
+`clbench datasets`. The folders are generated here: class folders of PNG and JPEG files of several sizes."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from clbench.core.errors import UsageError
+from clbench.data import datasets as dsmod
+from clbench.data import image_folders
+
+CLASSES = ["ant", "bee", "cat", "dog"]
+
+
+def make_folder(root: Path, per_class: int = 4, test_split: str = "val", seed: int = 0) -> Path:
+    """train/ and val/ of CLASSES; image k of class c is filled with the grey value 40*c + k (so labels can be
+    checked from pixels), at a size that varies with k (wide, tall, square)."""
+    rng = np.random.default_rng(seed)
+    sizes = [(24, 16), (16, 24), (20, 20), (32, 32)]
+    for split, n in (("train", per_class), (test_split, 2)):
+        for c, name in enumerate(CLASSES):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for k in range(n):
+                w, h = sizes[k % len(sizes)]
+                value = 40 * c + k
+                pixels = np.full((h, w, 3), value, dtype=np.uint8)
+                pixels[0, 0] = rng.integers(0, 256, 3)  # a corner pixel the centre crop leaves out
+                suffix = ".png" if k % 2 == 0 else ".PNG"
+                Image.fromarray(pixels).save(folder / f"img{k}{suffix}")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache(monkeypatch, tmp_path):
+    dsmod.clear_cache()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
+    yield
+    dsmod.clear_cache()
+
+
+def test_resize_then_centre_crop_keeps_the_middle():
+    """A 32x16 image, left half black and right half white: the shorter side is already 16, so the crop is columns
+    8..23, half black and half white."""
+    pixels = np.zeros((16, 32, 3), dtype=np.uint8)
+    pixels[:, 16:] = 255
+    out = np.asarray(image_folders.resize_and_crop(Image.fromarray(pixels), 16))
+    assert out.shape == (16, 16, 3)
+    assert (out[:, :8] == 0).all() and (out[:, 8:] == 255).all()
+    small = np.asarray(image_folders.resize_and_crop(Image.fromarray(pixels), 8))  # 32x16 -> 16x8 -> 8x8
+    assert small.shape == (8, 8, 3)
+
+
+def test_a_folder_dataset_is_read_with_its_classes_labels_and_statistics(tmp_path):
+    root = make_folder(tmp_path / "pets")
+    ds = dsmod.load_dataset(f"folder:{root}@16")
+    assert ds.class_names == CLASSES and ds.train_images.shape == (16, 3, 16, 16)
+    assert ds.test_images.shape == (8, 3, 16, 16) and ds.train_images.dtype == torch.uint8
+    # the centre pixel says which class and image it is: 40*c + k
+    centre = ds.train_images[:, 0, 8, 8].long()
+    assert torch.equal(centre // 40, ds.train_labels)
+    assert sorted((centre % 40).tolist()) == sorted(list(range(4)) * 4)
+    values = ds.train_images.double() / 255
+    assert ds.mean == pytest.approx(tuple(values.mean(dim=(0, 2, 3)).tolist()))
+    assert ds.std == pytest.approx(tuple(values.std(dim=(0, 2, 3), unbiased=False).tolist()))
+    assert ds.name == f"folder:{root.resolve()}@16"
+
+
+def test_the_second_load_decodes_nothing_and_a_changed_folder_is_decoded_again(tmp_path, monkeypatch):
+    root = make_folder(tmp_path / "pets", test_split="test")
+    first = dsmod.load_dataset(f"folder:{root}@16")
+    cache = root / ".clbench-cache" / "size16-v1.pt"
+    assert cache.is_file()
+    dsmod.clear_cache()
+
+    def no_decoding(paths, size):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(image_folders, "decode", no_decoding)
+    again = dsmod.load_dataset(f"folder:{root}@16")
+    assert torch.equal(again.train_images, first.train_images) and again.mean == first.mean
+    Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(root / "train" / "ant" / "new.png")
+    dsmod.clear_cache()
+    with pytest.raises(AssertionError, match="decoded again"):
+        dsmod.load_dataset(f"folder:{root}@16")
+
+
+def test_a_read_only_folder_caches_under_the_user_cache(tmp_path, monkeypatch):
+    root = make_folder(tmp_path / "pets")
+    real_save = image_folders.atomic_torch_save
+
+    def refuse_beside_the_data(path, obj):
+        if root in Path(path).parents:
+            raise PermissionError(13, "Permission denied")
+        return real_save(path, obj)
+
+    monkeypatch.setattr(image_folders, "atomic_torch_save", refuse_beside_the_data)
+    dsmod.load_dataset(f"folder:{root}@16")
+    assert not list(root.rglob("*.pt"))
+    assert list((tmp_path / "user-cache" / "clbench" / "folders").glob("*-size16-v1.pt"))
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda p: p, "is not a folder"),
+    (lambda p: (p.mkdir(), p)[1], "has no train/ folder"),
+    (lambda p: ((p / "train" / "a").mkdir(parents=True), p)[1], "no val/ or test/ folder"),
+    (lambda p: ((p / "train" / "a").mkdir(parents=True), (p / "val" / "b").mkdir(parents=True), p)[-1],
+     "lacks the class folder(s) a"),
+])
+def test_a_folder_that_is_not_an_image_dataset_is_one_clear_error(tmp_path, make, message):
+    path = make(tmp_path / "data")
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        dsmod.dataset_spec(f"folder:{path}@16")
+
+
+def test_a_broken_image_names_its_file(tmp_path):
+    root = make_folder(tmp_path / "pets")
+    (root / "train" / "cat" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(Exception, match="broken.png"):
+        dsmod.load_dataset(f"folder:{root}@16")
+
+
+def test_imagenette_is_found_in_the_data_folder_with_imagenet_statistics(tmp_path):
+    make_folder(tmp_path / "imagenette2")
+    spec = dsmod.dataset_spec("imagenette")
+    assert spec.image_size == 128 and spec.mean == (0.485, 0.456, 0.406)
+    ds = dsmod.load_dataset("imagenette", data_dir=tmp_path)
+    assert ds.train_images.shape[1:] == (3, 128, 128) and ds.class_names == CLASSES
+    assert ds.mean == (0.485, 0.456, 0.406)
+
+
+def test_a_continual_run_on_an_image_folder(tmp_path):
+    from clbench.protocol.config import RunConfig
+    from clbench.protocol.continual import run
+
+    root = make_folder(tmp_path / "pets")
+    _, record = run(RunConfig(condenser="random", dataset=f"folder:{root}@16", steps=2, orders=1, memory="2ipc",
+                              width=8, profile="quick", device="cpu", train={"epochs": 2}, out=str(tmp_path / "r")))
+    assert record["complete"] and record["config"]["dataset"] == f"folder:{root.resolve()}@16"
+    assert [len(s["seen_classes"]) for s in record["orders"][0]["steps"]] == [2, 4]
+
+
+def test_a_dataset_plugin_by_entry_point(monkeypatch):
+    """A function returning an ImageDataset, registered under the entry-point group clbench.datasets."""
+    from importlib import metadata
+
+    def tiny():
+        g = torch.Generator().manual_seed(0)
+        images = torch.randint(0, 256, (12, 1, 8, 8), dtype=torch.uint8, generator=g)
+        labels = torch.arange(12) % 3
+        return dsmod.ImageDataset("tiny", ["a", "b", "c"], images, labels, images[:6], labels[:6],
+                                  (0.5,), (0.25,), "plugin")
+
+    fake = metadata.EntryPoint("tiny", f"{__name__}:tiny_dataset", "clbench.datasets")
+    real = metadata.entry_points
+    monkeypatch.setattr(metadata, "entry_points",
+                        lambda **kw: [fake] if kw.get("group") == "clbench.datasets" else real(**kw))
+    monkeypatch.setattr(dsmod.DATASETS, "_scanned", False)
+    monkeypatch.setattr(dsmod.DATASETS, "_entries", dict(dsmod.DATASETS._entries))
+    monkeypatch.setattr(dsmod, "_PLUGIN_SPECS", {})
+    monkeypatch.setattr(sys.modules[__name__], "tiny_dataset", tiny, raising=False)
+    spec = dsmod.dataset_spec("tiny")
+    assert (spec.channels, spec.image_size, spec.num_classes) == (1, 8, 3)
+    assert dsmod.load_dataset("tiny").class_names == ["a", "b", "c"]
+    assert "tiny" in dsmod.DATASETS.names()
+
+
+def test_clbench_datasets_lists_every_name_and_where_it_was_found(cli, tmp_path):
+    make_folder(tmp_path / "imagenette2")
+    code, out, err = cli("datasets", "--data-dir", str(tmp_path))
+    assert code == 0, err
+    for name in dsmod.DATASET_NAMES:
+        assert name in out
+    flat = " ".join(out.split())
+    assert "digits" in out and "bundled" in flat
+    assert str(tmp_path / "imagenette2") in flat.replace(" ", "") or "imagenette2 (data folder" in flat
+    assert "folder:PATH[@SIZE]" in flat
+
+
+def test_run_refuses_a_bad_folder_before_any_work(cli, tmp_path):
+    code, _, err = cli("run", "--dataset", f"folder:{tmp_path / 'nowhere'}", "--out", str(tmp_path / "r"))
+    assert code == 2 and "is not a folder" in err
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").glob("*.json"))
