@@ -186,3 +186,33 @@ def test_run_refuses_a_bad_folder_before_any_work(cli, tmp_path):
     code, _, err = cli("run", "--dataset", f"folder:{tmp_path / 'nowhere'}", "--out", str(tmp_path / "r"))
     assert code == 2 and "is not a folder" in err
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").glob("*.json"))
+
+
+def test_downsampled_imagenet_npz_batches_are_read_plane_by_plane_with_labels_from_zero(tmp_path):
+    """Two training batches and the validation file in the release's folders; pixel (c, y, x) of image i is
+    stored at data[i, c*4096 + y*64 + x], and the files count classes from 1."""
+    side = 64
+    rng = np.random.default_rng(0)
+    train = tmp_path / "Imagenet64_train_npz"
+    val = tmp_path / "Imagenet64_val_npz"
+    train.mkdir()
+    val.mkdir()
+    batches = []
+    for k, n in ((1, 5), (2, 3)):
+        data = rng.integers(0, 256, (n, 3 * side * side), dtype=np.uint8)
+        labels = rng.integers(1, 1001, n)
+        np.savez(train / f"train_data_batch_{k}.npz", data=data, labels=labels)
+        batches.append((data, labels))
+    np.savez(val / "val_data.npz", data=batches[0][0][:2], labels=np.array([1, 1000]))
+    ds = dsmod.load_dataset("imagenet64", data_dir=tmp_path)
+    assert ds.train_images.shape == (8, 3, 64, 64) and ds.num_classes == 1000
+    data = np.concatenate([b[0] for b in batches])
+    labels = np.concatenate([b[1] for b in batches])
+    assert ds.train_labels.tolist() == (labels - 1).tolist() and ds.test_labels.tolist() == [0, 999]
+    i, c, y, x = 6, 2, 10, 33
+    assert int(ds.train_images[i, c, y, x]) == int(data[i, c * side * side + y * side + x])
+    assert ds.mean == (0.485, 0.456, 0.406)
+    (val / "val_data.npz").unlink()
+    dsmod.clear_cache()
+    with pytest.raises(Exception, match="no val_data.npz"):
+        dsmod.load_dataset("imagenet64", data_dir=tmp_path, download=False)

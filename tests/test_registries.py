@@ -89,7 +89,7 @@ def test_seeded_build_through_the_registry_matches_the_builder_by_hand():
 def test_dataset_names_are_the_registry():
     assert DATASET_NAMES == tuple(DATASETS.names())
     assert set(DATASET_NAMES) == {"fashion-mnist", "mnist", "cifar10", "cifar100", "tinyimagenet", "imagenette",
-                                  "imagewoof", "digits"}
+                                  "imagewoof", "imagenet64", "digits"}
 
 
 @pytest.mark.parametrize("name", DATASETS.names())
@@ -125,7 +125,8 @@ def test_misspelt_dataset_gets_the_registry_suggestion_and_spelling_variants_loa
         load_dataset("CIFAR_1O")
     message = str(info.value)
     assert message.startswith("--dataset: unknown dataset 'CIFAR_1O'. Did you mean cifar10")
-    assert "Known: cifar10, cifar100, digits, fashion-mnist, imagenette, imagewoof, mnist, tinyimagenet" in message
+    assert ("Known: cifar10, cifar100, digits, fashion-mnist, imagenet64, imagenette, imagewoof, mnist, "
+            "tinyimagenet") in message
     assert len(message.splitlines()) == 1
     assert load_dataset(" Digits ") is load_dataset("digits")
 

@@ -22,7 +22,7 @@ from clbench.core.errors import DataNotFoundError, UsageError
 from clbench.core.registry import Registry
 from clbench.data.image_folders import ImageFolderLayout, lacks
 from clbench.data.image_folders import class_folders as _class_folders
-from clbench.data.readers import CifarLayout, IdxLayout, Reader, TinyImageNetLayout
+from clbench.data.readers import CifarLayout, DownsampledImageNetLayout, IdxLayout, Reader, TinyImageNetLayout
 from clbench.data.types import DatasetSpec, ImageDataset, Layout, RealData
 
 __all__ = ["DATASETS", "DatasetSpec", "ImageDataset", "Layout", "RealData", "dataset_spec", "load_dataset"]
@@ -122,6 +122,11 @@ for _name, _folders, _url in (
         how_to_get=f"download https://s3.amazonaws.com/fast-ai-imageclas/{_url} and unpack it into DIR "
         f"(train/ and val/ of class folders; resized and centre-cropped to 128 px, decoded once and cached)",
         layout=ImageFolderLayout(_folders, 128)))
+_add(DatasetSpec(
+    "imagenet64", channels=3, image_size=64, num_classes=1000, mean=_IMAGENET_MEAN, std=_IMAGENET_STD,
+    how_to_get="download Imagenet64_train_npz.zip and Imagenet64_val_npz.zip from https://image-net.org "
+    "(Downsampled ImageNet 64x64; an ImageNet account is needed) and unzip both into DIR; the whole training "
+    "set is read into memory (15.7 GB as uint8)", layout=DownsampledImageNetLayout()))
 DATASET_NAMES: tuple[str, ...] = tuple(n for n in DATASETS.names() if DATASETS.entry(n).origin == "built-in")
 FOLDER_PREFIX = "folder:"
 FOLDER_SIZE = 128  # px of a `folder:PATH` dataset without @SIZE: the reference code's size for image folders

@@ -1,5 +1,6 @@
 """The file formats datasets come in, and the folder layouts that hold them: idx (MNIST, Fashion-MNIST), the
-CIFAR pickles, and Tiny ImageNet's JPEG tree (decoded once, then cached beside it as a .pt).
+CIFAR pickles, Tiny ImageNet's JPEG tree (decoded once, then cached beside it as a .pt) and downsampled
+ImageNet's npz batches (image folders: clbench.data.image_folders).
 
 A layout's `find(folder)` says whether the folder holds the dataset: a reader to call, a sentence saying what
 it lacks, or None when nothing of it is there. A reader returns the class names and the four tensors. A file
@@ -282,3 +283,58 @@ class TinyImageNetLayout:
 
     def expected(self, name: str) -> str:
         return f"no {self.folder}/"
+
+
+# -- downsampled ImageNet (Chrabaszcz et al., 2017) ------------------------------------------------------
+def _npz_part(path: Path, side: int) -> tuple[Tensor, Tensor]:
+    """One npz batch: `data` (N, 3*side*side) uint8, the R, G and B planes in turn; `labels` 1..1000."""
+    try:
+        with np.load(path) as batch:
+            data, labels = batch["data"], np.asarray(batch["labels"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise damaged(path, f"{type(exc).__name__}: {exc}") from None
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * side * side or len(labels) != len(data):
+        raise damaged(path, f"data {data.dtype} {data.shape} with {len(labels)} labels; expected uint8 "
+                            f"(N, {3 * side * side}) and N labels")
+    images = torch.from_numpy(np.ascontiguousarray(data.reshape(-1, 3, side, side)))
+    return images, torch.from_numpy(labels.astype(np.int64) - 1)  # the files count classes from 1
+
+
+def _batch_number(path: Path) -> int:
+    tail = path.stem.rsplit("_", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+@dataclass(frozen=True)
+class DownsampledImageNetLayout:
+    """The npz release of downsampled ImageNet: `<train>/train_data_batch_1.npz` .. `_10.npz` and
+    `<val>/val_data.npz` (Imagenet64_train_npz/ and Imagenet64_val_npz/ as unpacked, or all in one folder)."""
+
+    side: int = 64
+    train_folders: tuple[str, ...] = ("Imagenet64_train_npz", "Imagenet64_train")
+    val_folders: tuple[str, ...] = ("Imagenet64_val_npz", "Imagenet64_val")
+
+    def find(self, base: Path) -> Found:
+        trains = [base / f for f in self.train_folders] + [base]
+        train = next((f for f in trains if f.is_dir() and list(f.glob("train_data_batch_*.npz"))), None)
+        vals = [base / f for f in self.val_folders] + [base]
+        val = next((f / "val_data.npz" for f in vals if (f / "val_data.npz").is_file()), None)
+        if train is None and val is None:
+            return None
+        if train is None:
+            return f"{base} has val_data.npz but no train_data_batch_*.npz"
+        if val is None:
+            return f"{base} has train_data_batch_*.npz but no val_data.npz"
+        parts = sorted(train.glob("train_data_batch_*.npz"), key=_batch_number)
+        return train, lambda: self._read(parts, val)
+
+    def _read(self, parts: list[Path], val: Path) -> tuple[list[str], Split]:
+        train = [_npz_part(p, self.side) for p in parts]
+        test_x, test_y = _npz_part(val, self.side)
+        train_x = torch.cat([x for x, _ in train]) if len(train) > 1 else train[0][0]
+        train_y = torch.cat([y for _, y in train]) if len(train) > 1 else train[0][1]
+        return [f"class {k}" for k in range(1000)], (train_x, train_y, test_x, test_y)
+
+    def expected(self, name: str) -> str:
+        return (f"no {self.train_folders[0]}/train_data_batch_*.npz and {self.val_folders[0]}/val_data.npz "
+                f"(or both in {name}/)")

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from clbench.core.errors import UsageError
 from clbench.data.image_folders import ImageFolderLayout
-from clbench.data.readers import CifarLayout, IdxLayout, TinyImageNetLayout
+from clbench.data.readers import CifarLayout, DownsampledImageNetLayout, IdxLayout, TinyImageNetLayout
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -125,7 +125,7 @@ class RealData:
 
 
 
-Layout = IdxLayout | CifarLayout | TinyImageNetLayout | ImageFolderLayout
+Layout = IdxLayout | CifarLayout | TinyImageNetLayout | ImageFolderLayout | DownsampledImageNetLayout
 
 
 @dataclass(frozen=True)
