@@ -111,6 +111,8 @@ def test_a_read_only_folder_caches_under_the_user_cache(tmp_path, monkeypatch):
     (lambda p: ((p / "train" / "a").mkdir(parents=True), p)[1], "no val/ or test/ folder"),
     (lambda p: ((p / "train" / "a").mkdir(parents=True), (p / "val" / "b").mkdir(parents=True), p)[-1],
      "lacks the class folder(s) a"),
+    (lambda p: ((p / "train" / "a").mkdir(parents=True), (p / "val" / "a").mkdir(parents=True),
+                (p / "val" / "z").mkdir(parents=True), p)[-1], "has class folder(s) z that train/ lacks"),
 ])
 def test_a_folder_that_is_not_an_image_dataset_is_one_clear_error(tmp_path, make, message):
     path = make(tmp_path / "data")

@@ -53,11 +53,17 @@ def lacks(folder: Path) -> str | None:
     classes = class_folders(folder / "train")
     if not classes:
         return f"{folder / 'train'} holds no class folders"
-    missing = sorted(set(classes) - set(class_folders(eval_split(folder))))
+    evaluation = class_folders(eval_split(folder))
+    missing, extra = sorted(set(classes) - set(evaluation)), sorted(set(evaluation) - set(classes))
     if missing:
-        return (f"{eval_split(folder)} lacks the class folder(s) {', '.join(missing[:5])}"
-                f"{' ...' if len(missing) > 5 else ''} that train/ has")
+        return f"{eval_split(folder)} lacks the class folder(s) {_some(missing)} that train/ has"
+    if extra:  # its images would be silently left out of every test
+        return f"{eval_split(folder)} has class folder(s) {_some(extra)} that train/ lacks"
     return None
+
+
+def _some(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
 
 
 def resize_and_crop(image, size: int):
