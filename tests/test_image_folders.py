@@ -141,9 +141,10 @@ def test_a_continual_run_on_an_image_folder(tmp_path):
     from clbench.protocol.continual import run
 
     root = make_folder(tmp_path / "pets")
-    _, record = run(RunConfig(condenser="random", dataset=f"folder:{root}@16", steps=2, orders=1, memory="2ipc",
-                              width=8, profile="quick", device="cpu", train={"epochs": 2}, out=str(tmp_path / "r")))
+    path, record = run(RunConfig(condenser="random", dataset=f"folder:{root}@16", steps=2, orders=1, memory="2ipc",
+                                 width=8, profile="quick", device="cpu", train={"epochs": 2}, out=str(tmp_path / "r")))
     assert record["complete"] and record["config"]["dataset"] == f"folder:{root.resolve()}@16"
+    assert path.parent == tmp_path / "r" and path.name.startswith("folder-pets-16-random-")  # a file name, no path
     assert [len(s["seen_classes"]) for s in record["orders"][0]["steps"]] == [2, 4]
 
 

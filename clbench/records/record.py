@@ -12,6 +12,7 @@ import json
 import math
 import os
 import platform
+import re
 import socket
 import stat
 import subprocess
@@ -32,11 +33,19 @@ def run_folder(record_path: Path) -> Path:
     return record_path.with_suffix("")
 
 
+def _slug(text: str) -> str:
+    """A name as a file name's part: letters, digits, '_' and '-' only (a dataset `folder:/data/pets@64` is named
+    by its last folder and size: `folder-pets-64`)."""
+    if text.startswith("folder:"):
+        path, _, size = text[len("folder:"):].rpartition("@")
+        text = f"folder-{Path(path or size).name}-{size if path else ''}"
+    return re.sub(r"[^\w-]+", "-", text).strip("-") or "run"
+
+
 def new_run_id(condenser: str, dataset: str) -> str:
-    """Unique even for two runs started in the same second into the same folder."""
+    """Unique even for two runs started in the same second into the same folder; a file name's part anywhere."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    safe = condenser.replace(":", "-").replace(".", "-").replace("/", "-")
-    return f"{dataset}-{safe}-{stamp}-{uuid.uuid4().hex[:6]}"
+    return f"{_slug(dataset)}-{_slug(condenser)}-{stamp}-{uuid.uuid4().hex[:6]}"
 
 
 def environment(device: str) -> dict[str, Any]:
