@@ -541,10 +541,29 @@ def test_compare_opens_only_regular_files_and_counts_the_rest(tmp_path, cli) -> 
     original = rec.MAX_RECORD_BYTES
     rec.MAX_RECORD_BYTES = 32
     try:
-        with pytest.raises(rec.RecordError, match="a record is at most"):
+        with pytest.raises(rec.RecordError, match="is 64 bytes, more than the 32 bytes"):
             rec.load_record(big)
     finally:
         rec.MAX_RECORD_BYTES = original
+
+
+def test_json_that_is_not_utf8_or_nested_too_deeply_is_skipped_by_every_reader(tmp_path, cli) -> None:
+    """Bytes that are not UTF-8 and an array nested 100000 deep raise UnicodeDecodeError and RecursionError, not
+    JSON errors: compare, report and sweep --status must still name the file in one line."""
+    (tmp_path / "good.json").write_text(GOOD)
+    (tmp_path / "latin.json").write_bytes(b"\xff\xfe{}")
+    (tmp_path / "deep.json").write_text("[" * 100000 + "]" * 100000)
+    code, out, err = cli("compare", str(tmp_path))
+    assert code == 0 and "random" in out
+    assert "latin.json is not valid JSON (not UTF-8 at byte 0)" in err and "deep.json is not valid JSON (nested" in err
+    code, out, err = cli("report", str(tmp_path), "--out", str(tmp_path / "page.html"))
+    assert code == 0, err
+    assert "latin.json" in err and "deep.json" in err and "1 record(s)" in out
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / ".sweep.json").write_bytes(b"\xff")
+    code, _, err = cli("sweep", "--status", str(sweep))
+    assert code == 2 and "not a sweep folder" in err
 
 
 def test_control_characters_from_records_are_shown_escaped(tmp_path, cli) -> None:

@@ -219,3 +219,75 @@ def test_downsampled_imagenet_npz_batches_are_read_plane_by_plane_with_labels_fr
     dsmod.clear_cache()
     with pytest.raises(Exception, match="no val_data.npz"):
         dsmod.load_dataset("imagenet64", data_dir=tmp_path, download=False)
+
+
+# -- what an adversarial try found (each a clear error or a documented rule) --------------------------------
+def test_a_class_without_evaluation_images_is_refused(tmp_path):
+    root = make_folder(tmp_path / "pets")
+    for f in (root / "val" / "dog").iterdir():
+        f.unlink()
+    with pytest.raises(dsmod.DataNotFoundError, match=r"val: the class folder\(s\) dog hold no images"):
+        dsmod.load_dataset(f"folder:{root}@16")
+
+
+@pytest.mark.parametrize("size", ["abc", "-1", "8.5", "99999", "4"])
+def test_a_size_that_is_not_a_size_says_so(tmp_path, size):
+    root = make_folder(tmp_path / "pets")
+    with pytest.raises(UsageError, match=f"@{size} is not a size; give a whole number of pixels from 8 to 1024"):
+        dsmod.dataset_spec(f"folder:{root}@{size}")
+
+
+def test_a_folder_whose_name_ends_in_at_digits_is_taken_whole(tmp_path):
+    root = make_folder(tmp_path / "set@32")
+    spec = dsmod.dataset_spec(f"folder:{root}")
+    assert spec.root == root.resolve() and spec.image_size == dsmod.FOLDER_SIZE
+    assert dsmod.dataset_spec(f"folder:{root}@16").image_size == 16
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped():
+    ramp = (np.arange(256, dtype=np.uint16).reshape(16, 16) * 257)  # 0..65535
+    out = np.asarray(image_folders.to_rgb(Image.fromarray(ramp)))
+    assert out.dtype == np.uint8 and out.shape == (16, 16, 3)
+    assert np.array_equal(out[..., 0], np.arange(256, dtype=np.uint8).reshape(16, 16))
+
+
+def test_a_damaged_or_blocked_cache_is_decoded_again(tmp_path):
+    root = make_folder(tmp_path / "pets")
+    first = dsmod.load_dataset(f"folder:{root}@16")
+    cache = root / ".clbench-cache" / "size16-v1.pt"
+    cache.write_bytes(b"junk")
+    dsmod.clear_cache()
+    again = dsmod.load_dataset(f"folder:{root}@16")
+    assert torch.equal(again.train_images, first.train_images)
+    assert cache.stat().st_size > 100  # replaced by a good one
+    cache.unlink()
+    cache.mkdir()  # the cache's name taken by a folder: the user cache instead
+    dsmod.clear_cache()
+    assert torch.equal(dsmod.load_dataset(f"folder:{root}@16").train_images, first.train_images)
+    assert list((tmp_path / "user-cache" / "clbench" / "folders").glob("*-size16-v1.pt"))
+
+
+@pytest.mark.parametrize("kind,message", [
+    ("truncated", "not an npz archive"),
+    ("npy", "not an npz archive"),
+    ("strings", "expected 4 integers 1..1000"),
+    ("floats", "expected 4 integers 1..1000"),
+    ("zero-based", "labels are 0..3 as stored; the release counts 1..1000"),
+])
+def test_a_malformed_imagenet64_file_is_named_with_what_is_wrong(tmp_path, kind, message):
+    train, val = tmp_path / "Imagenet64_train_npz", tmp_path / "Imagenet64_val_npz"
+    train.mkdir()
+    val.mkdir()
+    data = np.zeros((4, 3 * 64 * 64), dtype=np.uint8)
+    np.savez(val / "val_data.npz", data=data, labels=np.array([1, 2, 3, 4]))
+    batch = train / "train_data_batch_1.npz"
+    labels = {"strings": np.array(["a"] * 4), "floats": np.array([1.5, 2, 3, 4]),
+              "zero-based": np.array([0, 1, 2, 3])}.get(kind, np.array([1, 2, 3, 4]))
+    np.savez(batch, data=data, labels=labels)
+    if kind == "truncated":
+        batch.write_bytes(batch.read_bytes()[:200])
+    if kind == "npy":
+        np.save(tmp_path / "x.npy", data)
+        (tmp_path / "x.npy").replace(batch)
+    with pytest.raises(dsmod.DataNotFoundError, match=message):
+        dsmod.load_dataset("imagenet64", data_dir=tmp_path, download=False)

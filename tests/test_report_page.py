@@ -224,3 +224,26 @@ def test_a_sweep_folder_shows_its_jobs_states_and_only_its_gathered_records(cli,
     assert section.count("<tr>") == 1 + 3  # header + one row per job
     assert section.count(">done<") == 1 and section.count(">not started<") == 2
     assert "0 record(s)" in html  # the job folder's copy is left to the gathered records
+
+
+def test_report_refuses_a_fifo_out_an_empty_folder_and_an_unknown_baseline(results, cli, tmp_path):
+    folder, _, _ = results
+    os.mkfifo(tmp_path / "f.html")
+    code, _, err = cli("report", str(folder), "--out", str(tmp_path / "f.html"))
+    assert code == 2 and "is not a regular file" in err
+    (tmp_path / "empty").mkdir()
+    code, _, err = cli("report", str(tmp_path / "empty"), "--out", str(tmp_path / "r.html"))
+    assert code == 2 and "no run records, diagnoses or sweeps found" in err
+    code, _, err = cli("report", str(folder), "--baseline", "dsa", "--out", str(tmp_path / "r.html"))
+    assert code == 2 and "--baseline 'dsa': no record of that condenser" in err
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_a_source_given_twice_is_read_once(results, cli, tmp_path):
+    folder, runs, _ = results
+    code, out, err = cli("report", str(folder), str(folder), str(next(iter(runs.values()))[0]),
+                         "--out", str(tmp_path / "r.html"))
+    assert code == 0, err
+    assert "3 record(s)" in out
+    ids = re.findall(r'<details id="(record-[^"]+)"', (tmp_path / "r.html").read_text())
+    assert len(ids) == len(set(ids)) == 3

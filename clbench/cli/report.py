@@ -25,20 +25,25 @@ def report(
         from clbench.condensers import canonical_name
 
         baseline = canonical_name(baseline)
+    from clbench.core.text import printable
+
     sources = paths or ["results"]
+    folders, tables = _sweep_tables(sources)
     path, page, size = write_report(sources, out, baseline=baseline, images=images, title=title,
-                                    sweeps=_sweep_tables(sources))
+                                    sweeps=tables, skip=folders)
     for problem in page.problems:
-        typer.echo(f"unreadable: {problem.path}: {problem.reason}", err=True)
+        typer.echo(printable(f"unreadable: {problem.path}: {problem.reason}"), err=True)
     typer.echo(f"report: {path} ({size / 2**20:.2f} MiB, {len(page.records)} record(s), "
                f"{page.seconds:.1f} s)")
 
 
 def _sweep_tables(sources: list[str]):
-    """(folder, `clbench sweep --status` table) of each sweep folder under the sources (a `.sweep.json` plan)."""
+    """The sweep folders under the sources (those holding a `.sweep.json` plan, readable or not: their jobs'
+    record copies are never read) and (folder, `clbench sweep --status` table) of each readable one."""
     from pathlib import Path
 
     from clbench.core.errors import ClbenchError
+    from clbench.core.text import printable
     from clbench.sweep.spec import SWEEP_FILE
     from clbench.sweep.status import status_table, sweep_status
 
@@ -48,5 +53,5 @@ def _sweep_tables(sources: list[str]):
         try:
             tables.append((folder, status_table(sweep_status(folder), folder)))
         except ClbenchError as exc:  # a damaged plan: the page still shows the records
-            typer.echo(f"unreadable sweep {folder}: {exc}", err=True)
-    return tables
+            typer.echo(printable(f"unreadable sweep {folder}: {exc}"), err=True)
+    return folders, tables

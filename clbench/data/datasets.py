@@ -130,6 +130,7 @@ _add(DatasetSpec(
 DATASET_NAMES: tuple[str, ...] = tuple(n for n in DATASETS.names() if DATASETS.entry(n).origin == "built-in")
 FOLDER_PREFIX = "folder:"
 FOLDER_SIZE = 128  # px of a `folder:PATH` dataset without @SIZE: the reference code's size for image folders
+FOLDER_MAX_SIZE = 1024  # px: beyond it a dataset is no longer held in memory whole (every run does that)
 _PLUGIN_SPECS: dict[str, DatasetSpec] = {}
 
 
@@ -158,13 +159,16 @@ def dataset_spec(name: str, where: str = "--dataset") -> DatasetSpec:
 
 def folder_spec(text: str, where: str = "--dataset") -> DatasetSpec:
     """`PATH[@SIZE]` -> the spec of that image folder at SIZE px (FOLDER_SIZE by default); its problems are one
-    UsageError naming the folder."""
-    path, _, size_text = text.rpartition("@") if "@" in text and text.rsplit("@", 1)[1].isdigit() else (text, "", "")
-    size = int(size_text) if size_text else FOLDER_SIZE
+    UsageError naming the folder. A folder whose own name ends in @digits is taken whole when it exists."""
+    path, size = text, FOLDER_SIZE
+    if "@" in text and not Path(text).expanduser().is_dir():
+        path, _, size_text = text.rpartition("@")
+        if not size_text.isdigit() or not 8 <= int(size_text) <= FOLDER_MAX_SIZE:
+            raise UsageError(f"{where} {FOLDER_PREFIX}{text}: @{size_text} is not a size; give a whole number of "
+                             f"pixels from 8 to {FOLDER_MAX_SIZE} (e.g. @64)")
+        size = int(size_text)
     if not path.strip():
         raise UsageError(f"{where} folder:PATH[@SIZE]: give the folder (it holds train/ and val/ or test/)")
-    if size < 8:
-        raise UsageError(f"{where} {FOLDER_PREFIX}{text}: @{size} px is too small; give @8 or more (e.g. @64)")
     folder = Path(path).expanduser().resolve()
     if not folder.is_dir():
         raise UsageError(f"{where} {FOLDER_PREFIX}{text}: {folder} is not a folder")

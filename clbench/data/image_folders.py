@@ -11,7 +11,6 @@ reference code's class k); the evaluation split must hold the same class folders
 """
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from torch import Tensor
 
 from clbench.core.atomic import atomic_torch_save
 from clbench.core.errors import DataNotFoundError
-from clbench.core.tensorfile import UnreadableTensorFile, load_tensor_file, reason
+from clbench.core.tensorfile import UnreadableTensorFile, load_tensor_file
 from clbench.data.readers import Found, Split, damaged
 
 SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -87,10 +86,21 @@ def decode(paths: list[Path], size: int) -> Tensor:
     for i, path in enumerate(paths):
         try:
             with Image.open(path) as img:
-                out[i] = np.asarray(resize_and_crop(img.convert("RGB"), size))
+                out[i] = np.asarray(resize_and_crop(to_rgb(img), size))
         except Exception as exc:  # PIL raises many types for broken files
             raise damaged(path, f"{type(exc).__name__}: {exc}") from None
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+
+def to_rgb(img):
+    """8-bit RGB. 16-bit greyscale (PNG, TIFF) is scaled to 8 bits (PIL's own conversion clips it at 255)."""
+    from PIL import Image
+
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        pixels = np.asarray(img, dtype=np.float64)
+        full = 65535.0 if img.mode.startswith("I;16") or pixels.max(initial=0) > 255 else 255.0
+        img = Image.fromarray(np.clip(np.rint(pixels * (255.0 / full)), 0, 255).astype(np.uint8), mode="L")
+    return img.convert("RGB")
 
 
 def _split_files(split: Path, classes: list[str]) -> tuple[list[Path], list[int]]:
@@ -124,26 +134,22 @@ def read_image_folder(folder: Path, size: int) -> tuple[list[str], Split, dict]:
     train_files, train_labels = _split_files(folder / "train", classes)
     test_split = eval_split(folder)
     test_files, test_labels = _split_files(test_split, classes)
-    if not train_files:
-        raise DataNotFoundError(f"{folder / 'train'}: the class folders hold no images ({', '.join(SUFFIXES)})")
+    for split, labels in ((folder / "train", train_labels), (test_split, test_labels)):
+        present = set(labels)
+        empty = [name for k, name in enumerate(classes) if k not in present]
+        if empty:  # a class never trained on, or never tested: every protocol needs each class in both
+            raise DataNotFoundError(f"{split}: the class folder(s) {_some(empty)} hold no images "
+                                    f"({', '.join(SUFFIXES)}); every class needs images in train/ and in "
+                                    f"{test_split.name}/")
     stamp = fingerprint(folder, train_files + test_files)
     for cache in cache_paths(folder, size):
-        if not cache.is_file():
-            continue
-        try:
-            saved = load_tensor_file(cache)
-        except UnreadableTensorFile as exc:
-            raise damaged(cache, str(exc)) from None
-        try:
-            if saved["fingerprint"] == stamp and saved["classes"] == classes:
-                split = (saved["train_images"], saved["train_labels"], saved["test_images"], saved["test_labels"])
-                return classes, split, {"mean": tuple(saved["mean"]), "std": tuple(saved["std"]),
-                                        "cache": str(cache), "decoded": False}
-        except Exception as exc:  # readable, but not the cache's layout
-            raise damaged(cache, reason(exc)) from None
+        saved = _cached(cache, stamp, classes)
+        if saved is not None:
+            split = (saved["train_images"], saved["train_labels"], saved["test_images"], saved["test_labels"])
+            return classes, split, {"mean": tuple(saved["mean"]), "std": tuple(saved["std"]),
+                                    "cache": str(cache), "decoded": False}
     split = (decode(train_files, size), torch.tensor(train_labels, dtype=torch.long),
-             decode(test_files, size) if test_files else torch.empty(0, 3, size, size, dtype=torch.uint8),
-             torch.tensor(test_labels, dtype=torch.long))
+             decode(test_files, size), torch.tensor(test_labels, dtype=torch.long))
     pixels = split[0].double().div_(255.0)
     mean = tuple(pixels.mean(dim=(0, 2, 3)).tolist())
     std = tuple(pixels.std(dim=(0, 2, 3), unbiased=False).tolist())
@@ -156,10 +162,24 @@ def read_image_folder(folder: Path, size: int) -> tuple[list[str], Split, dict]:
                                       "std": list(std), **dict(zip(keys, split))})
             saved_at = str(cache)
             break
-        except OSError as exc:
-            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
-                raise
+        except OSError:  # read-only, full, or the name taken by a folder: the next place, else no cache
+            continue
     return classes, split, {"mean": mean, "std": std, "cache": saved_at, "decoded": True}
+
+
+def _cached(cache: Path, stamp: str, classes: list[str]) -> dict | None:
+    """The cache's contents if it is a cache of exactly these files; a stale, damaged or foreign file is None
+    (it is derived data: decoding again and replacing it is always right)."""
+    if not cache.is_file():
+        return None
+    try:
+        saved = load_tensor_file(cache)
+        ok = (isinstance(saved, dict) and saved.get("fingerprint") == stamp and saved.get("classes") == classes
+              and all(isinstance(saved.get(k), torch.Tensor) for k in
+                      ("train_images", "train_labels", "test_images", "test_labels")))
+    except (UnreadableTensorFile, OSError):
+        return None
+    return saved if ok else None
 
 
 @dataclass(frozen=True)

@@ -288,14 +288,23 @@ class TinyImageNetLayout:
 # -- downsampled ImageNet (Chrabaszcz et al., 2017) ------------------------------------------------------
 def _npz_part(path: Path, side: int) -> tuple[Tensor, Tensor]:
     """One npz batch: `data` (N, 3*side*side) uint8, the R, G and B planes in turn; `labels` 1..1000."""
+    import zipfile
+
     try:
-        with np.load(path) as batch:
+        batch = np.load(path, allow_pickle=False)
+        if not isinstance(batch, np.lib.npyio.NpzFile):
+            raise damaged(path, "not an npz archive (a single .npy array?)")
+        with batch:
             data, labels = batch["data"], np.asarray(batch["labels"])
-    except (OSError, ValueError, KeyError) as exc:
-        raise damaged(path, f"{type(exc).__name__}: {exc}") from None
-    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * side * side or len(labels) != len(data):
-        raise damaged(path, f"data {data.dtype} {data.shape} with {len(labels)} labels; expected uint8 "
-                            f"(N, {3 * side * side}) and N labels")
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+        why = "not an npz archive" if "pickled" in str(exc) or isinstance(exc, zipfile.BadZipFile) else reason(exc)
+        raise damaged(path, why) from None
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * side * side:
+        raise damaged(path, f"data is {data.dtype} {data.shape}; expected uint8 (N, {3 * side * side})")
+    if labels.ndim != 1 or len(labels) != len(data) or not np.issubdtype(labels.dtype, np.integer):
+        raise damaged(path, f"labels are {labels.dtype} {labels.shape}; expected {len(data)} integers 1..1000")
+    if len(labels) and not (1 <= labels.min() and labels.max() <= 1000):
+        raise damaged(path, f"labels are {labels.min()}..{labels.max()} as stored; the release counts 1..1000")
     images = torch.from_numpy(np.ascontiguousarray(data.reshape(-1, 3, side, side)))
     return images, torch.from_numpy(labels.astype(np.int64) - 1)  # the files count classes from 1
 

@@ -8,13 +8,11 @@ Accuracies are percentages.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
 import re
 import socket
-import stat
 import subprocess
 import uuid
 from datetime import datetime, timezone
@@ -22,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from clbench.core.errors import UsageError
+from clbench.core.jsonfile import UnreadableJson, read_json_file
 from clbench.records.schema import KINDS, SCHEMA, SCHEMA_VERSION, schema_problem  # SCHEMA*: re-exported
 
 RECORD_SUFFIX = ".json"
@@ -139,34 +138,14 @@ def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
 
 def load_record(path: str | Path) -> dict[str, Any]:
     """A record read and validated; anything else (not a regular file, too large, not JSON, not a record) is a
-    RecordError. Only regular files are opened: a FIFO named `*.json` would block the reader, a link to a
-    device would be read until memory runs out."""
+    RecordError (clbench.core.jsonfile reads only regular files of a bounded size)."""
     path = Path(path)
     try:
-        mode = path.stat().st_mode
-    except OSError as exc:
-        raise RecordError(f"{path}: cannot read ({exc.strerror})") from None
-    if not stat.S_ISREG(mode):
-        raise RecordError(f"{path} is not a regular file ({_file_kind(mode)}); a record is a plain JSON file")
-    size = path.stat().st_size
-    if size > MAX_RECORD_BYTES:
-        raise RecordError(f"{path} is {size / 2**20:.0f} MiB; a record is at most {MAX_RECORD_BYTES >> 20} MiB "
-                          f"(it holds numbers; tensors lie beside it), so this is not one")
-    try:
-        record = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise RecordError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); the file is damaged") from None
-    except OSError as exc:
-        raise RecordError(f"{path}: cannot read ({exc.strerror})") from None
+        record = read_json_file(path, MAX_RECORD_BYTES)
+    except UnreadableJson as exc:
+        damaged = "; the file is damaged" if "not valid JSON" in str(exc) else ""
+        raise RecordError(f"{path} {exc}{damaged}") from None
     return validate_record(record, str(path))
-
-
-def _file_kind(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
-        if test(mode):
-            return name
-    return "not a plain file"
 
 
 def warning_lines(warnings: list[str], shown: int = 10) -> list[str]:

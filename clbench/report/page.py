@@ -58,10 +58,11 @@ def render_page(page: Page) -> str:
 
 
 def build_report(sources: list[str | Path], *, baseline: str | None = None, images: str = "preview",
-                 title: str | None = None, sweeps: list[tuple[Path, Table]] | None = None) -> tuple[str, Page]:
+                 title: str | None = None, sweeps: list[tuple[Path, Table]] | None = None,
+                 skip: list[Path] | None = None) -> tuple[str, Page]:
     """The page's HTML for the records under `sources`, and what it was built from. `sweeps` are the status
     tables of the sweep folders among them (clbench.sweep.status, a layer above this one: the caller reads them);
-    their per-job copies of the records are left unread."""
+    the per-job copies of the records in the sweep folders `skip` are left unread."""
     from clbench.report.sections import collect, sections
 
     if images not in IMAGE_MODES:
@@ -71,11 +72,21 @@ def build_report(sources: list[str | Path], *, baseline: str | None = None, imag
         if not path.exists():
             raise UsageError(f"{path}: no such file or folder")
     start = time.perf_counter()
-    gathering = Gathering(paths, baseline, images, skip=[folder / "jobs" for folder, _ in sweeps or []])
+    gathering = Gathering(paths, baseline, images, skip=[Path(folder) / "jobs" for folder in skip or []])
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     page = Page(title or "clbench results: " + ", ".join(str(s) for s in paths), now, [str(s) for s in paths],
                 _version())
-    page.sections, page.records = sections(gathering, collect(gathering), sweeps or [])
+    found = collect(gathering)
+    if not (found.records or found.diagnoses or sweeps):
+        raise UsageError(f"no run records, diagnoses or sweeps found in {', '.join(map(str, paths))}"
+                         + (f" ({len(gathering.problems)} unreadable file(s), e.g. {gathering.problems[0].path}: "
+                            f"{gathering.problems[0].reason})" if gathering.problems else "")
+                         + "; run `clbench run` first or give a record path")
+    if baseline is not None and not any(r["config"].get("condenser") == baseline for _, r in found.records):
+        names = sorted({str(r["config"].get("condenser")) for _, r in found.records})
+        raise UsageError(f"--baseline {baseline!r}: no record of that condenser among these records "
+                         f"(condensers found: {', '.join(names)})")
+    page.sections, page.records = sections(gathering, found, sweeps or [])
     page.problems = gathering.problems
     page.seconds = time.perf_counter() - start
     return render_page(page), page
@@ -89,9 +100,12 @@ def check_out(out: str | Path) -> Path:
         raise UsageError(f"--out {out}: give a file ending in .html")
     if out.is_dir():
         raise UsageError(f"--out {out}: a folder; name the page's file, e.g. {out / 'report.html'}")
-    if out.exists():
+    if out.exists() or out.is_symlink():
+        if not out.is_file():  # a FIFO would block the read below, a device never end
+            raise UsageError(f"--out {out}: exists and is not a regular file; choose another name")
         try:
-            head = out.read_bytes()[:2000].decode("utf-8", "replace")
+            with open(out, "rb") as existing:
+                head = existing.read(2000).decode("utf-8", "replace")
         except OSError as exc:
             raise UsageError(f"--out {out}: cannot read the existing file ({exc.strerror})") from None
         if f'name="generator" content="{GENERATOR}' not in head:

@@ -36,14 +36,14 @@ def collect(gathering: Gathering) -> Found:
     from clbench.report.diagnose import SCHEMA as DIAGNOSE_SCHEMA
 
     found = Found()
-    files: list[Path] = []
+    files: dict[Path, Path] = {}  # resolved -> as found: a source given twice, or inside another, is read once
     for source in gathering.sources:
-        if source.is_file():
-            files.append(source)
-            continue
-        files += [f for f in sorted(source.rglob(f"*{RECORD_SUFFIX}"))
-                  if not f.name.startswith(".") and not any(_inside(f, skip) for skip in gathering.skip)]
-    for file in files:
+        candidates = [source] if source.is_file() else [
+            f for f in sorted(source.rglob(f"*{RECORD_SUFFIX}"))
+            if not f.name.startswith(".") and not any(_inside(f, skip) for skip in gathering.skip)]
+        for f in candidates:
+            files.setdefault(f.resolve(), f)
+    for file in files.values():
         try:
             found.records.append((file, load_record(file)))
         except RecordError as exc:
@@ -64,11 +64,11 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def _diagnosis(file: Path, schema: str) -> dict[str, Any] | None:
+    from clbench.core.jsonfile import UnreadableJson, read_json_file
+
     try:
-        if not file.is_file() or file.stat().st_size > 64 << 20:
-            return None
-        document = json.loads(file.read_text())
-    except (OSError, ValueError):
+        document = read_json_file(file, 64 << 20)
+    except UnreadableJson:
         return None
     ok = isinstance(document, dict) and document.get("schema") == schema and isinstance(document.get("records"), list)
     return document if ok else None

@@ -4,7 +4,6 @@ clbench.sweep.spec's docstring).
 """
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -51,10 +50,14 @@ def save_engine_state(folder: Path, state: dict[str, Any]) -> None:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
+    """A plan or status file; None where it is missing or unreadable in any way (clbench.core.jsonfile)."""
+    from clbench.core.jsonfile import UnreadableJson, read_json_file
+
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        found = read_json_file(path, 64 << 20)
+    except UnreadableJson:
         return None
+    return found if isinstance(found, dict) else None
 
 
 def job_records(folder: Path) -> list[tuple[Path, dict[str, Any]]]:
