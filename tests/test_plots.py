@@ -151,3 +151,23 @@ def test_plot_commands(cli, tmp_path):
     assert code == 2 and "--order 5" in err
     code, _, err = cli("plot", "curve", str(tmp_path / "nothing-here"), "--out", str(tmp_path / "x.png"))
     assert code == 2 and "no such file" in err
+
+
+def test_a_crowded_curve_lists_its_lines_below_the_axes_not_over_them():
+    """Up to LEGEND_INSIDE lines the legend sits in the axes; beyond, a figure legend below them names every line
+    and the axes keep none (it would hide the curves)."""
+    from clbench.report import plots
+
+    def record(condenser, k):
+        steps = [{"step": t, "classes": [2 * t, 2 * t + 1], "seen_classes": list(range(2 * t + 2)),
+                  "accuracies": [50.0 + k - t], "accuracy_mean": 50.0 + k - t} for t in range(2)]
+        return {"run_id": f"r{k}", "created": "2026-01-01", "complete": True,
+                "config": {"condenser": condenser, "dataset": "digits", "steps": 2, "memory": "3ipc",
+                           "profile": "quick", "orders": [0], "condenser_options": {"k": k}},
+                "environment": {"device_name": "cpu"}, "orders": [{"order": 0, "complete": True, "steps": steps}]}
+
+    few = plots.curve_figure([record("random", k) for k in range(3)])
+    assert few.axes[0].get_legend() is not None and not few.legends
+    many = plots.curve_figure([record("random", k) for k in range(plots.LEGEND_INSIDE + 2)])
+    assert many.axes[0].get_legend() is None and len(many.legends) == 1
+    assert len(many.legends[0].get_texts()) == plots.LEGEND_INSIDE + 2

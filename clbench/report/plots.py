@@ -15,6 +15,7 @@ from clbench.core.tensorfile import UnreadableTensorFile, load_tensor_file
 from clbench.report.rows import Group, canonical_records, differing_settings, group_records, hardware_label
 
 FORMATS = {".png": "png", ".pdf": "pdf", ".svg": "svg"}
+LEGEND_INSIDE = 6  # lines of a curve whose legend fits inside the axes; more are listed below them
 
 
 def _new_figure(width: float, height: float):
@@ -63,7 +64,8 @@ def curve_figure(records: list[dict[str, Any]], title: str | None = None):
     if not records:
         raise UsageError("no records to plot")
     groups = group_records(canonical_records(records))
-    fig = _new_figure(6.4, 4.4)
+    crowded = len(groups) > LEGEND_INSIDE  # a legend that long would hide the lines: it goes below the axes
+    fig = _new_figure(6.4, 4.4 + (0.2 * len(groups) if crowded else 0.0))
     ax = fig.add_subplot()
     ticks: set[int] = set()
     for group, label in zip(groups, _labels(groups)):
@@ -81,9 +83,12 @@ def curve_figure(records: list[dict[str, Any]], title: str | None = None):
     ax.set_ylabel("test accuracy (%)")
     ax.set_xticks(sorted(ticks))
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
+    if crowded:
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize="x-small", frameon=False)
+    else:
+        ax.legend(fontsize="small")
     ax.set_title(title or "Accuracy as classes arrive (mean ± std over orders x networks)", fontsize="medium")
-    fig.suptitle(protocol_title(records), fontsize="small")
+    fig.suptitle(protocol_title(records), fontsize="small", wrap=True)
     return fig
 
 
