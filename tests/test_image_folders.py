@@ -291,3 +291,39 @@ def test_a_malformed_imagenet64_file_is_named_with_what_is_wrong(tmp_path, kind,
         (tmp_path / "x.npy").replace(batch)
     with pytest.raises(dsmod.DataNotFoundError, match=message):
         dsmod.load_dataset("imagenet64", data_dir=tmp_path, download=False)
+
+
+# -- class subsets ------------------------------------------------------------------------------------------
+def test_a_class_subset_keeps_those_classes_renumbered_in_the_order_given(tmp_path):
+    whole = dsmod.load_dataset("digits")
+    part = dsmod.load_dataset("digits#7,2-3")
+    assert part.class_names == ["7", "2", "3"] and part.num_classes == 3
+    assert dsmod.dataset_spec("digits#7,2-3").num_classes == 3
+    for new, old in enumerate((7, 2, 3)):
+        assert torch.equal(part.train_images[part.train_labels == new], whole.train_images[whole.train_labels == old])
+        assert torch.equal(part.test_images[part.test_labels == new], whole.test_images[whole.test_labels == old])
+    assert part.mean == whole.mean and part.std == whole.std  # the whole dataset's normalisation
+    root = make_folder(tmp_path / "pets")
+    folder = dsmod.load_dataset(f"folder:{root}@16#1-2")
+    assert folder.class_names == ["bee", "cat"]
+
+
+@pytest.mark.parametrize("ids,message", [
+    ("x", "is not a class list"), ("3-1", "runs backwards"), ("1,1", "class 1 is listed twice"),
+    ("0,10", "class 10 does not exist; the dataset has classes 0..9"), ("4", "keep at least 2 classes"),
+])
+def test_a_bad_class_list_is_one_clear_error(ids, message):
+    with pytest.raises(UsageError, match=message):
+        dsmod.dataset_spec(f"digits#{ids}")
+
+
+def test_a_run_on_a_subset_and_a_folder_whose_name_holds_a_hash(tmp_path):
+    from clbench.protocol.config import RunConfig
+    from clbench.protocol.continual import run
+
+    path, record = run(RunConfig(condenser="random", dataset="digits#0-3", steps=2, orders=1, memory="2ipc",
+                                 width=8, profile="quick", device="cpu", train={"epochs": 1}, out=str(tmp_path)))
+    assert record["complete"] and sorted(record["orders"][0]["class_order"]) == [0, 1, 2, 3]
+    assert path.name.startswith("digits-0-3-random-")
+    root = make_folder(tmp_path / "set#1")
+    assert dsmod.load_dataset(f"folder:{root}@16").class_names == CLASSES

@@ -8,7 +8,7 @@ import typer
 
 def condense(
     condenser: Optional[str] = typer.Option(None, "--condenser", "-c", help="condenser name, or module.path:ClassName (default: random)"),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="a name `clbench datasets` lists, or folder:PATH\\[@SIZE] (default: fashion-mnist)"),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="a name `clbench datasets` lists, or folder:PATH\\[@SIZE]; NAME#0-9 keeps those classes (default: fashion-mnist)"),
     ipc: Optional[int] = typer.Option(None, "--ipc", help="synthetic images per class (default: 10)"),
     sets: Optional[int] = typer.Option(None, "--sets", help="synthetic sets, each condensed anew (default: 5 paper, 2 quick)"),
     first_set: Optional[int] = typer.Option(None, "--first-set", help="index of the first set (seeds follow the index) (default: 0)"),

@@ -12,7 +12,7 @@ def run(
     memory: Optional[str] = typer.Option(None, "--memory", "-m", help="<N>ipc images per class, or a total number of images (default: 20ipc)"),
     orders: Optional[int] = typer.Option(None, "--orders", help="number of class orders (order s = numpy permutation of seed s) (default: 5)"),
     first_order: Optional[int] = typer.Option(None, "--first-order", help="index of the first class order (default: 0)"),
-    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="a name `clbench datasets` lists, or folder:PATH\\[@SIZE] (default: fashion-mnist)"),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="a name `clbench datasets` lists, or folder:PATH\\[@SIZE]; NAME#0-9 keeps those classes (default: fashion-mnist)"),
     steps: Optional[int] = typer.Option(None, "--steps", help="experiences (the classes must divide equally) (default: 5)"),
     profile: Optional[str] = typer.Option(None, "--profile", help="paper, quick, or auto (paper on CUDA, quick on CPU) (default: auto)"),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N (default: auto)"),

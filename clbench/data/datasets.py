@@ -10,6 +10,7 @@ formats and folder layouts themselves are read by `clbench.data.readers`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
 from pathlib import Path
@@ -23,6 +24,7 @@ from clbench.core.registry import Registry
 from clbench.data.image_folders import ImageFolderLayout, lacks
 from clbench.data.image_folders import class_folders as _class_folders
 from clbench.data.readers import CifarLayout, DownsampledImageNetLayout, IdxLayout, Reader, TinyImageNetLayout
+from clbench.data.subsets import SUBSET_MARK, parse_ids, split_subset, subset
 from clbench.data.types import DatasetSpec, ImageDataset, Layout, RealData
 
 __all__ = ["DATASETS", "DatasetSpec", "ImageDataset", "Layout", "RealData", "dataset_spec", "load_dataset"]
@@ -134,9 +136,27 @@ FOLDER_MAX_SIZE = 1024  # px: beyond it a dataset is no longer held in memory wh
 _PLUGIN_SPECS: dict[str, DatasetSpec] = {}
 
 
+def _subset_of(name: str) -> tuple[str, str | None]:
+    """(the whole dataset's name, the class list) of `NAME#IDS`; (name, None) for a whole dataset, also for an
+    image folder whose own name holds a '#'."""
+    base, ids = split_subset(name)
+    if ids is not None and name.startswith(FOLDER_PREFIX):
+        text = name[len(FOLDER_PREFIX):]
+        folder, _, size = text.rpartition("@")
+        if Path(text).expanduser().is_dir() or (folder and size.isdigit() and Path(folder).expanduser().is_dir()):
+            return name, None  # the '#' is part of the folder's own name
+    return base, ids
+
+
 def dataset_spec(name: str, where: str = "--dataset") -> DatasetSpec:
-    """The DatasetSpec a user's name asks for: a registered name (built-in or a plugin's), or `folder:PATH[@SIZE]`
-    for an image folder. Every check that needs only the spec (shape, classes) can run before any data is read."""
+    """The DatasetSpec a user's name asks for: a registered name (built-in or a plugin's), `folder:PATH[@SIZE]`
+    for an image folder, either with `#IDS` for a class subset (clbench.data.subsets). Every check that needs
+    only the spec (shape, classes) can run before any data is read."""
+    base, ids = _subset_of(name)
+    if ids is not None:
+        whole = dataset_spec(base, where)
+        kept = parse_ids(ids, whole.num_classes, where, name)
+        return dataclasses.replace(whole, name=f"{whole.name}{SUBSET_MARK}{ids}", num_classes=len(kept))
     if name.startswith(FOLDER_PREFIX):
         return folder_spec(name[len(FOLDER_PREFIX):], where)
     entry = DATASETS.entry(name, where)
@@ -287,9 +307,17 @@ def load_dataset(name: str, data_dir: str | Path | None = None, download: bool =
     """Load a whole dataset, looking in `data_dir` (or $CLBENCH_DATA), the system copy, then downloading
     (a `folder:` dataset only in its own folder).
 
-    Repeated calls in one process return the same object (the files are read once).
+    Repeated calls in one process return the same object (the files are read once). `NAME#IDS` is a class
+    subset of NAME (clbench.data.subsets).
     """
     spec = dataset_spec(name)
+    base, ids = _subset_of(name)
+    if ids is not None:
+        key = (spec.name, str(data_dir))
+        if key not in _CACHE:
+            whole = load_dataset(base, data_dir, download)
+            _CACHE[key] = subset(whole, parse_ids(ids, whole.num_classes, "--dataset", name), spec.name, ids)
+        return _CACHE[key]
     given, given_origin = _given_root(data_dir)
     if spec.bundled is not None:
         return spec.bundled()
