@@ -23,7 +23,14 @@ from clbench.core.errors import DataNotFoundError, UsageError
 from clbench.core.registry import Registry
 from clbench.data.image_folders import ImageFolderLayout, lacks
 from clbench.data.image_folders import class_folders as _class_folders
-from clbench.data.readers import CifarLayout, DownsampledImageNetLayout, IdxLayout, Reader, TinyImageNetLayout
+from clbench.data.readers import (
+    CifarLayout,
+    DownsampledImageNetLayout,
+    IdxLayout,
+    Reader,
+    TinyImageNetLayout,
+    user_cache_dir,
+)
 from clbench.data.subsets import SUBSET_MARK, parse_ids, split_subset, subset
 from clbench.data.types import DatasetSpec, ImageDataset, Layout, RealData
 
@@ -232,8 +239,7 @@ def _torchvision_download(name: str, root: Path) -> None:
 
 def default_download_root() -> Path:
     """~/.cache/clbench/data (or under $XDG_CACHE_HOME): where downloads go when no data folder is given."""
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "clbench" / "data"
+    return user_cache_dir() / "data"
 
 
 def _given_root(data_dir: str | Path | None) -> tuple[Path | None, str]:

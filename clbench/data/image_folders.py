@@ -12,7 +12,6 @@ reference code's class k); the evaluation split must hold the same class folders
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from torch import Tensor
 from clbench.core.atomic import atomic_torch_save
 from clbench.core.errors import DataNotFoundError
 from clbench.core.tensorfile import UnreadableTensorFile, load_tensor_file
-from clbench.data.readers import Found, Split, damaged
+from clbench.data.readers import Found, Split, damaged, user_cache_dir
 
 SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 EVAL_SPLITS = ("val", "test")
@@ -123,9 +122,8 @@ def fingerprint(folder: Path, files: list[Path]) -> str:
 def cache_paths(folder: Path, size: int) -> list[Path]:
     """Where the cache of `folder` at `size` px may be, in the order tried: beside the data, then the user cache."""
     name = f"size{size}-v{CACHE_VERSION}.pt"
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
-    return [folder / ".clbench-cache" / name, Path(cache) / "clbench" / "folders" / f"{key}-{name}"]
+    return [folder / ".clbench-cache" / name, user_cache_dir() / "folders" / f"{key}-{name}"]
 
 
 def read_image_folder(folder: Path, size: int) -> tuple[list[str], Split, dict]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import gzip
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,11 @@ IDX_FILES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 TINY_CACHE = "clbench-uint8-v1.pt"
+
+
+def user_cache_dir() -> Path:
+    """~/.cache/clbench (or under $XDG_CACHE_HOME): where clbench keeps what it downloads or derives."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "clbench"
 
 
 def damaged(path: Path, why: str) -> DataNotFoundError:

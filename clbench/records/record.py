@@ -136,16 +136,21 @@ def validate_record(record: Any, source: str = "record") -> dict[str, Any]:
     return record
 
 
-def load_record(path: str | Path) -> dict[str, Any]:
-    """A record read and validated; anything else (not a regular file, too large, not JSON, not a record) is a
-    RecordError (clbench.core.jsonfile reads only regular files of a bounded size)."""
-    path = Path(path)
+def read_record_json(path: str | Path) -> Any:
+    """A would-be record's JSON, not yet validated (a reader that also accepts other documents, such as `clbench
+    report`, looks at it once); a file that cannot be read as JSON is a RecordError (clbench.core.jsonfile reads
+    only regular files of a bounded size)."""
     try:
-        record = read_json_file(path, MAX_RECORD_BYTES)
+        return read_json_file(path, MAX_RECORD_BYTES)
     except UnreadableJson as exc:
         damaged = "; the file is damaged" if "not valid JSON" in str(exc) else ""
         raise RecordError(f"{path} {exc}{damaged}") from None
-    return validate_record(record, str(path))
+
+
+def load_record(path: str | Path) -> dict[str, Any]:
+    """A record read and validated; anything else (not a regular file, too large, not JSON, not a record) is a
+    RecordError."""
+    return validate_record(read_record_json(path), str(path))
 
 
 def warning_lines(warnings: list[str], shown: int = 10) -> list[str]:

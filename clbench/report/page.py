@@ -110,9 +110,8 @@ def check_out(out: str | Path) -> Path:
             raise UsageError(f"--out {out}: cannot read the existing file ({exc.strerror})") from None
         if f'name="generator" content="{GENERATOR}' not in head:
             raise UsageError(f"--out {out}: that file exists and is not a clbench report; choose another name")
-    parent = out.parent if str(out.parent) else Path(".")
-    if parent.exists() and not parent.is_dir():
-        raise UsageError(f"--out {out}: {parent} is a file, not a folder")
+    if out.parent.exists() and not out.parent.is_dir():  # Path("r.html").parent is Path(".")
+        raise UsageError(f"--out {out}: {out.parent} is a file, not a folder")
     return out
 
 

@@ -32,7 +32,7 @@ class Found:
 
 def collect(gathering: Gathering) -> Found:
     """Every readable file under the sources; each unreadable one becomes a listed problem."""
-    from clbench.records.record import RECORD_SUFFIX, RecordError, load_record
+    from clbench.records.record import RECORD_SUFFIX, RecordError, read_record_json, validate_record
     from clbench.report.diagnose import SCHEMA as DIAGNOSE_SCHEMA
 
     found = Found()
@@ -40,38 +40,24 @@ def collect(gathering: Gathering) -> Found:
     for source in gathering.sources:
         candidates = [source] if source.is_file() else [
             f for f in sorted(source.rglob(f"*{RECORD_SUFFIX}"))
-            if not f.name.startswith(".") and not any(_inside(f, skip) for skip in gathering.skip)]
+            if not f.name.startswith(".") and not any(f.is_relative_to(skip) for skip in gathering.skip)]
         for f in candidates:
             files.setdefault(f.resolve(), f)
-    for file in files.values():
+    for file in files.values():  # each file read once: a record, else a diagnosis, else a problem
         try:
-            found.records.append((file, load_record(file)))
-        except RecordError as exc:
-            document = _diagnosis(file, DIAGNOSE_SCHEMA)
-            if document is not None:
+            document = read_record_json(file)
+            if _is_diagnosis(document, DIAGNOSE_SCHEMA):
                 found.diagnoses.append((file, document))
             else:
-                gathering.problems.append(_problem(file, str(exc)))
+                found.records.append((file, validate_record(document, str(file))))
+        except RecordError as exc:
+            gathering.problems.append(_problem(file, str(exc)))
     return found
 
 
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.relative_to(folder)
-        return True
-    except ValueError:
-        return False
-
-
-def _diagnosis(file: Path, schema: str) -> dict[str, Any] | None:
-    from clbench.core.jsonfile import UnreadableJson, read_json_file
-
-    try:
-        document = read_json_file(file, 64 << 20)
-    except UnreadableJson:
-        return None
-    ok = isinstance(document, dict) and document.get("schema") == schema and isinstance(document.get("records"), list)
-    return document if ok else None
+def _is_diagnosis(document: Any, schema: str) -> bool:
+    return isinstance(document, dict) and document.get("schema") == schema and isinstance(document.get("records"),
+                                                                                          list)
 
 
 def _problem(file: Path, reason: str) -> Problem:
@@ -185,15 +171,9 @@ def _record(gathering: Gathering, record: dict[str, Any], path: Path) -> dict[st
     config, env = record.get("config", {}), record.get("environment", {})
     kind = record.get("kind", "continual")
     units = record.get("sets", []) if kind == "static" else record.get("orders", [])
-    seconds = sum(float(s.get("condense_seconds", 0.0)) + _train_seconds(s) for u in units
-                  for s in ([u] if kind == "static" else u.get("steps", [])))
-    facts = {}
-    for unit in units:
-        for step in ([unit] if kind == "static" else unit.get("steps", [])):
-            facts = step.get("condenser_facts") or facts
-            break
-        if facts:
-            break
+    steps = [[u] if kind == "static" else u.get("steps", []) for u in units]  # a static set is its own step
+    seconds = sum(float(s.get("condense_seconds", 0.0)) + _train_seconds(s) for unit in steps for s in unit)
+    facts = next((unit[0]["condenser_facts"] for unit in steps if unit and unit[0].get("condenser_facts")), {})
     return {
         "id": "record-" + "".join(ch if ch.isalnum() else "-" for ch in str(record.get("run_id", path.stem))),
         "run_id": record.get("run_id", path.stem), "path": str(path), "kind": kind,
