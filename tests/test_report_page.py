@@ -162,19 +162,29 @@ def test_the_command_of_a_record_runs_it_again_to_the_same_numbers(results, cli,
         [[s["accuracies"] for s in o["steps"]] for o in record["orders"]]
 
 
-def test_report_refuses_bad_input_before_any_work(results, cli, tmp_path):
+BAD_INPUTS = {  # name -> (the arguments after `report`, given the results folder and tmp_path; the message)
+    "out-is-a-users-file": (lambda f, t: [f, "--out", t / "notes.html"], "is not a clbench report"),
+    "out-not-html": (lambda f, t: [f, "--out", t / "page.txt"], "ending in .html"),
+    "out-is-a-fifo": (lambda f, t: [f, "--out", t / "f.html"], "is not a regular file"),
+    "missing-source": (lambda f, t: [t / "missing", "--out", t / "r.html"], "no such file or folder"),
+    "bad-images": (lambda f, t: [f, "--images", "some", "--out", t / "r.html"], "--images 'some'"),
+    "empty-source": (lambda f, t: [t / "empty", "--out", t / "r.html"], "no run records, diagnoses or sweeps found"),
+    "unknown-baseline": (lambda f, t: [f, "--baseline", "dsa", "--out", t / "r.html"],
+                         "--baseline 'dsa': no record of that condenser"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_report_refuses_bad_input_before_any_work(results, cli, tmp_path, case):
     folder, _, _ = results
     mine = tmp_path / "notes.html"
     mine.write_text("<html>my own notes</html>")
-    code, _, err = cli("report", str(folder), "--out", str(mine))
-    assert code == 2 and "is not a clbench report" in err and mine.read_text() == "<html>my own notes</html>"
-    code, _, err = cli("report", str(folder), "--out", str(tmp_path / "page.txt"))
-    assert code == 2 and "ending in .html" in err
-    code, _, err = cli("report", str(tmp_path / "missing"), "--out", str(tmp_path / "r.html"))
-    assert code == 2 and "no such file or folder" in err
-    code, _, err = cli("report", str(folder), "--images", "some", "--out", str(tmp_path / "r.html"))
-    assert code == 2 and "--images 'some'" in err
-    assert not (tmp_path / "r.html").exists()
+    os.mkfifo(tmp_path / "f.html")
+    (tmp_path / "empty").mkdir()
+    arguments, message = BAD_INPUTS[case]
+    code, _, err = cli("report", *map(str, arguments(folder, tmp_path)))
+    assert code == 2 and message in err
+    assert mine.read_text() == "<html>my own notes</html>" and not (tmp_path / "r.html").exists()
 
 
 def test_a_second_report_replaces_the_first_and_images_none_leaves_them_out(results, cli, tmp_path):
@@ -226,19 +236,6 @@ def test_a_sweep_folder_shows_its_jobs_states_and_only_its_gathered_records(cli,
     assert "0 record(s)" in html  # the job folder's copy is left to the gathered records
 
 
-def test_report_refuses_a_fifo_out_an_empty_folder_and_an_unknown_baseline(results, cli, tmp_path):
-    folder, _, _ = results
-    os.mkfifo(tmp_path / "f.html")
-    code, _, err = cli("report", str(folder), "--out", str(tmp_path / "f.html"))
-    assert code == 2 and "is not a regular file" in err
-    (tmp_path / "empty").mkdir()
-    code, _, err = cli("report", str(tmp_path / "empty"), "--out", str(tmp_path / "r.html"))
-    assert code == 2 and "no run records, diagnoses or sweeps found" in err
-    code, _, err = cli("report", str(folder), "--baseline", "dsa", "--out", str(tmp_path / "r.html"))
-    assert code == 2 and "--baseline 'dsa': no record of that condenser" in err
-    assert not (tmp_path / "r.html").exists()
-
-
 def test_a_source_given_twice_is_read_once(results, cli, tmp_path):
     folder, runs, _ = results
     code, out, err = cli("report", str(folder), str(folder), str(next(iter(runs.values()))[0]),
@@ -247,3 +244,16 @@ def test_a_source_given_twice_is_read_once(results, cli, tmp_path):
     assert "3 record(s)" in out
     ids = re.findall(r'<details id="(record-[^"]+)"', (tmp_path / "r.html").read_text())
     assert len(ids) == len(set(ids)) == 3
+
+
+def test_a_diagnosis_file_is_shown_as_diagnose_prints_it_not_listed_as_unreadable(cli, tmp_path):
+    """A `clbench diagnose` document (the committed one) is read once, as a diagnosis: its table is on the page."""
+    import shutil
+    from pathlib import Path
+
+    source = Path(__file__).resolve().parents[1] / "results" / "reference-diagnose" / "diagnose-dm-ddm.json"
+    shutil.copy(source, tmp_path / "diagnosis.json")
+    code, _, err = cli("report", str(tmp_path), "--out", str(tmp_path / "r.html"))
+    assert code == 0 and "unreadable" not in err
+    html = (tmp_path / "r.html").read_text()
+    assert 'id="diagnoses"' in html and "diagnosis: diagnosis.json" in html and "style gap: Gram" in html
