@@ -7,11 +7,13 @@ FMNIST := /usr/share/datasets/fashion-mnist
 
 .PHONY: run test test-fast lint setup data engines clean
 
-$(STAMP): pyproject.toml
+# avalanche-lib's needs at the versions benchmarks/gpu_wheels.txt carries to the GPU machine: the test that checks
+# that list (tests/test_gpu_check.py) copies them from this environment, so a newer release on PyPI must not slip in.
+$(STAMP): pyproject.toml benchmarks/gpu_wheels.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test]' -c benchmarks/gpu_wheels.txt
 	touch $(STAMP)
 
 setup: $(STAMP) data

@@ -95,7 +95,7 @@ class CondensedRehearsal(BaseTemplate):
     def _train_exp(self, experience, eval_streams=None, **kwargs):
         new_classes = sorted(experience.classes_in_this_experience, key=self.class_order.index)
         indices = torch.tensor(list(experience.dataset.sample_index), dtype=torch.long,
-                               device=self.data.train_images.device)
+                               device=self.data.train_labels.device)
         seen = self.memory.classes + new_classes
         ipc = self.budget.per_class(len(seen))
         result = StepResult(self.step, new_classes, seen, ipc, {})
@@ -118,7 +118,7 @@ class CondensedRehearsal(BaseTemplate):
 
     def _condense(self, indices: Tensor, classes: list[int], ipc: int):
         return condense_new_classes(
-            self.condenser, self.data.train_images[indices], self.data.train_labels[indices], classes, ipc,
+            self.condenser, self.data.train(indices), self.data.train_labels[indices], classes, ipc,
             seed=self.seed, order=self.order_index, step=self.step, make_network=self.make_network,
             device=self.device, num_classes=self.data.num_classes, progress=self.condense_progress,
             extras=self.extras)
@@ -150,12 +150,12 @@ class CondensedRehearsal(BaseTemplate):
     def _eval_exp(self, **kwargs):
         self._eval_indices.append(
             torch.tensor(list(self.experience.dataset.sample_index), dtype=torch.long,
-                         device=self.data.test_images.device)
+                         device=self.data.test_labels.device)
         )
 
     def _after_eval(self, **kwargs):
         indices = torch.cat(self._eval_indices)
-        images, labels = self.data.test_images[indices], self.data.test_labels[indices]
+        images, labels = self.data.test(indices), self.data.test_labels[indices]
         results = evaluate_networks(self.networks, images, labels, self.recipe)
         accuracies, per_class = [acc for acc, _ in results], [class_acc for _, class_acc in results]
         if self.last_step is not None:

@@ -321,8 +321,11 @@ def load_dataset(name: str, data_dir: str | Path | None = None, download: bool =
     if ids is not None:
         key = (spec.name, str(data_dir))
         if key not in _CACHE:
+            cached = set(_CACHE)
             whole = load_dataset(base, data_dir, download)
             _CACHE[key] = subset(whole, parse_ids(ids, whole.num_classes, "--dataset", name), spec.name, ids)
+            for loaded in set(_CACHE) - cached - {key}:  # the whole dataset, read for this subset only: let it go
+                del _CACHE[loaded]
         return _CACHE[key]
     given, given_origin = _given_root(data_dir)
     if spec.bundled is not None:

@@ -1,5 +1,5 @@
 """What a dataset is in clbench: `ImageDataset` (a whole dataset in memory as uint8 tensors), `RealData` (its
-tensors normalised on the run's device) and `DatasetSpec` (everything known about one dataset before loading
+tensors as a run uses them: uint8 where they fit, normalised where a step uses them) and `DatasetSpec` (everything known about one dataset before loading
 it: shape, classes, normalisation, files, where to get them). clbench.data.datasets registers and loads them;
 plugins import these names from there.
 """
@@ -73,15 +73,9 @@ class ImageDataset:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
 
     def normalised(self, split: str, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor]:
-        """Float32 images (x/255 - mean)/std and labels, both on `device`.
-
-        The uint8 tensor is moved first and converted there: a quarter of the bytes to transfer.
-        """
+        """Float32 images (x/255 - mean)/std and labels of a whole split, both on `device`."""
         images, labels = self._split(split)
-        x = images.to(device).float().div_(255.0)
-        mean = torch.tensor(self.mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
-        return x.sub_(mean).div_(std), labels.to(device)
+        return normalise(images, self.mean, self.std, device), labels.to(device)
 
     def denormalise(self, x: Tensor) -> Tensor:
         """Normalised images (…, C, H, W) back to [0, 1] pixels for pictures."""
@@ -106,23 +100,106 @@ class ImageDataset:
         return min(counts)
 
     def resident(self, device: torch.device | str = "cpu") -> RealData:
-        """Both splits normalised on `device`: what a run's process loads once and every order it runs shares."""
-        train_x, train_y = self.normalised("train", device)
-        test_x, test_y = self.normalised("test", device)
-        return RealData(train_x, train_y, test_x, test_y, self.num_classes)
+        """The dataset as a run uses it: uint8 images where `storage_for` puts them, labels on `device`, and
+        the normalisation that RealData applies to the images a step or a minibatch takes. What a run's process
+        loads once and every order it runs shares (on the CPU, the very tensors of this dataset: no copy)."""
+        store = storage_for(self, device)
+        pin = store.type == "cpu" and torch.device(device).type == "cuda"
+        train_x, test_x = (x.to(store).pin_memory() if pin else x.to(store)
+                           for x in (self.train_images, self.test_images))
+        return RealData(train_x, self.train_labels.to(device), test_x, self.test_labels.to(device),
+                        self.num_classes, self.mean, self.std, torch.device(device))
+
+
+def normalise(pixels: Tensor, mean: tuple[float, ...], std: tuple[float, ...],
+              device: torch.device | str) -> Tensor:
+    """uint8 images (N, C, H, W) as float32 (x/255 - mean)/std on `device`. The uint8 tensor is moved first and
+    converted there (a quarter of the bytes to move); every pixel is computed on its own, so normalising a
+    subset gives exactly the values of the whole split normalised and then indexed."""
+    x = pixels.to(device).float().div_(255.0)
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, -1, 1, 1)
+    return x.sub_(mean_t).div_(std_t)
+
+
+# Of a GPU's free memory, the share the uint8 real images may take; the rest is for networks, memories and the
+# float32 images of one step. Beyond it they stay on the host, pinned, and each use copies its rows over.
+DEVICE_SHARE = 0.5
+
+
+def storage_for(dataset: ImageDataset, device: torch.device | str) -> torch.device:
+    """Where a run keeps the dataset's uint8 images: on `device` when it is the CPU or they take at most
+    DEVICE_SHARE of its free memory, else on the host."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return device
+    free, _ = torch.cuda.mem_get_info(device)
+    needed = dataset.train_images.numel() + dataset.test_images.numel()
+    return device if needed <= DEVICE_SHARE * free else torch.device("cpu")
+
+
+def storage_facts(dataset: ImageDataset, device: torch.device | str) -> dict[str, object]:
+    """What a record says of how a run holds the real images (environment.real_data)."""
+    store = storage_for(dataset, device)
+    kept = "host (pinned)" if store.type == "cpu" and torch.device(device).type == "cuda" else str(store)
+    return {"images": "uint8", "kept_on": kept,
+            "bytes": int(dataset.train_images.numel() + dataset.test_images.numel()),
+            "normalised": "where used: a step's classes, a minibatch's rows"}
 
 
 @dataclass
 class RealData:
-    """A dataset's tensors, normalised and resident on the run's device (`ImageDataset.resident`)."""
+    """A dataset's tensors as a run uses them (`ImageDataset.resident`): the images as stored (uint8) where
+    they are kept, the labels on the run's device, and the normalisation applied where images are used: a
+    step's classes (`train`, `test`, `of_classes`), a minibatch's rows. Without `mean`/`std` the images are
+    float32 already normalised (the older form, still accepted), and used as they are."""
 
-    train_images: Tensor
+    train_pixels: Tensor  # (N, C, H, W): uint8 as stored, or float32 normalised when mean/std are None
     train_labels: Tensor
-    test_images: Tensor
+    test_pixels: Tensor
     test_labels: Tensor
     num_classes: int
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    device: torch.device | None = None  # where normalised images go (None: where the labels are)
 
+    def __post_init__(self) -> None:
+        if self.device is None:
+            self.device = self.train_labels.device
+        if (self.mean is None) != (self.train_pixels.dtype != torch.uint8):
+            raise ValueError("RealData: uint8 images need the dataset's mean and std; float images are taken as "
+                             "normalised already and need neither")
 
+    def images(self, split: str, rows: Tensor | None = None) -> Tensor:
+        """The normalised float32 images of `split` ("train" or "test") at `rows` (all when None), on the run's
+        device."""
+        pixels = {"train": self.train_pixels, "test": self.test_pixels}[split]
+        if rows is not None:
+            pixels = pixels[rows.to(pixels.device)]
+        if self.mean is None:
+            return pixels.to(self.device)
+        return normalise(pixels, self.mean, self.std, self.device)
+
+    def train(self, rows: Tensor | None = None) -> Tensor:
+        return self.images("train", rows)
+
+    def test(self, rows: Tensor | None = None) -> Tensor:
+        return self.images("test", rows)
+
+    def of_classes(self, split: str, classes: list[int]) -> tuple[Tensor, Tensor]:
+        """The normalised images and the labels of `classes` in `split`, in the dataset's order."""
+        labels = self.train_labels if split == "train" else self.test_labels
+        rows = torch.isin(labels, torch.tensor(classes, device=labels.device)).nonzero().flatten()
+        return self.images(split, rows), labels[rows]
+
+    # the older names: the whole split, normalised (a float32 copy of all of it; clbench itself never asks)
+    @property
+    def train_images(self) -> Tensor:
+        return self.train()
+
+    @property
+    def test_images(self) -> Tensor:
+        return self.test()
 
 
 Layout = IdxLayout | CifarLayout | TinyImageNetLayout | ImageFolderLayout | DownsampledImageNetLayout

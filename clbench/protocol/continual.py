@@ -17,6 +17,7 @@ from typing import Any
 
 from clbench.core.errors import AlreadyComplete, ClbenchError, Interrupted, OutputError, UsageError
 from clbench.core.speed import threads_per_job
+from clbench.data.types import storage_facts
 from clbench.protocol import config as cfg
 from clbench.protocol.checkpoint import (
     OrderState,
@@ -123,7 +124,8 @@ class RunSession:
                             run_config=dataclasses.asdict(p.config), orders=[], summary={})
         session = cls(p, out / f"{run_id}.json", record, {o: OrderState(o) for o in record["config"]["orders"]},
                       reporter)
-        record["environment"].update(jobs=session.jobs, threads_per_order=session.threads)
+        record["environment"].update(jobs=session.jobs, threads_per_order=session.threads,
+                                     real_data=storage_facts(p.dataset, p.device))
         return session
 
     @classmethod
@@ -147,6 +149,7 @@ class RunSession:
         record.setdefault("resumes", []).append({
             "time": now(), "steps_done": session.steps_done(),
             "jobs": session.jobs, "threads_per_order": session.threads, "host": environment(str(p.device))["host"],
+            "real_data": storage_facts(p.dataset, p.device),
         })
         record["run_config"] = {**(record.get("run_config") or dataclasses.asdict(p.config)), "jobs": p.config.jobs}
         return session

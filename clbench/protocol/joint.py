@@ -43,7 +43,7 @@ class Joint(ContinualProtocol):
             seen = [c for g in run.groups[: t + 1] for c in g]
             with step_errors(run, t, "none"):
                 with measured(p.device) as cost:
-                    images, labels = _of_classes(data.train_images, data.train_labels, seen)
+                    images, labels = data.of_classes("train", seen)
                     nets = [run.make_network(derive_seed(seed, order, t, "network", k))
                             for k in range(p.networks_per_step)]
                     gens = [generator(derive_seed(seed, order, t, "train", k), p.device)
@@ -51,7 +51,7 @@ class Joint(ContinualProtocol):
                     train_networks(nets, images, labels, p.recipe, augment, gens, hooks.train_progress,
                                    None if hooks.train_loss is None else (
                                        lambda k, epoch, loss: hooks.train_loss(k, epoch, epochs, loss)))
-                results = evaluate_networks(nets, *_of_classes(data.test_images, data.test_labels, seen), p.recipe)
+                results = evaluate_networks(nets, *data.of_classes("test", seen), p.recipe)
             sizes = {c: int(n) for c, n in zip(seen, torch.bincount(labels, minlength=data.num_classes)[seen].tolist())}
             per_class = [class_acc for _, class_acc in results]
             result = StepResult(t, list(run.groups[t]), seen, min(sizes.values()), sizes,
@@ -64,8 +64,3 @@ class Joint(ContinualProtocol):
             run.recorder.record(result, empty)
         return None
 
-
-def _of_classes(images: torch.Tensor, labels: torch.Tensor, classes: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The images of `classes`, in the dataset's order."""
-    mask = torch.isin(labels, torch.tensor(classes, device=labels.device))
-    return images[mask], labels[mask]

@@ -118,15 +118,19 @@ def _seeded_cpu_rng(seed: int) -> Iterator[None]:
 
 
 def _tensor_stream(data: Any, classes: list[int], steps: int):
-    """A class-incremental Avalanche benchmark of (image, label, task 0) over the normalised tensors (CPU),
-    each training sample carrying its row of data.train_images (clbench.protocol.tensor_batches)."""
+    """A class-incremental Avalanche benchmark of (image, label, task 0) over the real images (CPU), each
+    training sample carrying its row of the training images (clbench.protocol.tensor_batches). Avalanche's own
+    loader (`fast_batches=False`) reads the uint8 images and normalises each one as it is fetched."""
     from avalanche.benchmarks import nc_benchmark
     from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dataset as tensors
 
+    from clbench.data.types import normalise
     from clbench.protocol.tensor_batches import with_rows
 
-    train = with_rows(tensors(data.train_images.cpu(), data.train_labels.cpu()), "sample_index")
-    test = tensors(data.test_images.cpu(), data.test_labels.cpu())
+    per_image = None if data.mean is None else (
+        lambda image: normalise(image.unsqueeze(0), data.mean, data.std, image.device)[0])
+    train = with_rows(tensors(data.train_pixels.cpu(), data.train_labels.cpu(), transform=per_image), "sample_index")
+    test = tensors(data.test_pixels.cpu(), data.test_labels.cpu(), transform=per_image)
     return nc_benchmark(train, test, n_experiences=steps, task_labels=False, fixed_class_order=classes)
 
 
@@ -138,8 +142,8 @@ def _real_rows(data: Any) -> Callable[[Any], tuple[Tensor, Tensor] | None]:
         rows = rows_of(dataset, "sample_index")
         if rows is None:
             return None
-        rows = rows.to(data.train_images.device)
-        return data.train_images[rows], data.train_labels[rows]
+        rows = rows.to(data.train_labels.device)
+        return data.train(rows), data.train_labels[rows]
 
     return read
 
@@ -197,7 +201,7 @@ def run_replay_order(run: OrderRun, fast_batches: bool = True) -> Memory:
                              reader=_real_rows(data) if fast_batches else None)
     if start and run.state.memory is not None:
         buffer.restore(start, Memory.from_state(run.state.memory, device))
-    batches = [TensorBatches({"sample_index": lambda: (data.train_images, data.train_labels),
+    batches = [TensorBatches({"sample_index": lambda: (data.train, data.train_labels),
                               "memory_index": lambda: buffer.memory.tensors()})] if fast_batches else []
     schedule = _Recipe(recipe, seed, order, device, lambda done, total: hooks.train_progress(0, done, total),
                        hooks.check_stop, hooks.train_loss, start,
@@ -224,8 +228,7 @@ def run_replay_order(run: OrderRun, fast_batches: bool = True) -> Memory:
                 strategy.train(experience, num_workers=0)
             seconds = time.perf_counter() - began
             seen = [c for g in groups[: t + 1] for c in g]
-            mask = torch.isin(data.test_labels, torch.tensor(seen, device=data.test_labels.device))
-            accuracy, class_accuracy = evaluate(net, data.test_images[mask], data.test_labels[mask], recipe)
+            accuracy, class_accuracy = evaluate(net, *data.of_classes("test", seen), recipe)
         condensed = buffer.last_condense_cost
         result = StepResult(t, list(groups[t]), seen, buffer.last_ipc, buffer.sizes(), [accuracy], class_accuracy,
                             condensed.seconds, seconds - condensed.seconds, jsonable(buffer.last_facts),

@@ -26,7 +26,7 @@ from clbench.condense.checks import OUT_OF_MEMORY
 from clbench.core.costs import measured
 from clbench.core.errors import AlreadyComplete, ClbenchError, Interrupted, OutputError, UsageError
 from clbench.core.seeding import derive_seed, generator
-from clbench.data.datasets import RealData
+from clbench.data.types import RealData, storage_facts
 from clbench.protocol import config as cfg
 from clbench.protocol.checkpoint import acquire_lock, release_lock
 from clbench.protocol.failures import out_of_memory, saving
@@ -237,6 +237,7 @@ def _create(p: PreparedStatic) -> tuple[Path, dict[str, Any]]:
     # a static record has no class orders; `orders` is kept so that readers of run records accept it
     record = new_record(KIND, run_id, resolved_config(p), str(p.device), run_config=run_config(p.config),
                         orders=[], sets=[], summary=summarise_static([], list(p.config.eval_nets)))
+    record["environment"]["real_data"] = storage_facts(p.dataset, p.device)
     return out / f"{run_id}.json", record
 
 
@@ -280,18 +281,18 @@ def run_set(p: PreparedStatic, index: int, data: RealData, reporter: StaticRepor
             check_stop: Callable[[], None] = lambda: None) -> dict[str, Any]:
     """One synthetic set: condense all classes, save it, then every (network, evaluation) from scratch."""
 
-    train_x, train_y, test_x, test_y = data.train_images, data.train_labels, data.test_images, data.test_labels
-
     def condense_progress(done: int, total: int, info: dict) -> None:
         check_stop()
         reporter.condense_progress(done, total, info)
     ds, c = p.dataset, p.config
     augment = p.recipe.augment()
     with measured(p.device) as condensed:
-        synthetic = condense_all(p, index, train_x, train_y, condense_progress)
+        # every class at once: the whole training split normalised, for this condensation only
+        synthetic = condense_all(p, index, data.train(), data.train_labels, condense_progress)
     images, labels = synthetic.images.detach().to(p.device), synthetic.labels.to(p.device)
     files = saving(lambda: save_synthetic(record_path, index, images, labels, ds), record_path)
 
+    test_x, test_y = data.test(), data.test_labels
     accuracies: dict[str, list[float]] = {}
     class_accuracy: dict[str, dict[str, float]] = {}
     train_seconds: dict[str, float] = {}

@@ -6,8 +6,8 @@ is about as slow as a small network's forward pass (profiled in benchmarks/repla
 batch sampler still decides every minibatch (the same draws from the same generators: the same samples in the
 same order); only the fetch changes. Each dataset in the loader carries a data attribute with its rows in a
 tensor (`sample_index`: rows of the real training images; `memory_index`: rows of the memory), and a minibatch
-is `images[rows]`: the same tensors as Avalanche's, so the same numbers (tests/test_replay_learner.py compares
-the batches). A loader over any other dataset keeps Avalanche's own path.
+is `images[rows]` (the real images normalised as they are gathered, clbench.data.types.RealData): the same
+tensors as Avalanche's, so the same numbers (tests/test_replay_learner.py compares the batches). A loader over any other dataset keeps Avalanche's own path.
 
 This replaces `_make_pytorch_loader` on the loader instance, a private hook of avalanche-lib 0.6.0 (pinned).
 """
@@ -22,7 +22,9 @@ from avalanche.benchmarks.utils.data_loader import MultiDatasetDataLoader
 from avalanche.core import SupervisedPlugin
 from torch import Tensor
 
-Source = Callable[[], tuple[Tensor, Tensor]]  # the current (images, labels) that a row attribute indexes
+# the current (images, labels) that a row attribute indexes; images a tensor, or a function of rows giving them
+Images = Tensor | Callable[[Tensor], Tensor]
+Source = Callable[[], tuple[Images, Tensor]]
 
 
 def with_rows(dataset: Any, attribute: str) -> Any:
@@ -32,7 +34,7 @@ def with_rows(dataset: Any, attribute: str) -> Any:
 
 @dataclass
 class _Table:
-    images: Tensor
+    images: Images
     labels: Tensor
     rows: Tensor  # per sample of the dataset: its row in images/labels
     tasks: Tensor  # per sample: its task label
@@ -84,19 +86,22 @@ def gathered(batch_sampler: Any, tables: list[_Table]) -> Iterator[list[Tensor]]
     """`[images, labels, task labels]` per list of indices the sampler yields (indices into the concatenation
     of the tables' datasets, as Avalanche's ConcatDataset numbers them)."""
     skip_loader_seed()
-    device = tables[0].images.device
+    device = tables[0].labels.device
     rows = torch.cat([t.rows for t in tables]).to(device)
     which = torch.cat([torch.full((len(t.rows),), k, dtype=torch.long) for k, t in enumerate(tables)]).to(device)
     tasks = torch.cat([t.tasks for t in tables]).to(device)
-    shape = tables[0].images.shape[1:]
+    fetch = [t.images if callable(t.images) else t.images.__getitem__ for t in tables]
     for indices in batch_sampler:
         idx = torch.as_tensor(np.asarray(indices, dtype=np.int64), device=device)
         r, w = rows[idx], which[idx]
-        x = torch.empty((len(idx), *shape), dtype=tables[0].images.dtype, device=tables[0].images.device)
-        y = torch.empty(len(idx), dtype=torch.long, device=tables[0].images.device)
+        x = y = None
         for k, table in enumerate(tables):
             mask = w == k
             if bool(mask.any()):
-                x[mask] = table.images[r[mask]]
+                images = fetch[k](r[mask])
+                if x is None:
+                    x = images.new_empty((len(idx), *images.shape[1:]))
+                    y = torch.empty(len(idx), dtype=torch.long, device=images.device)
+                x[mask] = images
                 y[mask] = table.labels[r[mask]]
         yield [x, y, tasks[idx]]
