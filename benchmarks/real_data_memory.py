@@ -5,11 +5,11 @@ first step (the baseline: what clbench did before, and what the reference code d
 
     .venv/bin/python benchmarks/real_data_memory.py [--classes 40] [--steps 2] [--condenser random]
 
-Each variant runs in its own process (a fresh peak); the script prints each one's peak resident memory
-(ru_maxrss), the ratio baseline / clbench, the records' accuracies (equal: the same numbers either way), and
-the peak extrapolated to ImageNet-1K's 1000 classes from runs at two class counts (--classes and half of it:
-the peak's growth per class and what does not grow). The data is generated in the downsampled-ImageNet npz layout (`imagenet64`) in a temporary
-folder; CPU only (on a GPU the same split applies to device memory).
+Each variant runs in its own process (a fresh peak); the script prints each one's peak resident memory (ru_maxrss),
+the ratio baseline / clbench, the records' accuracies (equal: the same numbers either way), and the peak
+extrapolated to ImageNet-1K's 1000 classes from runs at two class counts (--classes and half of it: the peak's
+growth per class and what does not grow). The data is generated in the downsampled-ImageNet npz layout
+(`imagenet64`) in a temporary folder; CPU only (on a GPU the same split applies to device memory).
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""What a dataset is in clbench: `ImageDataset` (a whole dataset in memory as uint8 tensors), `RealData` (its
-tensors as a run uses them: uint8 where they fit, normalised where a step uses them) and `DatasetSpec` (everything known about one dataset before loading
-it: shape, classes, normalisation, files, where to get them). clbench.data.datasets registers and loads them;
-plugins import these names from there.
+"""What a dataset is in clbench: `ImageDataset` (a whole dataset in memory as uint8 tensors), `RealData` (its tensors
+as a run uses them: uint8 where they fit, normalised where a step uses them) and `DatasetSpec` (everything known
+about one dataset before loading it: shape, classes, normalisation, files, where to get them). clbench.data.datasets
+registers and loads them; plugins import these names from there.
 """
 from __future__ import annotations
 

@@ -1,13 +1,12 @@
-"""The replay learner's minibatches gathered from resident tensors in one index operation each.
-
-Avalanche's loaders (`ReplayDataLoader`, and `TaskBalancedDataLoader` before the memory has anything) fetch a
-minibatch sample by sample through `AvalancheDataset.__getitem__` and collate it: on a Fashion-MNIST step that
-is about as slow as a small network's forward pass (profiled in benchmarks/replay.py). Here the loader's own
-batch sampler still decides every minibatch (the same draws from the same generators: the same samples in the
-same order); only the fetch changes. Each dataset in the loader carries a data attribute with its rows in a
-tensor (`sample_index`: rows of the real training images; `memory_index`: rows of the memory), and a minibatch
-is `images[rows]` (the real images normalised as they are gathered, clbench.data.types.RealData): the same
-tensors as Avalanche's, so the same numbers (tests/test_replay_learner.py compares the batches). A loader over any other dataset keeps Avalanche's own path.
+"""The replay learner's minibatches gathered from resident tensors in one index operation each. Avalanche's loaders
+(`ReplayDataLoader`, and `TaskBalancedDataLoader` before the memory has anything) fetch a minibatch sample by sample
+through `AvalancheDataset.__getitem__` and collate it: on a Fashion-MNIST step that is about as slow as a small
+network's forward pass (profiled in benchmarks/replay.py). Here the loader's own batch sampler still decides every
+minibatch (the same draws from the same generators: the same samples in the same order); only the fetch changes.
+Each dataset in the loader carries a data attribute with its rows in a tensor (`sample_index`: rows of the real
+training images; `memory_index`: rows of the memory), and a minibatch is `images[rows]` (the real images normalised
+as they are gathered, clbench.data.types.RealData): the same tensors as Avalanche's, so the same numbers
+(tests/test_replay_learner.py compares the batches). A loader over any other dataset keeps Avalanche's own path.
 
 This replaces `_make_pytorch_loader` on the loader instance, a private hook of avalanche-lib 0.6.0 (pinned).
 """
