@@ -93,7 +93,7 @@ def test_every_network_builds_and_trains_a_step(name: str) -> None:
     opt.step()
     assert not torch.equal(before, net.classifier.weight)
     # The other sizes and channel counts: a forward pass (the train step above costs the most on a CPU).
-    for channels, size in [(3, 28), (1, 32), (3, 32), (1, 64), (3, 64)]:
+    for channels, size in [(3, 28), (1, 32), (3, 32), (1, 64), (3, 64), (3, 128)]:
         net = build_network(name, channels, 5, size, seed=0).eval()
         with torch.no_grad():
             x = torch.randn(1, channels, size, size)
