@@ -636,3 +636,57 @@ def test_a_byte_order_mark_is_read_as_utf8(tmp_path):
     path = tmp_path / "c.toml"
     path.write_bytes("\ufeffseed = 3\n".encode())
     assert read_toml(path, "--config") == {"seed": 3}
+
+
+def test_static_sweep_gives_the_sets_of_one_condense_and_compare_reads_it(cli, tmp_path):
+    """`kind = "static"`: a grid of `clbench condense` configurations, one job per synthetic set; the gathered
+    record of each configuration holds the very sets (same seeds, same accuracies) that one `clbench condense
+    --sets 2` makes, and compare and resume read it as a static record."""
+    from clbench.protocol.static import StaticConfig, run_static
+
+    spec = tmp_path / "static.toml"
+    spec.write_text(
+        'kind = "static"\ncondenser = ["random", "herding"]\ndataset = "digits"\nipc = 2\nsets = 2\nevals = 1\n'
+        'width = 8\nprofile = "quick"\ndevice = "cpu"\n[train]\nepochs = 2\n'
+        f'[sweep]\nfolder = "{tmp_path / "sweep"}"\nmax_parallel = 2\n')
+    code, out, err = cli("sweep", str(spec), "--dry-run")
+    assert code == 0, err
+    assert "random digits ipc 2 static" in out and "set" in out
+    code, out, err = cli("sweep", str(spec))
+    assert code == 0, err
+    assert "4 job(s): 4 done" in out
+    records = {json.loads(p.read_text())["config"]["condenser"]: (p, json.loads(p.read_text()))
+               for p in (tmp_path / "sweep" / "records").glob("*.json")}
+    assert set(records) == {"random", "herding"}
+    for condenser, (path, record) in records.items():
+        assert record["kind"] == "static" and record["complete"] and record["config"]["sets"] == [0, 1]
+        assert all((path.parent / s["synthetic_file"]).is_file() for s in record["sets"])
+        _, alone = run_static(StaticConfig(condenser=condenser, dataset="digits", ipc=2, sets=2, evals=1, width=8,
+                                           profile="quick", device="cpu", train={"epochs": 2},
+                                           out=str(tmp_path / "alone" / condenser)))
+        assert [s["accuracies"] for s in record["sets"]] == [s["accuracies"] for s in alone["sets"]]
+        assert record["summary"]["accuracy"] == alone["summary"]["accuracy"]
+    code, out, err = cli("compare", str(tmp_path / "sweep" / "records"), "--format", "csv")
+    assert code == 0, err
+    assert "herding" in out and "random" in out
+    code, out, err = cli("sweep", "--status", str(tmp_path / "sweep"))
+    assert code == 0 and "herding digits ipc 2 static" in out and "1/1" in out
+
+
+def test_static_spec_names_its_own_keys(tmp_path):
+    spec = sw.parse_spec({"kind": "static", "ipc": [1, 10], "sets": [0, 3]}, folder=tmp_path)
+    jobs = sw.expand(spec)
+    assert [(j.config["ipc"], j.config["first_set"], j.config["sets"]) for j in jobs] == [
+        (1, 0, 1), (1, 3, 1), (10, 0, 1), (10, 3, 1)]
+    assert all(j.kind == "static" and j.run_config().ipc in (1, 10) for j in jobs)
+    assert sw.Job.from_dict(jobs[0].to_dict()) == jobs[0] and sw.Job.from_dict(jobs[0].to_dict()).kind == "static"
+    # a continual job's id does not depend on there being kinds (sweeps made before resume as they were)
+    continual = sw.expand(sw.parse_spec({"dataset": "digits"}, folder=tmp_path))[0]
+    assert continual.id == sw._digest({"job": {k: v for k, v in continual.config.items() if k not in sw.NOT_HASHED}})
+    for data, message in [({"kind": "static", "memory": "10ipc"}, "unknown keys memory"),
+                          ({"kind": "static", "orders": 2}, "unknown keys orders"),
+                          ({"kind": "static", "sets": [1, 1]}, "lists a set twice"),
+                          ({"kind": "nope"}, "nope"),
+                          ({"kind": "static", "ipc": 0}, "--ipc 0")]:
+        with pytest.raises(UsageError, match=message):
+            sw.check_runs(sw.parse_spec(data, folder=tmp_path))

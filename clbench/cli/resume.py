@@ -13,13 +13,14 @@ def resume(
     """Continue an interrupted run from the last completed step of each order, or a static record from its next
     set (same final record)."""
     from clbench.cli.run import execute
-    from clbench.protocol import continual, static
+    from clbench.protocol.kinds import kind_of
     from clbench.records.record import load_record
 
-    if load_record(record).get("kind") == static.KIND:
+    kind = kind_of(load_record(record))
+    if kind.name == "static":
         from clbench.cli.condense import print_summary
         from clbench.cli.progress import RichStaticReporter
 
-        execute(lambda reporter: static.resume(record, reporter), RichStaticReporter, print_summary)
+        execute(lambda reporter: kind.resume(record, reporter), RichStaticReporter, print_summary)
         return
-    execute(lambda reporter: continual.resume(record, reporter, jobs=jobs))
+    execute(lambda reporter: kind.resume(record, reporter, jobs=jobs))

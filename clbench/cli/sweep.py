@@ -122,9 +122,8 @@ def job_table(board, launcher: str, max_rows: int = 24):
     cells, styles = [], []
     for job_id, state in rows[:max_rows]:
         job = board.jobs[job_id]
-        c = job.config
         seconds = f"{(state.ended or time.time()) - state.started:.0f}s" if state.started else ""
-        cells.append([job_id[:8], f"{c['condenser']} {c['dataset']} {c['memory']} {c['steps']}st", str(job.order),
+        cells.append([job_id[:8], job.run_label, str(job.order),
                       state.state, str(state.attempts or ""), seconds, shown_error(state.detail or "", job.folder.parent.parent)])
         styles.append(STATE_STYLES.get(state.state, ""))
     caption = f"{len(rows) - max_rows} more job(s) not shown" if len(rows) > max_rows else ""
@@ -161,9 +160,9 @@ def _show_status(folder: str, job: str | None, fmt: str) -> None:
 
 def _show_job(report) -> None:
     """One job as fields, one per line, then each attempt with its whole error: nothing cut."""
-    c = report.job.config
-    lines = [f"job {report.job.id}: {report.state}",
-             f"  run: {c['condenser']} {c['dataset']} {c['memory']} {c['steps']} steps, order {report.job.order}",
+    job = report.job
+    lines = [f"job {job.id}: {report.state}",
+             f"  run: {job.run_label}, {job.experiment.unit} {job.order}",
              f"  folder: {report.job.folder}",
              f"  steps: {report.steps_done}/{report.steps_total} ({report.resumed} resumed)",
              f"  attempts: {report.attempts}"]
@@ -185,10 +184,9 @@ def _dry_run(spec, jobs) -> None:
     from clbench.report.table import Column, Table
     from clbench.sweep.jobs import complete_record
 
-    columns = [Column("job", key=True), Column("condenser"), Column("dataset"), Column("memory"),
-               Column("steps", numeric=True), Column("order", numeric=True), Column("done")]
-    cells = [[job.id, str(job.config["condenser"]), str(job.config["dataset"]), str(job.config["memory"]),
-              str(job.config["steps"]), str(job.order), "yes" if complete_record(job.folder) else ""] for job in jobs]
+    columns = [Column("job", key=True), Column("run", wrap=True), Column(jobs[0].experiment.unit if jobs else "order",
+                                                                          numeric=True), Column("done")]
+    cells = [[job.id, job.run_label, str(job.order), "yes" if complete_record(job.folder) else ""] for job in jobs]
     show(Table(f"{len(jobs)} job(s) in {spec.folder}", columns, cells, [], [], ""), "table", Console())
 
 

@@ -29,6 +29,7 @@ from clbench.protocol.checkpoint import (
 )
 from clbench.protocol.failures import saving
 from clbench.protocol.hooks import Reporter
+from clbench.protocol.kinds import RecordKind, file_safe
 from clbench.protocol.order import execute_order
 from clbench.protocol.prepare import Prepared, bytes_needed, prepare, resolved_config, torch_threads
 from clbench.protocol.signals import StopRequested, StopSignals
@@ -236,3 +237,54 @@ class RunSession:
                 entry = execute_order(self.p, self.states[order], data, self.path, self.record["run_id"],
                                       self.reporter, self.signals.check, self.step_done)
                 self.order_done(entry)
+
+
+# -- the continual kind, as resume and sweeps see it (clbench.protocol.kinds) --------------------------------
+class Continual(RecordKind):
+    name = "continual"
+    config_type = cfg.RunConfig
+    unit, units_key, count_key, first_key = "order", "orders", "orders", "first_order"
+    default_count = 5  # the paper's five class orders
+
+    def run(self, config: cfg.RunConfig, reporter: Reporter | None = None, *,
+            resume: str | Path | None = None) -> tuple[Path, dict[str, Any]]:
+        return run(config, reporter, resume=resume)
+
+    def resume(self, path: str | Path, reporter: Reporter | None = None, **options: Any) -> tuple[Path, dict[str, Any]]:
+        return resume(path, reporter, **options)
+
+    def check(self, values: dict[str, Any], source: str) -> None:
+        from clbench.condensers import new_condenser
+        from clbench.data.datasets import dataset_spec
+        from clbench.data.streams import split_classes
+        from clbench.nets.networks import NETWORKS
+        from clbench.protocol.resolve import check_condenser_data, condenser_and_options, train_recipe
+
+        cfg.check_types(values, source)
+        config = cfg.RunConfig(**values)
+        config.validate()
+        for profile in ["paper", "quick"] if config.profile == "auto" else [config.profile]:
+            condenser = new_condenser(*condenser_and_options(config.condenser, config.opt, profile))
+            check_condenser_data(condenser, dataset_spec(config.dataset), config.condenser)
+            train_recipe(config.train, profile)
+        NETWORKS.check(config.network, where="network")
+        split_classes(list(range(dataset_spec(config.dataset).num_classes)), config.steps)
+
+    def label(self, config: dict[str, Any]) -> str:
+        return f"{config['condenser']} {config['dataset']} {config['memory']} {config['steps']} steps"
+
+    def work(self, record: dict[str, Any]) -> int:
+        return sum(len(o.get("steps", [])) for o in record.get("orders", []))
+
+    def work_per_unit(self, config: dict[str, Any]) -> int:
+        return int(config.get("steps", 0))
+
+    def summarise(self, entries: list[dict[str, Any]], config: dict[str, Any]) -> dict[str, Any]:
+        return summarise(entries)
+
+    def record_name(self, config: dict[str, Any], key: str) -> str:
+        return (f"{config['dataset']}-{file_safe(config['condenser'])}-{config['memory']}-{config['steps']}steps-"
+                f"{key[:8]}")
+
+
+CONTINUAL = Continual()

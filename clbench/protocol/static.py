@@ -30,6 +30,7 @@ from clbench.data.types import RealData, storage_facts
 from clbench.protocol import config as cfg
 from clbench.protocol.checkpoint import acquire_lock, release_lock
 from clbench.protocol.failures import out_of_memory, saving
+from clbench.protocol.kinds import RecordKind, file_safe
 from clbench.protocol.profiles import STATIC_EVALS, STATIC_SETS
 from clbench.protocol.resolve import PreparedRun, Resolved, resolve
 from clbench.protocol.signals import StopRequested, StopSignals
@@ -366,3 +367,50 @@ def train_and_test(name: str, images: Tensor, labels: Tensor, test_images: Tenso
                         width=width)
     train_network(net, images, labels, recipe, augment, generator(train_seed, device), progress)
     return evaluate(net, test_images, test_labels, recipe)
+
+
+# -- the static kind, as resume and sweeps see it (clbench.protocol.kinds) -----------------------------------
+class Static(RecordKind):
+    name = KIND
+    config_type = StaticConfig
+    unit, units_key, count_key, first_key = "set", "sets", "sets", "first_set"
+    default_count = STATIC_SETS["paper"]  # a sweep's sets unless it says
+
+    def run(self, config: StaticConfig, reporter: StaticReporter | None = None, *,
+            resume: str | Path | None = None) -> tuple[Path, dict[str, Any]]:
+        return run_static(config, reporter, resume=resume)
+
+    def resume(self, path: str | Path, reporter: StaticReporter | None = None,
+               **options: Any) -> tuple[Path, dict[str, Any]]:
+        return resume(path, reporter)
+
+    def check(self, values: dict[str, Any], source: str) -> None:
+        from clbench.condensers import new_condenser
+        from clbench.data.datasets import dataset_spec
+        from clbench.nets.networks import NETWORKS
+        from clbench.protocol.resolve import check_condenser_data, condenser_and_options, train_recipe
+
+        cfg.check_types(values, source, StaticConfig)
+        config = StaticConfig(**values)
+        config.validate()
+        parse_eval_nets(config.eval_nets)
+        for profile in ["paper", "quick"] if config.profile == "auto" else [config.profile]:
+            condenser = new_condenser(*condenser_and_options(config.condenser, config.opt, profile))
+            check_condenser_data(condenser, dataset_spec(config.dataset), config.condenser)
+            train_recipe(config.train, profile)
+        NETWORKS.check(config.network, where="network")
+
+    def label(self, config: dict[str, Any]) -> str:
+        return f"{config['condenser']} {config['dataset']} ipc {config['ipc']} static"
+
+    def work(self, record: dict[str, Any]) -> int:
+        return len(record.get("sets") or [])
+
+    def summarise(self, entries: list[dict[str, Any]], config: dict[str, Any]) -> dict[str, Any]:
+        return summarise_static(entries, list(config["eval_nets"]))
+
+    def record_name(self, config: dict[str, Any], key: str) -> str:
+        return f"{config['dataset']}-{file_safe(config['condenser'])}-ipc{config['ipc']}-static-{key[:8]}"
+
+
+STATIC = Static()

@@ -83,14 +83,17 @@ def complete_record(folder: Path) -> Path | None:
     return None
 
 
-def best_record(folder: Path) -> tuple[Path, dict[str, Any]] | None:
+def best_record(folder: Path, kind: Any = None) -> tuple[Path, dict[str, Any]] | None:
     """The complete record, else the one that got furthest (its partial order still feeds the curve)."""
+    from clbench.protocol.kinds import get_kind
+
+    kind = kind or get_kind("continual")
     records = job_records(folder)
     done = [(p, r) for p, r in records if r.get("complete")]
     if done:
         return done[0]
-    partial = [(p, r) for p, r in records if r.get("orders")]
-    return max(partial, key=lambda pr: len(pr[1]["orders"][0].get("steps", []))) if partial else None
+    partial = [(p, r) for p, r in records if r.get(kind.units_key)]
+    return max(partial, key=lambda pr: kind.work(pr[1])) if partial else None
 
 
 def read_status(folder: Path) -> dict[str, Any]:
@@ -181,22 +184,21 @@ def run_job(job: Job) -> Path:
 
     from clbench.core.errors import UsageError
     from clbench.protocol.checkpoint import acquire_lock, release_lock
-    from clbench.protocol.continual import run
     from clbench.records.record import RecordError
 
     unfinished = [(p, r) for p, r in job_records(job.folder) if not r.get("complete")]
-    unfinished.sort(key=lambda pr: -sum(len(o.get("steps", [])) for o in pr[1].get("orders", [])))
+    unfinished.sort(key=lambda pr: -job.experiment.work(pr[1]))
     for index, (path, _) in enumerate(unfinished):
         acquire_lock(path)  # a live duplicate of this job still writing it: fail, never clear its record
         release_lock(path)
         if index == 0:
             try:
-                return run(job.run_config(), resume=path)[0]
+                return job.experiment.run(job.run_config(), resume=path)[0]
             except (RecordError, UsageError):
                 pass
         path.unlink(missing_ok=True)
         shutil.rmtree(path.with_suffix(""), ignore_errors=True)
-    path, _ = run(job.run_config())
+    path, _ = job.experiment.run(job.run_config())
     return path
 
 
@@ -206,15 +208,9 @@ def _one_line(exc: BaseException) -> str:
 
 
 # -- gathering -------------------------------------------------------------------------------------------
-def record_name(run: dict[str, Any], key: str) -> str:
-    safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in str(run["condenser"]))
-    return f"{run['dataset']}-{safe}-{run['memory']}-{run['steps']}steps-{key[:8]}"
-
-
 def gather(folder: Path, jobs: list[Job]) -> list[Path]:
-    """One run record per run configuration in <folder>/records: its jobs' orders concatenated, the summary
-    recomputed over them, complete only when every order is. Written atomically; re-gathering overwrites."""
-    from clbench.records.summary import summarise
+    """One record per run configuration in <folder>/records: its jobs' orders (or sets) concatenated, the
+    summary recomputed over them, complete only when every one is. Written atomically; re-gathering overwrites."""
     from clbench.records.writer import RecordWriter, new_record
 
     out = folder / "records"
@@ -224,31 +220,33 @@ def gather(folder: Path, jobs: list[Job]) -> list[Path]:
     written = []
     for key, group in groups.items():
         group = sorted(group, key=lambda j: j.order)
+        kind = group[0].experiment
         entries, sources, first = [], [], None
         for job in group:
-            found = best_record(job.folder)
-            if found is None or not found[1]["orders"]:
+            found = best_record(job.folder, kind)
+            if found is None or not found[1].get(kind.units_key):
                 continue
             path, record = found
             first = first or record
-            entry = dict(record["orders"][0])
-            if entry.get("memory_file"):
-                entry["memory_file"] = os.path.relpath(path.parent / entry["memory_file"], out)
+            entry = dict(record[kind.units_key][0])
+            for name, value in entry.items():  # files beside the job's record, named from the gathered one
+                if name.endswith("_file") and isinstance(value, str):
+                    entry[name] = os.path.relpath(path.parent / value, out)
             entries.append(entry)
-            sources.append({"order": job.order, "job": job.id, "record": os.path.relpath(path, out),
+            sources.append({kind.unit: job.order, "job": job.id, "record": os.path.relpath(path, out),
                             "host": record.get("environment", {}).get("host")})
         if first is None:
             continue
-        name = record_name(group[0].config, key)
+        name = kind.record_name(group[0].config, key)
         complete = len(entries) == len(group) and all(e.get("complete") for e in entries)
-        gathered = new_record(first.get("kind", "continual"), name,
-                              {**first["config"], "orders": [j.order for j in group]},
-                              str(first["config"].get("device", "cpu")),
-                              env=first.get("environment", {}),  # where the orders ran, not where they were gathered
-                              orders=entries, summary=summarise(entries),
+        config = {**first["config"], kind.units_key: [j.order for j in group]}
+        units = {"orders": entries} if kind.units_key == "orders" else {"orders": [], kind.units_key: entries}
+        done = {s[kind.unit] for s in sources}
+        gathered = new_record(first.get("kind", "continual"), name, config, str(first["config"].get("device", "cpu")),
+                              env=first.get("environment", {}),  # where the units ran, not where they were gathered
+                              **units, summary=kind.summarise(entries, config),
                               sweep={"folder": str(folder), "run_key": key, "jobs": sources,
-                                     "missing_orders": [j.order for j in group
-                                                        if j.order not in {s["order"] for s in sources}]})
+                                     f"missing_{kind.units_key}": [j.order for j in group if j.order not in done]})
         gathered["complete"] = complete
         path = out / f"{name}.json"
         RecordWriter(path).write(gathered)

@@ -1,11 +1,14 @@
-"""Sweeps: a TOML grid of run configurations x class orders, expanded into independent jobs for an engine.
+"""Sweeps: a TOML grid of run configurations x class orders (or synthetic sets), expanded into independent jobs.
 
-One job is one (run configuration, class order): a `clbench run` with `orders=1, first_order=o`, writing its
-own record into its own folder. Its id is a hash of its resolved configuration, so the same job keeps the
-same folder across invocations: a job whose record is complete is skipped, which makes re-running a sweep
-resume it. The records of one run configuration are then gathered into one run record that `clbench compare`
-reads like any other. This module parses the spec and expands it into jobs; clbench.sweep.jobs runs one job and
-gathers, clbench.sweep.driver drives a sweep, and scheduling belongs to the engine (clbench.sweep.launchers).
+One job is one (run configuration, class order): a `clbench run` with `orders=1, first_order=o`, writing its own
+record into its own folder. A spec with `kind = "static"` is a grid of `clbench condense` configurations
+(StaticConfig's keys: ipc, eval_nets, ...) and one job is one synthetic set (`sets=1, first_set=s`; `sets = 5` or a
+list chooses them, as `orders` does); any other kind of clbench.protocol.kinds works the same way. Its id is a hash
+of its resolved configuration, so the same job keeps the same folder across invocations: a job whose record is
+complete is skipped, which makes re-running a sweep resume it. The records of one run configuration are then
+gathered into one run record that `clbench compare` reads like any other. This module parses the spec and expands it
+into jobs; clbench.sweep.jobs runs one job and gathers, clbench.sweep.driver drives a sweep, and scheduling belongs
+to the engine (clbench.sweep.launchers).
 
 A spec (TOML): top-level keys are RunConfig's, as in `clbench run --config`; a list is a grid axis; optional
 [[variants]] tables (partial configurations, e.g. `train = { epochs = 300 }`) are crossed with the grid.
@@ -53,7 +56,7 @@ from clbench.core.registry import Registry
 ID_VERSION = "clbench.sweep.job/2"
 ID_LENGTH = 16  # hex digits of sha256 kept: 64 bits, no collision in any realistic sweep
 NOT_HASHED = ("out", "data_dir", "jobs", "log")  # where and how fast a run goes, and what it logs: not what it computes
-ORDER_KEYS = ("orders", "first_order")
+UNIT_KEYS = ("orders", "first_order", "sets", "first_set")  # what chooses a job's order or set: not in a run key
 # The engines, by name: the one registry (each class is imported only when a sweep runs on it; make_launcher in
 # clbench.sweep.launchers builds them). Each has a table of its settings in the spec, checked by that launcher.
 LAUNCHERS: Registry[Any] = Registry("launcher", paths=False)
@@ -71,16 +74,18 @@ STATES = ("pending", "running", "done", "failed")  # the live table and .status.
 # -- the spec --------------------------------------------------------------------------------------------
 @dataclass
 class SweepSpec:
-    """A resolved spec: the run configurations (RunConfig fields, orders left out) and the class orders."""
+    """A resolved spec: the run configurations (the kind's configuration fields, its units left out) and the
+    units (class orders, or synthetic sets)."""
 
     folder: Path
     runs: list[dict[str, Any]]
-    orders: list[int]
+    orders: list[int]  # the units: class orders (continual) or set indices (static)
     launcher: str = "local"
     retries: int = 0
     max_parallel: int | None = None
     engines: dict[str, dict[str, Any]] = field(default_factory=dict)  # [local], [ray], [slurm] tables
     source: str | None = None
+    kind: str = "continual"  # clbench.protocol.kinds (plans written before the field are continual)
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "folder": str(self.folder)}
@@ -104,10 +109,15 @@ def parse_spec(data: dict[str, Any], source: str = "spec", folder: str | Path | 
                default_folder: str | Path = "sweeps/sweep") -> SweepSpec:
     """Top-level RunConfig keys (a list is a grid axis), [opt] / [train] tables, [[variants]], [sweep] and
     the engines' tables. Errors name the key, so a typo fails here and not hours later on a cluster."""
-    from clbench.protocol.config import RunConfig
+    from clbench.protocol.kinds import get_kind
 
-    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
-    known = set(fields) | {"variants", "sweep", *ENGINE_TABLES}
+    kind_name = data.get("kind", "continual")
+    if not isinstance(kind_name, str):
+        raise UsageError(f"{source}: kind = {kind_name!r}; give a name, e.g. kind = \"static\"")
+    kind = get_kind(kind_name, where=f"{source}: kind")
+    unit_keys = (kind.count_key, kind.first_key)
+    fields = {f.name: f for f in dataclasses.fields(kind.config_type)}
+    known = set(fields) | {"kind", "variants", "sweep", *ENGINE_TABLES}
     unknown = sorted(set(data) - known)
     if unknown:
         raise UsageError(f"{source}: unknown keys {', '.join(unknown)}; known: {', '.join(sorted(known))}")
@@ -118,10 +128,10 @@ def parse_spec(data: dict[str, Any], source: str = "spec", folder: str | Path | 
     bad = sorted(set(sweep) - set(SWEEP_KEYS))
     if bad:
         raise UsageError(f"{source}: unknown keys in [sweep]: {', '.join(bad)}; known: {', '.join(SWEEP_KEYS)}")
-    orders = _orders(data, source)
+    orders = _units(data, source, kind)
     axes: dict[str, list[Any]] = {}
     for key, value in data.items():
-        if key in fields and key not in ("opt", "train", *ORDER_KEYS):
+        if key in fields and key not in ("opt", "train", *unit_keys):
             values = value if isinstance(value, list) else [value]
             if not values:
                 raise UsageError(f"{source}: `{key} = []` is an empty grid axis; give at least one value")
@@ -136,14 +146,15 @@ def parse_spec(data: dict[str, Any], source: str = "spec", folder: str | Path | 
     if not isinstance(variants, list) or not variants or not all(isinstance(v, dict) for v in variants):
         raise UsageError(f"{source}: [[variants]] must be one or more tables")
     for v in variants:
-        bad = sorted(set(v) - (set(fields) - {"out", *ORDER_KEYS}))
+        bad = sorted(set(v) - (set(fields) - {"out", *unit_keys}))
         if bad:
             raise UsageError(f"{source}: unknown or forbidden keys in [[variants]]: {', '.join(bad)}")
         for table in ("opt", "train"):
             if table in v and not isinstance(v[table], dict):
                 raise UsageError(f"{source}: [[variants]] {table} must be a table ({table} = {{ key = value }})")
 
-    defaults = {k: v for k, v in dataclasses.asdict(RunConfig()).items() if k not in ("out", *ORDER_KEYS)}
+    defaults = {k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(kind.config_type()).items() if k not in ("out", *unit_keys)}
     # [opt.NAME] goes to each run by its final condenser, the one a variant may set
     condensers = set(axes.get("condenser", [defaults["condenser"]])) | {v["condenser"] for v in variants
                                                                          if "condenser" in v}
@@ -159,7 +170,7 @@ def parse_spec(data: dict[str, Any], source: str = "spec", folder: str | Path | 
                                                               if k not in ("opt", "train")}}
             run["train"] = {**train, **variant.get("train", {})}
             run["opt"] = {**shared_opt, **per_condenser_opt.get(run["condenser"], {}), **variant.get("opt", {})}
-            key = run_key(run)
+            key = run_key(run, kind.name)
             if key not in seen:  # two variants may coincide: one run, not two
                 seen.add(key)
                 runs.append(run)
@@ -176,7 +187,7 @@ def parse_spec(data: dict[str, Any], source: str = "spec", folder: str | Path | 
     target = Path(folder if folder is not None else sweep.get("folder", default_folder)).absolute()
     engines = {name: _table(data, name, source) for name in ENGINE_TABLES if name in data}
     return SweepSpec(folder=target, runs=runs, orders=orders, launcher=launcher, retries=retries,
-                     max_parallel=max_parallel, engines=engines, source=source)
+                     max_parallel=max_parallel, engines=engines, source=source, kind=kind.name)
 
 
 def _table(data: dict[str, Any], name: str, source: str) -> dict[str, Any]:
@@ -192,19 +203,21 @@ def _int(value: Any, what: str, source: str, minimum: int) -> int:
     return value
 
 
-def _orders(data: dict[str, Any], source: str) -> list[int]:
-    """`orders = 5` means orders first_order .. first_order + 4; `orders = [0, 3]` names them."""
-    value = data.get("orders", 5)
+def _units(data: dict[str, Any], source: str, kind: Any) -> list[int]:
+    """`orders = 5` means orders first_order .. first_order + 4; `orders = [0, 3]` names them (for a static
+    sweep: `sets` and `first_set`)."""
+    count_key, first_key, unit = kind.count_key, kind.first_key, kind.unit
+    value = data.get(count_key, kind.default_count)
     if isinstance(value, list):
-        if "first_order" in data:
-            raise UsageError(f"{source}: give either `orders = [list]` or `first_order`, not both")
+        if first_key in data:
+            raise UsageError(f"{source}: give either `{count_key} = [list]` or `{first_key}`, not both")
         if not value or any(isinstance(o, bool) or not isinstance(o, int) or o < 0 for o in value):
-            raise UsageError(f"{source}: `orders` lists class orders as integers >= 0")
+            raise UsageError(f"{source}: `{count_key}` lists {unit}s as integers >= 0")
         if len(set(value)) != len(value):
-            raise UsageError(f"{source}: `orders` lists an order twice")
+            raise UsageError(f"{source}: `{count_key}` lists {'an' if unit[0] in 'aeiou' else 'a'} {unit} twice")
         return list(value)
-    count = _int(value, "orders", source, minimum=1)
-    first = _int(data.get("first_order", 0), "first_order", source, minimum=0)
+    count = _int(value, count_key, source, minimum=1)
+    first = _int(data.get(first_key, 0), first_key, source, minimum=0)
     return list(range(first, first + count))
 
 
@@ -228,33 +241,50 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(canonical_json({"v": ID_VERSION, **obj}).encode()).hexdigest()[:ID_LENGTH]
 
 
-def job_id(config: dict[str, Any]) -> str:
-    """sha256 of the job's RunConfig (orders=1, first_order=o), less where it is written and how fast."""
-    return _digest({"job": {k: v for k, v in config.items() if k not in NOT_HASHED}})
+def _kinded(kind: str) -> dict[str, str]:
+    return {} if kind == "continual" else {"kind": kind}  # continual ids stay those of sweeps made before kinds
 
 
-def run_key(config: dict[str, Any]) -> str:
-    """The id of a run configuration: the job id's input without the order."""
-    return _digest({"run": {k: v for k, v in config.items() if k not in (*NOT_HASHED, *ORDER_KEYS)}})
+def job_id(config: dict[str, Any], kind: str = "continual") -> str:
+    """sha256 of the job's configuration (one order or set), less where it is written and how fast."""
+    return _digest({"job": {k: v for k, v in config.items() if k not in NOT_HASHED}, **_kinded(kind)})
+
+
+def run_key(config: dict[str, Any], kind: str = "continual") -> str:
+    """The id of a run configuration: the job id's input without the order (or set)."""
+    return _digest({"run": {k: v for k, v in config.items() if k not in (*NOT_HASHED, *UNIT_KEYS)},
+                    **_kinded(kind)})
 
 
 @dataclass(frozen=True)
 class Job:
-    """One order of one run configuration; picklable, so every engine can ship it to a worker."""
+    """One order (or set) of one run configuration; picklable, so every engine can ship it to a worker."""
 
     id: str
     run_key: str
-    order: int
-    config: dict[str, Any] = field(hash=False, compare=False)  # RunConfig fields, out = the job's folder
+    order: int  # the unit: a class order, or a synthetic set of a static sweep
+    config: dict[str, Any] = field(hash=False, compare=False)  # the kind's config fields, out = the job's folder
+    kind: str = "continual"
 
     @property
     def folder(self) -> Path:
         return Path(self.config["out"])
 
     @property
+    def experiment(self):
+        """The job's kind (clbench.protocol.kinds): how it runs, resumes and is gathered."""
+        from clbench.protocol.kinds import get_kind
+
+        return get_kind(self.kind)
+
+    @property
+    def run_label(self) -> str:
+        """The run configuration in a few words (sweep tables)."""
+        return self.experiment.label(self.config)
+
+    @property
     def label(self) -> str:
-        c = self.config
-        return f"{c['condenser']} {c['dataset']} {c['memory']} {c['steps']} steps order {self.order}"
+        return f"{self.run_label} {self.experiment.unit} {self.order}"
 
     def uses_gpu(self) -> bool | None:
         """True for cuda, False for cpu, None for auto (the engine decides from what it has)."""
@@ -262,47 +292,37 @@ class Job:
         return None if device == "auto" else device.startswith("cuda")
 
     def run_config(self):
-        from clbench.protocol.config import RunConfig
-
-        return RunConfig(**self.config)
+        return self.experiment.config_type(**self.config)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "run_key": self.run_key, "order": self.order, "config": self.config}
+        return {"id": self.id, "run_key": self.run_key, "order": self.order, "config": self.config,
+                "kind": self.kind}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Job":
-        return cls(data["id"], data["run_key"], int(data["order"]), data["config"])
+        return cls(data["id"], data["run_key"], int(data["order"]), data["config"], data.get("kind", "continual"))
 
 
 def expand(spec: SweepSpec) -> list[Job]:
-    """One job per (run configuration, order), in spec order; the id fixes the job's folder."""
+    """One job per (run configuration, order or set), in spec order; the id fixes the job's folder."""
+    from clbench.protocol.kinds import get_kind
+
+    kind = get_kind(spec.kind)
     jobs = []
     for run in spec.runs:
-        key = run_key(run)
-        for order in spec.orders:
-            config = {**run, "orders": 1, "first_order": order}
-            jid = job_id(config)
+        key = run_key(run, spec.kind)
+        for unit in spec.orders:
+            config = {**run, kind.count_key: 1, kind.first_key: unit}
+            jid = job_id(config, spec.kind)
             config["out"] = str(spec.folder / "jobs" / jid)
-            jobs.append(Job(jid, key, order, config))
+            jobs.append(Job(jid, key, unit, config, spec.kind))
     return jobs
 
 
 def check_runs(spec: SweepSpec) -> None:
     """What `prepare` would reject, without loading a dataset: fail on the driver, not in a queued job."""
-    from clbench.condensers import new_condenser
-    from clbench.data.datasets import dataset_spec
-    from clbench.data.streams import split_classes
-    from clbench.nets.networks import NETWORKS
-    from clbench.protocol import config as cfg
-    from clbench.protocol.resolve import check_condenser_data, condenser_and_options, train_recipe
+    from clbench.protocol.kinds import get_kind
 
+    kind = get_kind(spec.kind)
     for run in spec.runs:
-        cfg.check_types(run, f"sweep spec {spec.source or ''}".rstrip())
-        config = cfg.RunConfig(**{**run, "out": str(spec.folder)})
-        config.validate()
-        for profile in ["paper", "quick"] if config.profile == "auto" else [config.profile]:
-            condenser = new_condenser(*condenser_and_options(config.condenser, config.opt, profile))
-            check_condenser_data(condenser, dataset_spec(config.dataset), config.condenser)
-            train_recipe(config.train, profile)
-        NETWORKS.check(config.network, where="network")
-        split_classes(list(range(dataset_spec(config.dataset).num_classes)), config.steps)
+        kind.check({**run, "out": str(spec.folder)}, f"sweep spec {spec.source or ''}".rstrip())

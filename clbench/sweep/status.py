@@ -52,13 +52,13 @@ def job_report(job: Job) -> JobReport:
     started = [a for a in attempts if a.get("started")]
     last = started[-1] if started else {}
     errors = [a["error"] for a in attempts if a.get("error")]
-    steps_done, resumed, complete = _progress(job.folder)
+    steps_done, resumed, complete = _progress(job)
     state = "done" if complete else status.get("state", "not started")
     state = OLD_STATES.get(state, state) if isinstance(state, str) else state
     if state == "running" and _process_gone(status):
         state = "lost"
     return JobReport(job, state, str(last.get("host", "")), str(last.get("node", "")), len(started), steps_done,
-                     int(job.config.get("steps", 0)), resumed, errors[-1] if errors else "",
+                     job.experiment.work_per_unit(job.config), resumed, errors[-1] if errors else "",
                      str(last.get("engine_id", "")), [{k: v for k, v in a.items() if k != "history"} for a in attempts])
 
 
@@ -92,9 +92,8 @@ def status_table(reports: list[JobReport], folder: str | Path) -> Table:
                Column("node", drop=1), Column("last error", cut=True, below=True)]
     cells = []
     for r in reports:
-        c = r.job.config
         steps = f"{r.steps_done}/{r.steps_total}" + (f" ({r.resumed} resumed)" if r.resumed else "")
-        cells.append([r.job.id[:8], f"{c['condenser']} {c['dataset']} {c['memory']} {c['steps']}st", str(r.job.order),
+        cells.append([r.job.id[:8], r.job.run_label, str(r.job.order),
                       r.state, str(r.attempts), steps, r.host or "-",
                       (r.node[:12] + (f" {r.engine_id}" if r.engine_id else "")).strip() or "-",
                       shown_error(r.error, Path(folder)) or "-"])
@@ -105,11 +104,11 @@ def status_table(reports: list[JobReport], folder: str | Path) -> Table:
                  styles=[STATE_STYLES.get(r.state, "") for r in reports])
 
 
-def _progress(folder: Path) -> tuple[int, int, bool]:
-    """(steps done, resumes, complete) of the job's furthest record."""
+def _progress(job: Job) -> tuple[int, int, bool]:
+    """(steps done, resumes, complete) of the job's furthest record (for a static job: its set)."""
     best: tuple[int, int, bool] = (0, 0, False)
-    for _, record in job_records(folder):
-        steps = sum(len(o.get("steps", [])) for o in record.get("orders", []))
+    for _, record in job_records(job.folder):
+        steps = job.experiment.work(record)
         found = (steps, len(record.get("resumes", [])), bool(record.get("complete")))
         best = max(best, found, key=lambda f: (f[2], f[0]))
     return best
