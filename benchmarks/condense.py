@@ -35,9 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from reference_layers import reference_layers  # noqa: E402
 
-from clbench.condense import losses  # noqa: E402
 from clbench.core.options import build_options  # noqa: E402
 from clbench.core.speed import device_name, synchronize  # noqa: E402
+from clbench.matching import losses  # noqa: E402
 from clbench.nets.augment import DSA  # noqa: E402
 from clbench.nets.networks import build_network  # noqa: E402
 
@@ -194,7 +194,7 @@ def condenser_for(method: str, args, iterations: int, amp: bool = False):
 def loss_difference(method: str, case: str, args, device: torch.device) -> tuple[float, float, float]:
     """The condenser's loss in fp32 and with amp, and the reference loop's, on the same network, real batch,
     images and draws."""
-    from clbench.condense.statistics import Batch, ClassSampler, frozen, siamese_augment
+    from clbench.matching.statistics import Batch, ClassSampler, frozen, siamese_augment
 
     task = make_task(case, args, device, seed=7)
     cond = condenser_for(method, args, 1)
@@ -225,8 +225,8 @@ def idm_loss_difference(cond, task, args, device: torch.device) -> tuple[float, 
     """One class's IDM loss (embedding term and accuracy-weighted CE at 50%), clbench's and the reference's."""
     import torch.nn.functional as F
 
-    from clbench.condense.statistics import Batch, frozen, siamese_augment
     from clbench.condensers.idm import partition
+    from clbench.matching.statistics import Batch, frozen, siamese_augment
 
     idx = torch.nonzero(task.labels == 0).flatten()
     real = task.images[idx[: args.batch_real]]

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from clbench.condense import losses  # noqa: E402
 from clbench.data.datasets import load_dataset  # noqa: E402
+from clbench.matching import losses  # noqa: E402
 from clbench.nets.networks import build_network  # noqa: E402
 
 

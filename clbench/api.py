@@ -9,7 +9,7 @@ in docs/writing-a-condenser.md.
     Condenser, CondenseTask, SyntheticSet, stack_by_class, register   clbench.condensers.base
     option                                                           clbench.core.options
     ClbenchError, UsageError, CondenserError, NonFiniteError         clbench.core.errors
-    DM, DMOptions (a DM-family base), Batch, Features                clbench.condensers.dm, clbench.condense.statistics
+    DM, DMOptions (a DM-family base), Batch, Features                clbench.condensers.dm, clbench.matching.statistics
     check_condenser, make_task (the contract check)                  clbench.testing
     ContinualProtocol, OrderRun, StepResult (a protocol plugin)      clbench.protocol.base, clbench.records.schema
     CondensedBuffer (Avalanche storage policy; imports Avalanche)    clbench.strategies.condensed_buffer
@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from clbench.condense.statistics import Batch, Features
 from clbench.condensers.base import Condenser, CondenseTask, SyntheticSet, register, stack_by_class
 from clbench.condensers.dm import DM, DMOptions
 from clbench.core.errors import ClbenchError, CondenserError, NonFiniteError, UsageError
 from clbench.core.options import option
+from clbench.matching.statistics import Batch, Features
 from clbench.protocol.base import ContinualProtocol, OrderRun
 from clbench.records.schema import StepResult
 from clbench.testing import check_condenser, make_task

@@ -106,11 +106,11 @@ def check_condenser(
     """Raise AssertionError, with a message naming what is wrong, unless `condenser` keeps the contract.
 
     `condenser` is a Condenser class (built with its quick-profile options, then `options`), an instance, or a
-    registered name. The harness applies the same checks to every set it receives (clbench.condense.checks), so a
+    registered name. The harness applies the same checks to every set it receives (clbench.memory.checks), so a
     condenser that passes here is accepted by `clbench run`.
     """
-    from clbench.condense.checks import check_synthetic_set, checked_shrink
     from clbench.core.errors import UsageError
+    from clbench.memory.checks import check_synthetic_set, checked_shrink
 
     instance = _instance(condenser, options)
     name = getattr(instance, "name", "") or type(instance).__name__

@@ -139,9 +139,9 @@ def new_condenser(cls: type, options: Any) -> Any:
 def condenser_options(cls: type, name: str, opt: dict[str, Any], profile: str, flag: str = "--opt") -> Any:
     """The options of condenser class `cls` for `profile` with the `opt` overrides, checked (None for a condenser
     without options); `name` and `flag` (where the overrides came from) are for the messages."""
-    from clbench.condense.addons import ADDON_SWITCHES, AddOnOptions
     from clbench.core.errors import UsageError
     from clbench.core.options import build_options
+    from clbench.matching.addons import ADDON_SWITCHES, AddOnOptions
 
     options_type = getattr(cls, "Options", None)
     addons = [key for key in opt if key in ADDON_SWITCHES]

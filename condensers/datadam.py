@@ -25,12 +25,12 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from clbench.condense.losses import attention_loss_from_means, dm_loss_from_means
-from clbench.condense.statistics import Batch, Features, StyleTaps, frozen
 from clbench.condensers.base import CondenseTask, register
 from clbench.condensers.dm import DM, DMOptions
 from clbench.core.errors import UsageError
 from clbench.core.options import option
+from clbench.matching.losses import attention_loss_from_means, dm_loss_from_means
+from clbench.matching.statistics import Batch, Features, StyleTaps, frozen
 from clbench.nets.networks import set_norm
 
 

@@ -3,7 +3,7 @@
 Per class: `L = L_DM + lambda * (alpha * L_MM + L_CM) + beta * L_ICD`. MM matches per-channel mean and std of
 the batch-averaged style taps, CM their Gram matrices, both averaged over the chosen blocks; ICD pushes each
 synthetic image's embedding away from its k nearest synthetic neighbours of the same class. The terms are the
-add-ons of clbench.condense.addons (`sm`, `icd`), which any DM-family condenser can switch on; DDM is DM with
+add-ons of clbench.matching.addons (`sm`, `icd`), which any DM-family condenser can switch on; DDM is DM with
 both on by default. The switches `sm` (or `mm`, `cm`) and `icd` turn terms off, so the paper's ablation (DM,
 DM+MM, DM+CM, DM+MM+CM, DM+MM+CM+ICD) is a matter of options.
 
@@ -17,7 +17,7 @@ clbench's choices for settings the reference never met (another width, the class
   benchmarks/ddm_balance.py measures the gradients this rule is based on.
 - Each class's style loss counts once (`style_accumulation=per_class`); `reference` reproduces the
   reference scripts, whose style accumulator is reset once per iteration, not per class
-  (clbench.condense.losses.reference_style_weights).
+  (clbench.matching.losses.reference_style_weights).
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ mean embeddings, summed over classes; one SGD step moves the synthetic images.
 Where the reference loops over classes, this runs every class of the step through the network together:
 with instance norm each sample is independent, so that is the same loss. Every term depends on a class's
 images only through per-class means (embeddings; for DDM, feature maps and Gram matrices), so the images go
-through in cache-sized chunks whose per-class sums are added up (`clbench.condense.statistics`); the real images
+through in cache-sized chunks whose per-class sums are added up (`clbench.matching.statistics`); the real images
 under `no_grad`, the synthetic ones with autograd, so the backward pass covers only the few synthetic images. A
 network with BatchNorm mixes the samples of a batch, so there each class's real batch and synthetic batch go
 through whole and on their own, as in the reference. `amp` runs the network passes in bf16 (a speed switch;
@@ -15,7 +15,7 @@ fp32 is the reference); the class statistics and the losses stay fp32.
 
 The optimisation loop lives here once, for every DM-family condenser: a subclass changes the base objective
 (`base_terms`, `base_weights`, `base_statistics`), and the add-ons switched on in the options (style matching
-`sm`, intra-class diversity `icd`: clbench.condense.addons) add their terms to any base. DDM
+`sm`, intra-class diversity `icd`: clbench.matching.addons) add their terms to any base. DDM
 (condensers/ddm.py) is DM with both add-ons on.
 """
 from __future__ import annotations
@@ -27,14 +27,14 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from clbench.condense import addons
-from clbench.condense.addons import PAPER_EMBED_DIM, AddOnOptions
-from clbench.condense.losses import dm_loss_from_means
-from clbench.condense.statistics import Batch, ClassSampler, Features, StyleTaps, embed_batch, frozen, siamese_augment
 from clbench.condensers.base import Condenser, CondenseTask, SyntheticSet, register
 from clbench.core.errors import NonFiniteError
 from clbench.core.options import check_options, option
 from clbench.core.speed import forward_chunk, tf32, use_bf16
+from clbench.matching import addons
+from clbench.matching.addons import PAPER_EMBED_DIM, AddOnOptions
+from clbench.matching.losses import dm_loss_from_means
+from clbench.matching.statistics import Batch, ClassSampler, Features, StyleTaps, embed_batch, frozen, siamese_augment
 from clbench.nets.augment import ALIGN_CORNERS_HELP
 from clbench.nets.networks import build_network, samples_are_independent
 

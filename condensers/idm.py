@@ -25,12 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from clbench.condense.statistics import Batch, ClassSampler, Features, siamese_augment
 from clbench.condensers.base import CondenseTask, SyntheticSet, register
 from clbench.condensers.dm import DM, DMOptions
 from clbench.core.errors import UsageError
 from clbench.core.options import option
 from clbench.core.speed import use_bf16
+from clbench.matching.statistics import Batch, ClassSampler, Features, siamese_augment
 
 CE_AUTO_LIMIT = 100  # stored images in a step at or below which the reference's commands use ce_weight 0.5
 

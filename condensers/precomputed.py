@@ -1,7 +1,7 @@
 """Condensed sets made elsewhere, evaluated under clbench's protocols: the condenser that reads them from a file.
 
 `--opt path=FILE` names a clbench memory or synthetic-set file, a static file of the reference code or a continual
-one (clbench.condense.setfiles says how each is laid out); `{order}` in the path is the class order's number, for
+one (clbench.data.setfiles says how each is laid out); `{order}` in the path is the class order's number, for
 one file per order. Each step takes, for each of its classes, the file's images of that class (exactly ipc of
 them), in the file's order. What does not fit the run (a missing class, another image shape, pixels instead of
 normalised images, a count other than ipc) is one UsageError, checked before any work where the file is known.
@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
-from clbench.condense.setfiles import read_set_file
 from clbench.condensers.base import Condenser, CondenseTask, SyntheticSet, register, stack_by_class
 from clbench.core.errors import UsageError
 from clbench.core.options import option
+from clbench.data.setfiles import read_set_file
 
 
 @dataclass

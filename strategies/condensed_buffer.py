@@ -29,11 +29,11 @@ from avalanche.benchmarks.utils.utils import concat_datasets
 from avalanche.training.storage_policy import ExemplarsBuffer
 from torch import Tensor, nn
 
-from clbench.condense.checks import condenser_name
 from clbench.condensers import condenser_options, get_condenser, new_condenser
 from clbench.condensers.base import Condenser, expansion
 from clbench.core.costs import Cost, measured
 from clbench.core.errors import UsageError
+from clbench.memory.checks import condenser_name
 from clbench.memory.store import Memory, MemoryBudget
 from clbench.nets.networks import build_network
 from clbench.strategies.memory_step import condense_new_classes, shrink_older_classes

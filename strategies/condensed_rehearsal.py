@@ -19,12 +19,12 @@ import torch
 from avalanche.training.templates.base import BaseTemplate
 from torch import Tensor, nn
 
-from clbench.condense.checks import condenser_name
 from clbench.condensers.base import Condenser
 from clbench.core.costs import measured
 from clbench.core.errors import NonFiniteError
 from clbench.core.seeding import derive_seed, generator
 from clbench.data.datasets import RealData
+from clbench.memory.checks import condenser_name
 from clbench.memory.store import Memory, MemoryBudget
 from clbench.records.record import jsonable
 from clbench.records.schema import StepResult

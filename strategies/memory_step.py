@@ -4,7 +4,7 @@
 check of clbench.testing all call it): the real images, a seeded generator on the run's device, fresh networks
 drawn from it, the condensers' own Siamese augmentation. `condense` makes that task with the generator derived
 from (seed, unit, step, "condense") (a unit is a class order, or a static set with step 0) and runs the
-condenser the harness's way (clbench.condense.checks.run_condenser: in fp32 on CUDA too, its result checked).
+condenser the harness's way (clbench.memory.checks.run_condenser: in fp32 on CUDA too, its result checked).
 `shrink_older_classes` takes the older classes' share down with a generator derived from (seed, order, step,
 "shrink"). The retrain strategy and the replay storage policy both call these, so the same seed, order and step
 give the same memory in either.
@@ -16,9 +16,9 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from clbench.condense.checks import checked_shrink, condenser_name, run_condenser
 from clbench.condensers.base import Condenser, CondenseTask, SyntheticSet, expansion, network_factory
 from clbench.core.seeding import derive_seed, generator
+from clbench.memory.checks import checked_shrink, condenser_name, run_condenser
 from clbench.memory.store import Memory, stored_bytes
 from clbench.nets.augment import DSA
 

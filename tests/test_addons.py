@@ -7,13 +7,13 @@ import itertools
 import pytest
 import torch
 
-from clbench.condense.statistics import StyleTaps
 from clbench.condensers.base import CondenseTask
 from clbench.condensers.ddm import DDM
 from clbench.condensers.dm import DM
 from clbench.core.errors import UsageError
 from clbench.core.options import build_options
 from clbench.data.datasets import load_dataset
+from clbench.matching.statistics import StyleTaps
 from clbench.nets.augment import DSA
 from clbench.nets.networks import build_network
 

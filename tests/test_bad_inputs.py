@@ -487,8 +487,8 @@ def test_collisions_are_listed_and_refused_by_name_only() -> None:
 
 
 def test_harness_names_float64_and_in_place_changes() -> None:
-    from clbench.condense.checks import run_condenser
     from clbench.core.errors import CondenserError
+    from clbench.memory.checks import run_condenser
     from clbench.testing import make_task
     from tests.faulty_condensers import Float64Images, ModifiesRealImages
 

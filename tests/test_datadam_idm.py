@@ -8,14 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clbench.condense.losses import attention_loss, attention_loss_from_means, spatial_attention
-from clbench.condense.statistics import Batch, StyleTaps, class_statistics, frozen
 from clbench.condensers.base import CondenseTask
 from clbench.condensers.datadam import DataDAM
 from clbench.condensers.idm import IDM, partition
 from clbench.core.errors import UsageError
 from clbench.core.options import build_options
 from clbench.data.datasets import load_dataset
+from clbench.matching.losses import attention_loss, attention_loss_from_means, spatial_attention
+from clbench.matching.statistics import Batch, StyleTaps, class_statistics, frozen
 from clbench.memory.store import Memory
 from clbench.nets.augment import DSA
 from clbench.nets.networks import build_network

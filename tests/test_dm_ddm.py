@@ -7,7 +7,13 @@ import itertools
 import pytest
 import torch
 
-from clbench.condense.losses import (
+from clbench.condensers.base import CondenseTask
+from clbench.condensers.ddm import DDM
+from clbench.condensers.dm import DM, PAPER_EMBED_DIM, mean_preserving_subset
+from clbench.core.errors import NonFiniteError, UsageError
+from clbench.core.options import build_options
+from clbench.data.datasets import load_dataset
+from clbench.matching.losses import (
     correlation_loss,
     diversity_loss,
     dm_loss,
@@ -15,13 +21,7 @@ from clbench.condense.losses import (
     layer_mean,
     moments_loss,
 )
-from clbench.condense.statistics import Batch, ClassSampler, StyleTaps, embed_batch, frozen, siamese_augment
-from clbench.condensers.base import CondenseTask
-from clbench.condensers.ddm import DDM
-from clbench.condensers.dm import DM, PAPER_EMBED_DIM, mean_preserving_subset
-from clbench.core.errors import NonFiniteError, UsageError
-from clbench.core.options import build_options
-from clbench.data.datasets import load_dataset
+from clbench.matching.statistics import Batch, ClassSampler, StyleTaps, embed_batch, frozen, siamese_augment
 from clbench.nets.augment import DSA
 from clbench.nets.networks import build_network
 from tests.reference_nets import ReferenceStyleConvNet
@@ -376,7 +376,7 @@ def test_negative_chunk_is_refused(digits):
 
 
 def test_class_statistics_checks_the_class_counts():
-    from clbench.condense.statistics import class_statistics
+    from clbench.matching.statistics import class_statistics
 
     net = frozen(build_network("convnet", 1, 10, 8, seed=5, width=WIDTH))
     images, segment = torch.randn(5, 1, 8, 8), torch.tensor([0, 0, 1, 1, 1])

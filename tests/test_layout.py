@@ -9,10 +9,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # the data flow, lowest first; a subpackage may import only those before it (and itself)
-LAYERS = ["core", "data", "nets", "condense", "condensers", "memory", "training", "records", "strategies",
+LAYERS = ["core", "data", "nets", "matching", "condensers", "memory", "training", "records", "strategies",
           "protocol", "report", "sweep", "testing", "api", "cli", "__main__"]
-# the old homes of moved modules, kept for plugins (clbench.options, clbench.errors): they sit with the api
-OLD_PATHS = {"options", "errors"}
+# the old homes of moved modules, kept for plugins (clbench.options, clbench.errors, clbench.condense): they sit
+# with the api
+OLD_PATHS = {"options", "errors", "condense"}
 FOLDERS = {"condensers": ROOT / "condensers", "strategies": ROOT / "strategies"}  # installed as clbench.<name>
 
 

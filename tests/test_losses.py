@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from clbench.condense import losses
+from clbench.matching import losses
 
 
 def t(x) -> torch.Tensor:
@@ -236,8 +236,8 @@ def test_diversity_gradient_pushes_neighbours_apart():
 # ----------------------------------------------------------------------------------------------- batched == loop
 def test_batched_all_class_dm_loss_equals_the_per_class_loop():
     """One forward pass over all classes gives the reference's per-class loss (same network, same DSA draws)."""
-    from clbench.condense.statistics import Batch, frozen, siamese_augment
     from clbench.condensers.dm import DM
+    from clbench.matching.statistics import Batch, frozen, siamese_augment
     from clbench.nets.augment import DSA
     from clbench.nets.networks import build_network
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 import clbench.testing as testing
-from clbench.condense.checks import run_condenser
 from clbench.condensers.base import CondenseTask, SyntheticSet
+from clbench.memory.checks import run_condenser
 from clbench.testing import make_task
 
 

@@ -399,8 +399,8 @@ def test_a_condenser_exiting_with_success_is_its_failure_and_a_failing_exit_pass
     (submitit's requeue at a Slurm time limit exits -1 from its signal handler) must still end the process."""
     import pytest
 
-    from clbench.condense.checks import run_condenser
     from clbench.core.errors import CondenserError
+    from clbench.memory.checks import run_condenser
     from clbench.testing import make_task
 
     class Exits:

@@ -67,10 +67,10 @@ def condensers(
 
 
 def _addon_fields(options_type) -> set[str]:
-    """The options a condenser has because it accepts the add-ons (clbench.condense.addons.AddOnOptions)."""
+    """The options a condenser has because it accepts the add-ons (clbench.matching.addons.AddOnOptions)."""
     import dataclasses
 
-    from clbench.condense.addons import AddOnOptions
+    from clbench.matching.addons import AddOnOptions
 
     if isinstance(options_type, type) and issubclass(options_type, AddOnOptions):
         return {f.name for f in dataclasses.fields(AddOnOptions)}

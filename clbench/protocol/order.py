@@ -12,8 +12,8 @@ import contextlib
 from pathlib import Path
 from typing import Callable, Iterator
 
-from clbench.condense.checks import OUT_OF_MEMORY
 from clbench.core.errors import ClbenchError, NonFiniteError, OutputError
+from clbench.memory.checks import OUT_OF_MEMORY
 from clbench.protocol.base import OrderRun
 from clbench.protocol.checkpoint import OrderState
 from clbench.protocol.failures import out_of_memory, saving

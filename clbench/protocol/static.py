@@ -22,11 +22,11 @@ from typing import Any, Callable
 import numpy as np
 from torch import Tensor, nn
 
-from clbench.condense.checks import OUT_OF_MEMORY
 from clbench.core.costs import measured
 from clbench.core.errors import AlreadyComplete, ClbenchError, Interrupted, OutputError, UsageError
 from clbench.core.seeding import derive_seed, generator
 from clbench.data.types import RealData, storage_facts
+from clbench.memory.checks import OUT_OF_MEMORY
 from clbench.protocol import config as cfg
 from clbench.protocol.checkpoint import acquire_lock, release_lock
 from clbench.protocol.failures import out_of_memory, saving

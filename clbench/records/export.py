@@ -1,4 +1,4 @@
-"""`clbench export`: a record's memories or synthetic sets as files in the layouts of clbench.condense.setfiles,
+"""`clbench export`: a record's memories or synthetic sets as files in the layouts of clbench.data.setfiles,
 so that the reference evaluators (and `--condenser precomputed`) read them unchanged.
 
 A continual record gives one file per class order (`{order}` in the output name): `reference-cl` holds each
@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from clbench.condense.setfiles import FORMATS, write_set_file
 from clbench.core.errors import UsageError
 from clbench.core.tensorfile import UnreadableTensorFile, load_tensor_file
+from clbench.data.setfiles import FORMATS, write_set_file
 from clbench.memory.store import MemoryBudget
 from clbench.records.record import load_record
 

@@ -32,10 +32,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from clbench.condense.losses import SIGMA_EPS, gram
 from clbench.core.errors import UsageError
 from clbench.core.seeding import check_seed
 from clbench.core.tensorfile import UnreadableTensorFile, load_tensor_file
+from clbench.matching.losses import SIGMA_EPS, gram
 
 SCHEMA = "clbench.diagnose"
 SCHEMA_VERSION = 1

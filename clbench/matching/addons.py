@@ -7,7 +7,7 @@ on in its options asks the same forward pass for what it needs (SM: the style ta
 Gram matrices; ICD: the synthetic images' embeddings, always kept) and returns its terms per class with their
 weights. `ddm` is `dm` with both add-ons on by default.
 
-    SM   lambda * (alpha * L_MM + L_CM)      moments and Gram matrices of the style taps (clbench.condense.losses)
+    SM   lambda * (alpha * L_MM + L_CM)      moments and Gram matrices of the style taps (clbench.matching.losses)
     ICD  beta * L_ICD                        KL of each synthetic embedding to its k nearest neighbours' mean
 
 `balance=embedding` multiplies lambda and beta by D / 2048 (D the condensation network's embedding size; 2048
@@ -21,15 +21,15 @@ from typing import Literal
 
 from torch import Tensor
 
-from clbench.condense.losses import (
+from clbench.core.errors import UsageError
+from clbench.core.options import option
+from clbench.matching.losses import (
     correlation_loss_from_grams,
     diversity_loss_grouped,
     moments_loss_from_maps,
     reference_style_weights,
 )
-from clbench.condense.statistics import Batch, Features, StyleTaps
-from clbench.core.errors import UsageError
-from clbench.core.options import option
+from clbench.matching.statistics import Batch, Features, StyleTaps
 from clbench.nets.networks import STYLE_TAPS
 
 PAPER_EMBED_DIM = 2048  # ConvNet width 128, 3 blocks, 32x32 images: the setting the papers' weights are for

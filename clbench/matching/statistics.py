@@ -18,8 +18,8 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from clbench.condense.losses import gram, spatial_attention
 from clbench.core.errors import UsageError
+from clbench.matching.losses import gram, spatial_attention
 from clbench.nets.augment import DSA, DSAParams
 from clbench.nets.networks import samples_are_independent
 
