@@ -36,7 +36,7 @@ def make_task(
     """A CondenseTask like the harness builds: `per_class` real training images of each class (shuffled
     together), a seeded generator, fresh seeded networks of `network`, and DSA with the default strategy."""
     from clbench.data.datasets import load_dataset
-    from clbench.nets.networks import build_network, takes_width
+    from clbench.nets.networks import build_network
     from clbench.strategies.memory_step import new_task
 
     device = torch.device(device)
@@ -49,11 +49,9 @@ def make_task(
     shuffle = torch.randperm(picked.numel(), generator=torch.Generator().manual_seed(1234))
     picked = picked[shuffle]  # classes interleaved: a condenser must not assume contiguous blocks
     gen = torch.Generator(device=device).manual_seed(seed)
-    convnet = takes_width(network)
-
     def build(seed: int) -> torch.nn.Module:
         return build_network(network, ds.channels, ds.num_classes, ds.image_size, seed=seed, device=device,
-                             width=width if convnet else None)
+                             width=width)
 
     return new_task(images[picked].to(device), labels[picked].to(device), classes, ipc, generator=gen,
                     make_network=build, device=device, num_classes=ds.num_classes,

@@ -118,8 +118,10 @@ def test_seeded_build_is_deterministic_and_leaves_global_rng() -> None:
 def test_build_network_width_and_device() -> None:
     net = build_network("convnet_bn", 3, 10, 32, width=8, device="cpu")
     assert net.embed_dim == 8 * 4 * 4 and next(net.parameters()).device.type == "cpu"
-    with pytest.raises(UsageError):
-        build_network("resnet18", 3, 10, 32, width=8)
+    # a network without a width keeps its own: the same network as built without one
+    assert build_network("resnet18", 3, 10, 32, width=8).embed_dim == build_network("resnet18", 3, 10, 32).embed_dim
+    assert torch.equal(build_network("alexnet", 3, 10, 32, width=8, seed=0).classifier.weight,
+                       build_network("alexnet", 3, 10, 32, seed=0).classifier.weight)
 
 
 def test_unknown_network_is_a_usage_error() -> None:

@@ -266,9 +266,7 @@ def _convnet(norm: str) -> _Builder:
 
 def _fixed(cls: type[nn.Module], norm: str) -> _Builder:
     def build(c: int, k: int, s: int, width: int | None) -> nn.Module:
-        if width is not None:
-            raise UsageError(f"width can only be set for ConvNet variants, not {cls.__name__}")
-        return cls(c, k, s, norm=norm)
+        return cls(c, k, s, norm=norm)  # no width to set: it keeps its own (a run's width is the ConvNets')
 
     return build
 
@@ -307,7 +305,10 @@ def build_network(
 ) -> nn.Module:
     """A fresh network by name; with `seed`, its default init is reproducible and the global RNG untouched.
 
-    `width` overrides the ConvNet width (the CPU-sized profiles use narrow nets); other nets refuse it.
+    `width` is the ConvNet width (the CPU-sized profiles use narrow nets); a network built without one (AlexNet,
+    VGG, ResNet) keeps its own, as timm's `create_model` drops options a model does not take: the builder
+    decides, so callers pass the run's width for every network. (Refusing `--width` for such a `--network` is
+    the command line's check, clbench.protocol.prepare.)
     """
     builder = NETWORKS.get(name)
     if seed is None:

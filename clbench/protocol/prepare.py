@@ -30,11 +30,6 @@ class Prepared(PreparedRun):
     networks_per_step: int
     protocol: ContinualProtocol
 
-    @property
-    def width(self) -> int | None:
-        """The width the run's network is built with (None for architectures without one)."""
-        return self.resolved.width_for(self.config.network)
-
 
 def prepare(config: cfg.RunConfig) -> Prepared:
     from clbench.data.streams import split_classes
@@ -64,6 +59,8 @@ def prepare(config: cfg.RunConfig) -> Prepared:
 def resolved_config(p: Prepared) -> dict[str, Any]:
     """The record's `config`: every value the run uses, defaults included. A protocol that keeps no condensed
     memory records its condenser as "none" and its memory as "all" (the real images of every class seen)."""
+    from clbench.nets.networks import takes_width
+
     c = p.config
     condensed = p.protocol.uses_condenser
     return {
@@ -80,7 +77,7 @@ def resolved_config(p: Prepared) -> dict[str, Any]:
         "device": str(p.device),
         "seed": c.seed,
         "network": c.network,
-        "width": p.width,
+        "width": p.width if takes_width(c.network) else None,  # the width the run's network was built with
         "networks_per_step": p.networks_per_step,
         "train": dataclasses.asdict(p.recipe),
     }

@@ -31,13 +31,7 @@ class Resolved:
     condenser_options: Any  # the options dataclass, or None for a condenser without options
     recipe: TrainRecipe
     dataset: Any  # clbench.data.datasets.ImageDataset
-    convnet_width: int  # the width of every ConvNet of the run
-
-    def width_for(self, network: str) -> int | None:
-        """The width to build `network` with: the run's for ConvNets, None (their own) for the others."""
-        from clbench.nets.networks import takes_width
-
-        return self.convnet_width if takes_width(network) else None
+    width: int  # the width of every ConvNet of the run (build_network: the others keep their own)
 
     def new_condenser(self) -> Any:
         from clbench.condensers import new_condenser
@@ -69,6 +63,10 @@ class PreparedRun:
     @property
     def dataset(self) -> Any:
         return self.resolved.dataset
+
+    @property
+    def width(self) -> int:
+        return self.resolved.width
 
 
 def resolve(*, condenser: str, opt: dict[str, Any], train: dict[str, Any], dataset: str, data_dir: str | None,
@@ -145,7 +143,7 @@ def check_networks(resolved: Resolved, names: tuple[str, ...], flags: dict[str, 
     for name in dict.fromkeys(names):
         NETWORKS.check(name, where=flags.get(name, "--eval-nets"))
         try:
-            build_network(name, ds.channels, ds.num_classes, ds.image_size, seed=0, width=resolved.width_for(name))
+            build_network(name, ds.channels, ds.num_classes, ds.image_size, seed=0, width=resolved.width)
         except UsageError as exc:
             flag = flags.get(name, "--eval-nets")
             raise UsageError(f"{flag} {name!r}: {ds.name} ({ds.image_size}x{ds.image_size} px): {exc}") from None

@@ -111,13 +111,6 @@ class PreparedStatic(PreparedRun):
     sets: list[int]
     evals: int
 
-    @property
-    def width(self) -> int:
-        return self.resolved.convnet_width
-
-    def width_for(self, name: str) -> int | None:
-        return self.resolved.width_for(name)
-
 
 def prepare(config: StaticConfig) -> PreparedStatic:
     config.validate()
@@ -311,7 +304,7 @@ def run_set(p: PreparedStatic, index: int, data: RealData, reporter: StaticRepor
                     name, images, labels, test_x, test_y, p.recipe, augment, ds.num_classes,
                     network_seed=derive_seed(c.seed, index, 0, "network", e),
                     train_seed=derive_seed(c.seed, index, 0, "train", e), progress=progress,
-                    width=p.width_for(name))
+                    width=p.width)
                 accuracies[name].append(acc)
                 per_class.append(class_acc)
                 reporter.evaluated(index, name, e, acc)
@@ -346,7 +339,7 @@ def condense_all(p: PreparedStatic, index: int, images: Tensor, labels: Tensor,
 
     def build(seed: int) -> nn.Module:
         return build_network(c.network, ds.channels, ds.num_classes, ds.image_size, seed=seed, device=p.device,
-                             width=p.width_for(c.network))
+                             width=p.width)
 
     return condense(p.resolved.new_condenser(), images, labels, tuple(range(ds.num_classes)), c.ipc, seed=c.seed,
                     unit=index, step=0, make_network=build, device=p.device, num_classes=ds.num_classes,
