@@ -190,7 +190,8 @@ def test_out_of_memory_while_condensing_is_one_line_saying_what_to_lower(cli, tm
     last = err.strip().splitlines()[-1]  # the lines above it are the progress display
     assert code == 1 and "Traceback" not in err and "raised" not in err
     assert last.startswith("error: set 3: out of memory on cpu (CUDA out of memory")
-    assert last.endswith("lower --ipc or --width, then clbench resume " + str(next(tmp_path.glob("*.json"))))
+    record = next(tmp_path.glob("*.json"))  # the completed sets and where they are: what `clbench resume` continues
+    assert last.endswith(f"lower --ipc or --width, then resume (completed sets saved: 0, in {record})")
 
 
 def test_disk_full_while_saving_a_set_is_one_line_saying_how_to_continue(cli, tmp_path, monkeypatch) -> None:

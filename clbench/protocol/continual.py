@@ -2,44 +2,31 @@
 
 `run` resolves the configuration (clbench.protocol.prepare), opens a `RunSession` (a new record, or the
 record to resume) and executes the orders that are not complete: here, one after the other, or in `--jobs`
-worker processes (clbench.protocol.parallel). The session is the one place that persists progress: the record
-after every step (clbench.records.writer, atomically), the checkpoint removed when an order is complete, the
-error beside the completed steps when a step fails, and a clean stop on SIGINT/SIGTERM
-(clbench.protocol.signals). Each order itself runs in clbench.protocol.order, by the run's protocol
-(clbench.protocol.base).
+worker processes (clbench.protocol.parallel). What every kind of record shares (the lock, atomic writes, the
+error beside the completed work, a clean stop on SIGINT/SIGTERM) is clbench.protocol.session's; a RunSession
+adds the orders: their states, each finished step written at once, the checkpoint removed when an order is
+complete. Each order itself runs in clbench.protocol.order, by the run's protocol (clbench.protocol.base).
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from pathlib import Path
 from typing import Any
 
-from clbench.core.errors import AlreadyComplete, ClbenchError, Interrupted, OutputError, UsageError
 from clbench.core.speed import threads_per_job
 from clbench.data.types import storage_facts
 from clbench.protocol import config as cfg
-from clbench.protocol.checkpoint import (
-    OrderState,
-    acquire_lock,
-    config_differences,
-    release_lock,
-    remove_checkpoint,
-    resume_states,
-)
-from clbench.protocol.failures import saving
+from clbench.protocol.checkpoint import OrderState, remove_checkpoint, resume_states
 from clbench.protocol.hooks import Reporter
 from clbench.protocol.kinds import RecordKind, file_safe
 from clbench.protocol.order import execute_order
 from clbench.protocol.prepare import Prepared, bytes_needed, prepare, resolved_config, torch_threads
-from clbench.protocol.signals import StopRequested, StopSignals
-from clbench.records.record import RecordError, environment, load_record, new_run_id
-from clbench.records.snapshots import check_writable
+from clbench.protocol.session import Session, recorded_config
+from clbench.records.record import environment
 from clbench.records.summary import summarise
-from clbench.records.writer import RecordWriter, new_record, now
 
 # What callers use (Reporter is defined in clbench.protocol.hooks; the CLI passes its own).
-__all__ = ["Reporter", "RunSession", "recorded_run_config", "resume", "run"]
+__all__ = ["Reporter", "RunSession", "resume", "run"]
 
 
 # -- entry points -------------------------------------------------------------------------------------------
@@ -59,115 +46,104 @@ def run(config: cfg.RunConfig, reporter: Reporter | None = None, *,
     return session.execute()
 
 
-def recorded_run_config(record_path: str | Path) -> dict[str, Any]:
-    """The options a record was started with (for `clbench resume`); a RecordError when it has none."""
-    path = Path(record_path)
-    record = load_record(path)
-    if record.get("kind") == "static":
-        raise RecordError(f"{path} is a static (clbench condense) record; continue it with `clbench resume {path}` "
-                          f"(clbench.protocol.static.resume)")
-    values = record.get("run_config")
-    if not isinstance(values, dict):
-        raise RecordError(f"{path} does not hold the options it was run with (written by an older clbench?); "
-                          f"resume it with `clbench run <the same options> --resume {path}`")
-    return values
-
-
 def resume(record_path: str | Path, reporter: Reporter | None = None, *,
            jobs: int | None = None) -> tuple[Path, dict[str, Any]]:
     """Continue the run of a record with the options it was started with (its folder stays its home)."""
     path = Path(record_path)
-    values = recorded_run_config(path)
-    known = {f.name for f in dataclasses.fields(cfg.RunConfig)}
-    values = {k: v for k, v in values.items() if k in known}
-    values["out"] = str(path.parent)
-    if jobs is not None:
-        values["jobs"] = jobs
-    try:
-        cfg.check_types(values, f"{path} is damaged: its run options")
-    except UsageError as exc:
-        raise RecordError(str(exc)) from None
-    try:
-        config = cfg.RunConfig(**values)
-    except TypeError as exc:
-        raise RecordError(f"{path} is damaged: its run options cannot be read ({exc})") from None
+    config = recorded_config(path, cfg.RunConfig, "run", **({} if jobs is None else {"jobs": jobs}))
     return run(config, reporter, resume=path)
 
 
 # -- one run's state and everything that writes it ----------------------------------------------------------
-class RunSession:
-    """The record being written, the orders' states, and the stop flag: the one place that persists progress."""
+class RunSession(Session):
+    """A continual record being written (clbench.protocol.session): its orders' states, the steps each has done,
+    and where its orders run (here, or in `--jobs` worker processes)."""
 
-    def __init__(self, p: Prepared, path: Path, record: dict[str, Any], states: dict[int, OrderState],
-                 reporter: Reporter):
-        from clbench.data.streams import class_order
+    kind, unit = "continual", "steps"
 
-        self.p, self.path, self.record, self.states, self.reporter = p, path, record, states, reporter
+    def __init__(self, p: Prepared, path: Path, record: dict[str, Any], reporter: Reporter):
+        super().__init__(p, path, record, reporter)
         self.jobs = p.config.jobs
         self.threads = threads_per_job(self.jobs)
+        self.states: dict[int, OrderState] = {}
         self.entries: dict[int, dict[str, Any]] = {}
-        for order, state in states.items():
-            if state.complete_entry is not None:
-                self.entries[order] = state.complete_entry
-            elif state.steps:
-                self.entries[order] = {"order": order, "class_order": class_order(order, p.dataset.num_classes),
-                                       "complete": False, "steps": list(state.steps)}
-        self.signals = StopSignals(reporter.stop_requested)
-        self.writer = RecordWriter(path, resume_hint=f"clbench resume {path}")
+
+    # -- what the shared session asks of a kind -----------------------------------------------------------
+    @classmethod
+    def resolved_config(cls, p: Prepared) -> dict[str, Any]:
+        return resolved_config(p)
+
+    @classmethod
+    def start(cls, p: Prepared) -> tuple[str, dict[str, Any]]:
+        # named after what made the memory: the condenser, or the protocol where none does (joint)
+        return (p.config.condenser if p.protocol.uses_condenser else p.protocol.name), {"orders": [], "summary": {}}
 
     @classmethod
     def create(cls, p: Prepared, reporter: Reporter) -> RunSession:
-        out = Path(p.config.out)
-        check_writable(out, bytes_needed(p))
-        # named after what made the memory: the condenser, or the protocol where none does (joint)
-        run_id = new_run_id(p.config.condenser if p.protocol.uses_condenser else p.protocol.name, p.config.dataset)
-        record = new_record("continual", run_id, resolved_config(p), str(p.device),
-                            run_config=dataclasses.asdict(p.config), orders=[], summary={})
-        session = cls(p, out / f"{run_id}.json", record, {o: OrderState(o) for o in record["config"]["orders"]},
-                      reporter)
-        record["environment"].update(jobs=session.jobs, threads_per_order=session.threads,
-                                     real_data=storage_facts(p.dataset, p.device))
+        session = super().create(p, reporter)
+        session.record["environment"].update(jobs=session.jobs, threads_per_order=session.threads)
         return session
 
-    @classmethod
-    def reopen(cls, p: Prepared, path: Path, reporter: Reporter) -> RunSession:
-        record = load_record(path)
-        if record.get("complete"):
-            raise AlreadyComplete(path)
-        diffs = config_differences(record["config"], resolved_config(p))
-        if diffs:
-            raise UsageError(
-                f"{path} was made with another configuration, so it cannot be resumed with this one; "
-                f"differences: {'; '.join(diffs)}. Use `clbench resume {path}` to continue it as it was started"
-            )
-        states = resume_states(record, path)
-        check_writable(path.parent, bytes_needed(p))
-        session = cls(p, path, record, states, reporter)
-        recorded_threads = (record.get("environment") or {}).get("threads_per_order")
-        if isinstance(recorded_threads, int) and recorded_threads > 0:
-            session.threads = recorded_threads  # CPU numbers depend on it: keep the run's, whatever the machine
-        record.pop("error", None)
-        record.setdefault("resumes", []).append({
-            "time": now(), "steps_done": session.steps_done(),
-            "jobs": session.jobs, "threads_per_order": session.threads, "host": environment(str(p.device))["host"],
-            "real_data": storage_facts(p.dataset, p.device),
-        })
-        record["run_config"] = {**(record.get("run_config") or dataclasses.asdict(p.config)), "jobs": p.config.jobs}
-        return session
+    def load_units(self, resuming: bool) -> None:
+        from clbench.data.streams import class_order
 
-    # -- progress bookkeeping -----------------------------------------------------------------------------
-    def steps_done(self) -> int:
+        orders = self.record["config"]["orders"]
+        self.states = resume_states(self.record, self.path) if resuming else {o: OrderState(o) for o in orders}
+        for order, state in self.states.items():
+            if state.complete_entry is not None:
+                self.entries[order] = state.complete_entry
+            elif state.steps:
+                self.entries[order] = {"order": order, "class_order": class_order(order, self.p.dataset.num_classes),
+                                       "complete": False, "steps": list(state.steps)}
+        recorded_threads = (self.record.get("environment") or {}).get("threads_per_order")
+        if resuming and isinstance(recorded_threads, int) and recorded_threads > 0:
+            self.threads = recorded_threads  # CPU numbers depend on it: keep the run's, whatever the machine
+
+    def run_config(self) -> dict[str, Any]:
+        return {**(self.record.get("run_config") or dataclasses.asdict(self.p.config)), "jobs": self.p.config.jobs}
+
+    def resumed(self) -> dict[str, Any]:
+        return {"steps_done": self.done(), "jobs": self.jobs, "threads_per_order": self.threads,
+                "host": environment(str(self.p.device))["host"], "real_data": storage_facts(self.p.dataset,
+                                                                                             self.p.device)}
+
+    def bytes_needed(self) -> int:
+        return bytes_needed(self.p)
+
+    def done(self) -> int:
         return sum(len(e["steps"]) for e in self.entries.values())
 
-    def steps_total(self) -> int:
+    def total(self) -> int:
         return len(self.record["config"]["orders"]) * self.p.config.steps
 
-    def write(self) -> None:
+    def refresh(self) -> None:
         orders = [self.entries[o] for o in self.record["config"]["orders"] if o in self.entries]
         self.record["orders"] = orders
         self.record["summary"] = summarise(orders)
-        self.writer.write(self.record)
 
+    def plan(self) -> dict[str, Any]:
+        return {"completed_steps": self.done(), "jobs": self.jobs}
+
+    def interrupted_jobs(self) -> int:
+        return self.jobs
+
+    def run_units(self) -> None:
+        todo = [o for o, s in self.states.items() if s.complete_entry is None]
+        workers = min(self.jobs, len(todo))
+        if workers > 1:
+            from clbench.protocol.parallel import ParallelOrders
+
+            ParallelOrders(self, todo, workers).run()  # a RunSession is what it drives
+        elif todo:
+            data = self.p.dataset.resident(self.p.device)
+            with torch_threads(self.threads):
+                for order in todo:
+                    self.signals.check()
+                    entry = execute_order(self.p, self.states[order], data, self.path, self.record["run_id"],
+                                          self.reporter, self.signals.check, self.step_done)
+                    self.order_done(entry)
+
+    # -- progress, from this process or the workers --------------------------------------------------------
     def step_done(self, order: int, step: dict[str, Any]) -> None:
         from clbench.data.streams import class_order
 
@@ -183,60 +159,6 @@ class RunSession:
         self.states[entry["order"]].complete_entry = entry
         self.write()
         remove_checkpoint(self.path, entry["order"])
-
-    def fail(self, exc: ClbenchError) -> ClbenchError:
-        """Record the error beside the completed steps; returns the exception to raise, with where it happened."""
-        message = f"{exc} (completed steps saved: {self.steps_done()}, in {self.path})"
-        # rebuilt with the longer message only where the class takes just a message; one with its own __init__
-        # (Interrupted, AlreadyComplete take paths and counts) cannot be, and is raised as it is
-        failure = type(exc)(message) if type(exc).__init__ is Exception.__init__ else exc
-        self.record["error"] = {"type": type(exc).__name__, "message": str(exc)}
-        with contextlib.suppress(OutputError):
-            self.write()
-        return failure
-
-    # -- running ------------------------------------------------------------------------------------------
-    def execute(self) -> tuple[Path, dict[str, Any]]:
-        todo = [o for o, s in self.states.items() if s.complete_entry is None]
-        self.reporter.run_started({"record": str(self.path), **self.record["config"],
-                                   "completed_steps": self.steps_done(), "jobs": self.jobs})
-        saving(lambda: acquire_lock(self.path), self.path)
-        try:
-            self.write()  # a run that dies before its first step still leaves a record to resume
-            workers = min(self.jobs, len(todo))
-            with self.signals:
-                try:
-                    if workers > 1:
-                        from clbench.protocol.parallel import ParallelOrders
-
-                        ParallelOrders(self, todo, workers).run()  # a RunSession is what it drives
-                    elif todo:
-                        self._run_here(todo)
-                except StopRequested:
-                    raise self._interrupted() from None
-                except ClbenchError as exc:
-                    raise self.fail(exc) from exc
-            self.record["complete"] = True
-            self.write()
-        finally:
-            release_lock(self.path)
-        self.reporter.run_finished(self.record, self.path)
-        return self.path, self.record
-
-    def _interrupted(self) -> Interrupted:
-        with contextlib.suppress(OutputError):
-            self.write()
-        return Interrupted(self.path, self.signals.signal_name or "SIGINT", self.steps_done(), self.steps_total(),
-                           self.jobs)
-
-    def _run_here(self, todo: list[int]) -> None:
-        data = self.p.dataset.resident(self.p.device)
-        with torch_threads(self.threads):
-            for order in todo:
-                self.signals.check()
-                entry = execute_order(self.p, self.states[order], data, self.path, self.record["run_id"],
-                                      self.reporter, self.signals.check, self.step_done)
-                self.order_done(entry)
 
 
 # -- the continual kind, as resume and sweeps see it (clbench.protocol.kinds) --------------------------------

@@ -13,7 +13,6 @@ evaluation network: common random numbers across architectures).
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,21 +22,19 @@ import numpy as np
 from torch import Tensor, nn
 
 from clbench.core.costs import measured
-from clbench.core.errors import AlreadyComplete, ClbenchError, Interrupted, OutputError, UsageError
+from clbench.core.errors import UsageError
 from clbench.core.seeding import derive_seed, generator
-from clbench.data.types import RealData, storage_facts
+from clbench.data.types import RealData
 from clbench.memory.checks import OUT_OF_MEMORY
 from clbench.protocol import config as cfg
-from clbench.protocol.checkpoint import acquire_lock, release_lock
 from clbench.protocol.failures import out_of_memory, saving
 from clbench.protocol.kinds import RecordKind, file_safe
 from clbench.protocol.profiles import STATIC_EVALS, STATIC_SETS
 from clbench.protocol.resolve import PreparedRun, Resolved, resolve
-from clbench.protocol.signals import StopRequested, StopSignals
-from clbench.records.record import RecordError, jsonable, load_record, new_run_id
+from clbench.protocol.session import Session, recorded_config
+from clbench.records.record import RecordError, jsonable
 from clbench.records.snapshots import save_synthetic
 from clbench.records.summary import summarise_static
-from clbench.records.writer import RecordWriter, new_record, now
 from clbench.training.recipe import TrainRecipe, evaluate, train_network
 
 KIND = "static"
@@ -156,114 +153,68 @@ def run_static(config: StaticConfig, reporter: StaticReporter | None = None, *,
     Interrupted, a failing set records its error beside the completed sets and raises."""
     reporter = reporter or StaticReporter()
     p = prepare(config)
-    path, record = _reopen(p, Path(resume)) if resume is not None else _create(p)
-    done = {entry["set"] for entry in record["sets"]}
-    todo = [index for index in p.sets if index not in done]
-    writer = RecordWriter(path, resume_hint=f"clbench resume {path}")
-    signals = StopSignals(getattr(reporter, "stop_requested", None))
-    saving(lambda: acquire_lock(path), path)
-    try:
-        writer.write(record)  # there from the start, marked incomplete
-        reporter.run_started({"record": str(path), **record["config"], "completed_sets": len(done)})
-        data = p.dataset.resident(p.device)
-        with signals:
-            try:
-                for index in todo:
-                    signals.check()
-                    reporter.set_started(index)
-                    entry = _one_set(p, index, data, reporter, path, signals.check, record, writer)
-                    record["sets"] = sorted([*record["sets"], entry], key=lambda e: e["set"])
-                    record["summary"] = summarise_static(record["sets"], record["config"]["eval_nets"])
-                    writer.write(record)
-                    reporter.set_finished(entry)
-            except StopRequested:
-                with contextlib.suppress(OutputError):
-                    writer.write(record)
-                raise Interrupted(path, signals.signal_name or "SIGINT", len(record["sets"]), len(p.sets),
-                                  unit="sets") from None
-        record["complete"] = True
-        writer.write(record)
-    finally:
-        release_lock(path)
-    reporter.run_finished(record, path)
-    return path, record
-
-
-def _one_set(p: PreparedStatic, index: int, data: RealData, reporter: StaticReporter, path: Path,
-             check_stop: Callable[[], None], record: dict[str, Any], writer: RecordWriter) -> dict[str, Any]:
-    """`run_set`, its failure recorded beside the completed sets (the record stays resumable) and raised."""
-    try:
-        return run_set(p, index, data, reporter, path, check_stop)
-    except OUT_OF_MEMORY as exc:
-        failure = out_of_memory(f"set {index}", p.device, exc, f"lower --ipc or --width, then clbench resume {path}")
-        raise _failed(record, writer, failure) from exc
-    except ClbenchError as exc:
-        raise _failed(record, writer, exc) from exc
+    if resume is not None:
+        return StaticSession.reopen(p, Path(resume), reporter).execute()
+    return StaticSession.create(p, reporter).execute()
 
 
 def resume(record_path: str | Path, reporter: StaticReporter | None = None) -> tuple[Path, dict[str, Any]]:
     """Make the sets a static record still lacks, with the options it was started with."""
     path = Path(record_path)
-    record = load_record(path)
-    if record.get("complete"):
-        raise AlreadyComplete(path)
-    values = record.get("run_config")
-    if not isinstance(values, dict):
-        raise RecordError(f"{path} does not hold the options it was run with (written by an older clbench?); "
-                          f"resume it with `clbench condense <the same options> --resume {path}`")
-    known = {f.name for f in dataclasses.fields(StaticConfig)}
-    values = {k: v for k, v in values.items() if k in known}
-    values["out"] = str(path.parent)
-    try:
-        cfg.check_types(values, f"{path} is damaged: its options", StaticConfig)
-        config = StaticConfig(**values)
-    except (UsageError, TypeError) as exc:
-        raise RecordError(f"{path} is damaged: its options cannot be read ({exc})") from None
-    return run_static(config, reporter, resume=path)
+    return run_static(recorded_config(path, StaticConfig, "condense"), reporter, resume=path)
 
 
-def _create(p: PreparedStatic) -> tuple[Path, dict[str, Any]]:
-    from clbench.records.snapshots import check_writable
+class StaticSession(Session):
+    """A static record being written (clbench.protocol.session): its sets, one after the other."""
 
-    out = Path(p.config.out)
-    check_writable(out)
-    run_id = new_run_id(p.config.condenser, p.config.dataset)
-    # a static record has no class orders; `orders` is kept so that readers of run records accept it
-    record = new_record(KIND, run_id, resolved_config(p), str(p.device), run_config=run_config(p.config),
-                        orders=[], sets=[], summary=summarise_static([], list(p.config.eval_nets)))
-    record["environment"]["real_data"] = storage_facts(p.dataset, p.device)
-    return out / f"{run_id}.json", record
+    kind, unit = KIND, "sets"
 
+    @classmethod
+    def resolved_config(cls, p: PreparedStatic) -> dict[str, Any]:
+        return resolved_config(p)
 
-def _reopen(p: PreparedStatic, path: Path) -> tuple[Path, dict[str, Any]]:
-    """The record to continue: a static one, not complete, made with this configuration, its sets readable."""
-    from clbench.protocol.checkpoint import config_differences
+    @classmethod
+    def start(cls, p: PreparedStatic) -> tuple[str, dict[str, Any]]:
+        # a static record has no class orders; `orders` is kept so that readers of run records accept it
+        return p.config.condenser, {"orders": [], "sets": [],
+                                    "summary": summarise_static([], list(p.config.eval_nets))}
 
-    record = load_record(path)
-    if record.get("kind") != KIND:
-        raise UsageError(f"{path} is not a static (clbench condense) record; continue it with `clbench resume {path}`")
-    if record.get("complete"):
-        raise AlreadyComplete(path)
-    diffs = config_differences(record["config"], resolved_config(p))
-    if diffs:
-        raise UsageError(f"{path} was made with another configuration, so it cannot be resumed with this one; "
-                         f"differences: {'; '.join(diffs)}. Use `clbench resume {path}` to continue it as it was "
-                         f"started")
-    sets = record.get("sets")
-    if not isinstance(sets, list) or not all(isinstance(e, dict) and e.get("set") in p.sets for e in sets):
-        raise RecordError(f"{path} is damaged: \"sets\" is not a list of this run's sets; it cannot be resumed")
-    record.pop("error", None)
-    record.setdefault("resumes", []).append({"time": now(), "sets_done": len(sets)})
-    record["run_config"] = run_config(p.config)
-    return path, record
+    def load_units(self, resuming: bool) -> None:
+        sets = self.record.get("sets")
+        if not isinstance(sets, list) or not all(isinstance(e, dict) and e.get("set") in self.p.sets for e in sets):
+            raise RecordError(f"{self.path} is damaged: \"sets\" is not a list of this run's sets; it cannot be "
+                              f"resumed")
 
+    def run_config(self) -> dict[str, Any]:
+        return run_config(self.p.config)
 
-def _failed(record: dict[str, Any], writer: RecordWriter, exc: ClbenchError) -> ClbenchError:
-    """The error recorded beside the completed sets (the record stays resumable); the exception to raise."""
-    record["error"] = {"type": type(exc).__name__, "message": str(exc)}
-    with contextlib.suppress(OutputError):
-        writer.write(record)
-    return exc
+    def resumed(self) -> dict[str, Any]:
+        return {"sets_done": self.done()}
+
+    def done(self) -> int:
+        return len(self.record["sets"])
+
+    def total(self) -> int:
+        return len(self.p.sets)
+
+    def plan(self) -> dict[str, Any]:
+        return {"completed_sets": self.done()}
+
+    def run_units(self) -> None:
+        p, record = self.p, self.record
+        done = {entry["set"] for entry in record["sets"]}
+        data = p.dataset.resident(p.device)
+        for index in [i for i in p.sets if i not in done]:
+            self.signals.check()
+            self.reporter.set_started(index)
+            try:
+                entry = run_set(p, index, data, self.reporter, self.path, self.signals.check)
+            except OUT_OF_MEMORY as exc:
+                raise out_of_memory(f"set {index}", p.device, exc, "lower --ipc or --width, then resume") from exc
+            record["sets"] = sorted([*record["sets"], entry], key=lambda e: e["set"])
+            record["summary"] = summarise_static(record["sets"], record["config"]["eval_nets"])
+            self.write()
+            self.reporter.set_finished(entry)
 
 
 def run_config(config: StaticConfig) -> dict[str, Any]:
