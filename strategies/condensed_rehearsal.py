@@ -81,6 +81,7 @@ class CondensedRehearsal(BaseTemplate):
         self.step = 0
         self.last_step: StepResult | None = None
         self._eval_indices: list[Tensor] = []
+        self._eval_classes: list[list[int]] = []  # per experience evaluated: its classes
 
     def restore(self, step: int, memory: Memory) -> None:
         """Continue after `step` completed steps with their memory (a resumed run: seeds depend on the step)."""
@@ -144,7 +145,7 @@ class CondensedRehearsal(BaseTemplate):
 
     # -- evaluation: every network of the step on the test images of all classes seen so far -------------
     def _before_eval(self, **kwargs):
-        self._eval_indices = []
+        self._eval_indices, self._eval_classes = [], []
         super()._before_eval(**kwargs)
 
     def _eval_exp(self, **kwargs):
@@ -152,11 +153,18 @@ class CondensedRehearsal(BaseTemplate):
             torch.tensor(list(self.experience.dataset.sample_index), dtype=torch.long,
                          device=self.data.test_labels.device)
         )
+        self._eval_classes.append(sorted(self.experience.classes_in_this_experience))
+
+    def score(self, images: Tensor, labels: Tensor, experiences: list[list[int]]) -> list[tuple[float, dict]]:
+        """Each network's accuracy (percent, overall and per class) on the test images of the experiences seen
+        (`experiences`: each one's classes): class-incremental, every image among all classes. A protocol that
+        scores otherwise overrides this (clbench.protocol.task_incremental)."""
+        return evaluate_networks(self.networks, images, labels, self.recipe)
 
     def _after_eval(self, **kwargs):
         indices = torch.cat(self._eval_indices)
         images, labels = self.data.test(indices), self.data.test_labels[indices]
-        results = evaluate_networks(self.networks, images, labels, self.recipe)
+        results = self.score(images, labels, self._eval_classes)
         accuracies, per_class = [acc for acc, _ in results], [class_acc for _, class_acc in results]
         if self.last_step is not None:
             self.last_step.accuracies = accuracies

@@ -17,18 +17,23 @@ class Retrain(ContinualProtocol):
     name = "retrain"
     summary = "fresh networks trained from scratch on the memory at every step (the paper's protocol)"
 
+    def strategy_type(self) -> type:
+        """The Avalanche strategy an order streams through (a protocol built on this one may subclass it)."""
+        from clbench.strategies.condensed_rehearsal import CondensedRehearsal  # Avalanche: imported where used
+
+        return CondensedRehearsal
+
     def run_order(self, run: OrderRun) -> Any:
         from clbench.data.streams import class_incremental_stream
         from clbench.memory.store import Memory
         from clbench.protocol.order import step_errors
         from clbench.protocol.plugins import StepRecorder, StepReport  # Avalanche: imported where used
-        from clbench.strategies.condensed_rehearsal import CondensedRehearsal
 
         p, hooks = run.p, run.hooks
         ds = p.dataset
         epochs = p.recipe.total_epochs
         benchmark, _ = class_incremental_stream(ds.train_labels, ds.test_labels, run.classes, p.config.steps)
-        strategy = CondensedRehearsal(
+        strategy = self.strategy_type()(
             condenser=p.resolved.new_condenser(), budget=p.budget, data=run.data, class_order=run.classes,
             make_network=run.make_network, recipe=p.recipe,
             augment=p.recipe.augment(),
