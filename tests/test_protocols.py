@@ -130,7 +130,56 @@ def test_a_new_protocol_is_one_class_and_a_registration(monkeypatch, tmp_path):
 def test_protocols_are_listed_by_the_registry():
     from clbench.protocol.base import PROTOCOLS
 
-    assert {"retrain", "replay", "joint"} <= set(PROTOCOLS.names())
-    for name in ("retrain", "replay", "joint"):
+    assert {"retrain", "replay", "joint", "task"} <= set(PROTOCOLS.names())
+    for name in ("retrain", "replay", "joint", "task"):
         cls = PROTOCOLS.get(name)
         assert cls.name == name and cls.summary
+
+
+TASK = dict(condenser="random", dataset="digits", steps=2, orders=1, memory="5ipc", width=8, profile="quick",
+            device="cpu", networks_per_step=2, train={"epochs": 3, "batch_size": 64, "amp": False})
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_task_incremental_scores_the_retrain_networks_among_each_experiences_classes(tmp_path, batched):
+    """`--learner task` trains what retrain trains (the same memory, so the same networks); each image is then
+    classified among its own experience's classes: never below the class-incremental score, and at the last
+    step exactly what the final memory's networks, rebuilt here by hand, give with their other outputs cut."""
+    from clbench.core.seeding import derive_seed, generator
+    from clbench.data.datasets import load_dataset
+    from clbench.data.streams import class_order, split_classes
+    from clbench.nets.networks import build_network
+    from clbench.protocol.continual import run
+    from clbench.protocol.resolve import train_recipe
+    from clbench.training.batched import train_networks
+
+    train = {**TASK["train"], "batched_networks": batched}
+    _, retrain = run(RunConfig(out=str(tmp_path / "retrain"), **{**TASK, "train": train}))
+    path, task = run(RunConfig(out=str(tmp_path / "task"), learner="task", **{**TASK, "train": train}))
+    assert task["config"]["learner"] == "task" and task["complete"]
+    ours, theirs = task["orders"][0], retrain["orders"][0]
+    memory = torch.load(path.parent / ours["memory_file"], weights_only=True)
+    same = torch.load(tmp_path / "retrain" / theirs["memory_file"], weights_only=True)
+    assert torch.equal(memory["images"], same["images"]) and torch.equal(memory["labels"], same["labels"])
+    for mine, class_il in zip(ours["steps"], theirs["steps"]):
+        assert all(a >= b for a, b in zip(mine["accuracies"], class_il["accuracies"]))
+        assert all(mine["class_accuracy"][c] >= class_il["class_accuracy"][c] for c in class_il["class_accuracy"])
+    assert ours["steps"][-1]["accuracies"] != theirs["steps"][-1]["accuracies"]  # the heads changed something
+
+    ds = load_dataset("digits")
+    test_x, test_y = ds.normalised("test")
+    groups = split_classes(class_order(0, ds.num_classes), 2)
+    recipe = train_recipe(train, "quick")
+    nets = [build_network("convnet", ds.channels, ds.num_classes, ds.image_size,
+                          seed=derive_seed(0, 0, 1, "network", k), width=8) for k in range(2)]
+    train_networks(nets, memory["images"], memory["labels"], recipe, recipe.augment(),
+                   [generator(derive_seed(0, 0, 1, "train", k), torch.device("cpu")) for k in range(2)])
+    for k, net in enumerate(nets):
+        correct, total = 0, 0
+        for classes in groups:
+            shown = torch.isin(test_y, torch.tensor(classes))
+            with torch.no_grad():
+                logits = net.eval()(test_x[shown])[:, classes]
+            predicted = torch.tensor(classes)[logits.argmax(1)]
+            correct, total = correct + int((predicted == test_y[shown]).sum()), total + int(shown.sum())
+        assert ours["steps"][-1]["accuracies"][k] == pytest.approx(100 * correct / total, abs=1e-5)  # float32 mean

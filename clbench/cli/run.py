@@ -25,7 +25,7 @@ def run(
     config: Optional[str] = typer.Option(None, "--config", help="TOML file with run options and \\[opt] / \\[train] tables"),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="folder for the record, snapshots and pictures (default: results)"),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="dataset folder (else $CLBENCH_DATA, the system copy, download)"),
-    learner: Optional[str] = typer.Option(None, "--learner", help="retrain: fresh networks trained from scratch on the memory each step; replay: one network trained continually (Avalanche Naive + ReplayPlugin) on new data plus the memory (default: retrain)"),
+    learner: Optional[str] = typer.Option(None, "--learner", help="retrain: fresh networks trained from scratch on the memory each step; replay: one network trained continually (Avalanche Naive + ReplayPlugin) on new data plus the memory; joint: the upper bound on all real images seen; task: retrain scored task-incrementally; or a plugin's (default: retrain)"),
     log: Optional[str] = typer.Option(None, "--log", help="live logs in the run's folder (logs/order<k>/): csv, tensorboard (pip install -e '.\\[tensorboard]'), or csv,tensorboard: step accuracies, condensation losses, epoch losses"),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="orders run side by side in this many processes (one per GPU when there are several) (default: 1)"),
     resume: Optional[str] = typer.Option(None, "--resume", help="continue this record (same options) from the last completed step of each order"),

@@ -86,6 +86,7 @@ PROTOCOLS: Registry[type[ContinualProtocol]] = Registry("protocol", entry_point_
 PROTOCOLS.add("retrain", "clbench.protocol.retrain:Retrain")
 PROTOCOLS.add("replay", "clbench.protocol.replay:Replay")
 PROTOCOLS.add("joint", "clbench.protocol.joint:Joint")
+PROTOCOLS.add("task", "clbench.protocol.task_incremental:TaskIncremental")
 
 
 def get_protocol(name: str) -> ContinualProtocol:
