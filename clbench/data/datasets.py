@@ -143,14 +143,22 @@ FOLDER_MAX_SIZE = 1024  # px: beyond it a dataset is no longer held in memory wh
 _PLUGIN_SPECS: dict[str, DatasetSpec] = {}
 
 
+def _split_size(text: str) -> tuple[str, str | None]:
+    """`PATH[@SIZE]` -> (PATH, the SIZE text or None); a folder whose own name holds an '@' is taken whole
+    when it exists."""
+    if "@" in text and not Path(text).expanduser().is_dir():
+        path, _, size = text.rpartition("@")
+        return path, size
+    return text, None
+
+
 def _subset_of(name: str) -> tuple[str, str | None]:
     """(the whole dataset's name, the class list) of `NAME#IDS`; (name, None) for a whole dataset, also for an
     image folder whose own name holds a '#'."""
     base, ids = split_subset(name)
     if ids is not None and name.startswith(FOLDER_PREFIX):
-        text = name[len(FOLDER_PREFIX):]
-        folder, _, size = text.rpartition("@")
-        if Path(text).expanduser().is_dir() or (folder and size.isdigit() and Path(folder).expanduser().is_dir()):
+        folder, size = _split_size(name[len(FOLDER_PREFIX):])
+        if folder and (size is None or size.isdigit()) and Path(folder).expanduser().is_dir():
             return name, None  # the '#' is part of the folder's own name
     return base, ids
 
@@ -187,9 +195,9 @@ def dataset_spec(name: str, where: str = "--dataset") -> DatasetSpec:
 def folder_spec(text: str, where: str = "--dataset") -> DatasetSpec:
     """`PATH[@SIZE]` -> the spec of that image folder at SIZE px (FOLDER_SIZE by default); its problems are one
     UsageError naming the folder. A folder whose own name ends in @digits is taken whole when it exists."""
-    path, size = text, FOLDER_SIZE
-    if "@" in text and not Path(text).expanduser().is_dir():
-        path, _, size_text = text.rpartition("@")
+    path, size_text = _split_size(text)
+    size = FOLDER_SIZE
+    if size_text is not None:
         if not size_text.isdigit() or not 8 <= int(size_text) <= FOLDER_MAX_SIZE:
             raise UsageError(f"{where} {FOLDER_PREFIX}{text}: @{size_text} is not a size; give a whole number of "
                              f"pixels from 8 to {FOLDER_MAX_SIZE} (e.g. @64)")
