@@ -35,7 +35,7 @@ from clbench.core.costs import Cost, measured
 from clbench.core.errors import UsageError
 from clbench.memory.checks import condenser_name
 from clbench.memory.store import Memory, MemoryBudget
-from clbench.nets.networks import build_network
+from clbench.nets.networks import build_network, check_width
 from clbench.strategies.memory_step import condense_new_classes, shrink_older_classes
 
 
@@ -78,6 +78,7 @@ class CondensedBuffer(ExemplarsBuffer):
         super().__init__((self.budget.total or self.budget.per_class(num_classes) * num_classes)
                          * expansion(self.condenser))
         self.num_classes = num_classes
+        check_width(network, width, "width")
         self.network, self.width = network, width
         self.seed, self.order = seed, order
         self.device = torch.device(device)

@@ -217,6 +217,9 @@ CASES = [
     # -- diagnose
     Case("diagnose-missing", ["diagnose", "gone.json"], ("gone.json",)),
     Case("diagnose-damaged", ["diagnose", "r.json"], ("damaged", '"orders"'), files={"r.json": _record(orders=7)}),
+    Case("diagnose-width-not-convnet", ["diagnose", "r.json", "--network", "resnet18", "--width", "16"],
+         ("--width applies to ConvNet only", "resnet18"), files={"r.json": _record()}),
+    Case("width-not-convnet", RUN + ["--network", "alexnet", "--width", "16"], ("--width applies to ConvNet only",)),
     # -- sweep
     Case("sweep-missing", ["sweep", "gone.toml"], ("gone.toml", "no such file")),
     Case("sweep-bad-type", ["sweep", "s.toml", "--dry-run"], ("orders", "two"),

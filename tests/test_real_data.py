@@ -53,8 +53,14 @@ def test_images_stay_on_the_device_only_where_they_fit(monkeypatch):
     assert storage_for(ds, "cuda:0") == torch.device("cuda:0")  # exactly half of the free memory: kept there
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2 * nbytes - 1, 10 * nbytes))
     assert storage_for(ds, "cuda:0") == torch.device("cpu")
-    facts = storage_facts(ds, "cuda:0")
-    assert facts["kept_on"] == "host (pinned)" and facts["bytes"] == nbytes and facts["images"] == "uint8"
+    calls = []
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: calls.append(device) or (0, 0))
+    rule = storage_facts(ds, "cuda:0")  # before the data is held: the rule, without asking the GPU
+    assert rule["kept_on"].startswith("cuda:0 if they take at most 50%") and not calls
+    assert rule["bytes"] == nbytes and rule["images"] == "uint8"
+    on_host = RealData(ds.train_images, ds.train_labels, ds.test_images, ds.test_labels, 3, ds.mean, ds.std,
+                       torch.device("cuda:0"))
+    assert storage_facts(ds, "cuda:0", on_host)["kept_on"] == "host"
     assert normalise(ds.train_images, ds.mean, ds.std, "cpu").dtype == torch.float32
 
 
@@ -70,7 +76,7 @@ TINY = dict(dataset="digits", steps=2, orders=1, width=8, profile="quick", devic
 
 
 @pytest.mark.parametrize("learner, condenser", [("retrain", "dm"), ("retrain", "herding"), ("replay", "dm"),
-                                                ("joint", "random")])
+                                                ("joint", "random"), ("task", "dm")])
 def test_every_continual_protocol_gives_the_numbers_of_float32_residency(tmp_path, monkeypatch, learner, condenser):
     from clbench.protocol.config import RunConfig
     from clbench.protocol.continual import run

@@ -128,9 +128,10 @@ def test_a_replay_order_without_its_checkpoint_restarts_from_its_first_step(repl
 
 
 # -- minibatches gathered from the tensors: Avalanche's batches, Avalanche's draws -----------------------------
-def _loaders():
+def _loaders(uint8: bool = False):
     """Step 1 of a digits replay: Avalanche's ReplayDataLoader over the experience and a 3ipc memory, and the
-    TaskBalancedDataLoader of step 0 (no memory yet); both as Naive + ReplayPlugin build them."""
+    TaskBalancedDataLoader of step 0 (no memory yet); both as Naive + ReplayPlugin build them. With `uint8`, the
+    real images as a run holds them (uint8, normalised per image by Avalanche's loader, per batch by ours)."""
     import warnings
 
     from avalanche.benchmarks.utils.data_loader import ReplayDataLoader, TaskBalancedDataLoader
@@ -142,7 +143,7 @@ def _loaders():
 
     ds = load_dataset("digits")
     (train_x, train_y), (test_x, test_y) = ds.normalised("train"), ds.normalised("test")
-    data = RealData(train_x, train_y, test_x, test_y, 10)
+    data = ds.resident("cpu") if uint8 else RealData(train_x, train_y, test_x, test_y, 10)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         stream = _tensor_stream(data, [3, 1, 4, 0, 5, 2, 8, 7, 6, 9], 2).train_stream
@@ -152,7 +153,8 @@ def _loaders():
     step0 = TaskBalancedDataLoader(stream[0].dataset.train(), oversample_small_groups=True, batch_size=16,
                                    shuffle=True, num_workers=0)
     step1 = ReplayDataLoader(first, buffer.buffer, batch_size=16, batch_size_mem=16, shuffle=True, num_workers=0)
-    sources = {"sample_index": lambda: (train_x, train_y), "memory_index": lambda: buffer.memory.tensors()}
+    real = (data.train, train_y) if uint8 else (train_x, train_y)
+    sources = {"sample_index": lambda: real, "memory_index": lambda: buffer.memory.tensors()}
     return [step0, step1], sources
 
 
@@ -164,14 +166,18 @@ def _epochs(loader, seed: int, epochs: int = 2) -> tuple[list, torch.Tensor]:
         return batches, torch.get_rng_state()
 
 
-def test_gathered_batches_are_avalanches_batches_with_the_same_draws():
+@pytest.mark.parametrize("uint8", [False, True])
+def test_gathered_batches_are_avalanches_batches_with_the_same_draws(uint8):
     from types import SimpleNamespace
 
     from clbench.protocol.tensor_batches import TensorBatches
 
-    loaders, sources = _loaders()
-    for loader in loaders:
+    loaders, sources = _loaders(uint8)
+    floats = [_epochs(loader, seed=5)[0] for loader in _loaders(False)[0]] if uint8 else None
+    for n, loader in enumerate(loaders):
         expected, state = _epochs(loader, seed=5)
+        if floats is not None:  # Avalanche's own loader over uint8 images: the float images, to the bit
+            assert all(torch.equal(x, y) for a, b in zip(expected, floats[n]) for x, y in zip(a, b))
         TensorBatches(sources).before_training_exp(SimpleNamespace(dataloader=loader))
         got, state_after = _epochs(loader, seed=5)
         assert len(got) == len(expected) > 2

@@ -683,10 +683,26 @@ def test_static_spec_names_its_own_keys(tmp_path):
     # a continual job's id does not depend on there being kinds (sweeps made before resume as they were)
     continual = sw.expand(sw.parse_spec({"dataset": "digits"}, folder=tmp_path))[0]
     assert continual.id == sw._digest({"job": {k: v for k, v in continual.config.items() if k not in sw.NOT_HASHED}})
-    for data, message in [({"kind": "static", "memory": "10ipc"}, "unknown keys memory"),
+    # eval_nets is itself a list: a list is one value (every run tests on both), a list of lists an axis
+    one = sw.parse_spec({"kind": "static", "sets": 1, "eval_nets": ["convnet", "alexnet"]}, folder=tmp_path)
+    assert [r["eval_nets"] for r in one.runs] == [["convnet", "alexnet"]]
+    sw.check_runs(one)
+    axis = sw.parse_spec({"kind": "static", "sets": 1, "eval_nets": [["convnet"], ["vgg11", "alexnet"]]},
+                         folder=tmp_path)
+    assert [r["eval_nets"] for r in axis.runs] == [["convnet"], ["vgg11", "alexnet"]]
+    text = sw.parse_spec({"kind": "static", "sets": 1, "eval_nets": "convnet, resnet18"}, folder=tmp_path)
+    sw.check_runs(text)  # as --eval-nets takes it
+    # without `sets`, the profile's count, as clbench condense makes them; a spec that leaves the profile open
+    # must say
+    assert sw.parse_spec({"kind": "static", "profile": "quick"}, folder=tmp_path).orders == [0, 1]
+    assert sw.parse_spec({"kind": "static", "profile": "paper"}, folder=tmp_path).orders == [0, 1, 2, 3, 4]
+    for data, message in [({"kind": "static"}, "give `sets`"),
+                          ({"kind": "static", "profile": ["paper", "quick"]}, "give `sets`"),
+                          ({"kind": "static", "sets": 1, "eval_nets": ["convnet", "alexnot"]}, "alexnot"),
+                          ({"kind": "static", "memory": "10ipc"}, "unknown keys memory"),
                           ({"kind": "static", "orders": 2}, "unknown keys orders"),
                           ({"kind": "static", "sets": [1, 1]}, "lists a set twice"),
                           ({"kind": "nope"}, "nope"),
-                          ({"kind": "static", "ipc": 0}, "--ipc 0")]:
+                          ({"kind": "static", "sets": 1, "ipc": 0}, "--ipc 0")]:
         with pytest.raises(UsageError, match=message):
             sw.check_runs(sw.parse_spec(data, folder=tmp_path))

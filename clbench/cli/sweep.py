@@ -127,7 +127,9 @@ def job_table(board, launcher: str, max_rows: int = 24):
                       state.state, str(state.attempts or ""), seconds, shown_error(state.detail or "", job.folder.parent.parent)])
         styles.append(STATE_STYLES.get(state.state, ""))
     caption = f"{len(rows) - max_rows} more job(s) not shown" if len(rows) > max_rows else ""
-    columns = [Column("job", key=True), Column("run", wrap=True), Column("order", numeric=True), Column("state"),
+    jobs = list(board.jobs.values())
+    unit = jobs[0].experiment.unit if jobs else "order"  # "set" in a static sweep
+    columns = [Column("job", key=True), Column("run", wrap=True), Column(unit, numeric=True), Column("state"),
                Column("try", numeric=True), Column("time", numeric=True), Column("detail", cut=True)]
     return FittedTable(Table(title, columns, cells, [], [], caption, styles=styles))
 
@@ -164,7 +166,8 @@ def _show_job(report) -> None:
     lines = [f"job {job.id}: {report.state}",
              f"  run: {job.run_label}, {job.experiment.unit} {job.order}",
              f"  folder: {report.job.folder}",
-             f"  steps: {report.steps_done}/{report.steps_total} ({report.resumed} resumed)",
+             f"  {'steps' if job.experiment.unit == 'order' else 'sets'}: {report.steps_done}/{report.steps_total} "
+             f"({report.resumed} resumed)",
              f"  attempts: {report.attempts}"]
     for n, attempt in enumerate(report.history, 1):
         where = " ".join(str(attempt[k]) for k in ("host", "node", "engine_id") if attempt.get(k))

@@ -104,11 +104,8 @@ class ImageDataset:
         the normalisation that RealData applies to the images a step or a minibatch takes. What a run's process
         loads once and every order it runs shares (on the CPU, the very tensors of this dataset: no copy)."""
         store = storage_for(self, device)
-        pin = store.type == "cpu" and torch.device(device).type == "cuda"
-        train_x, test_x = (x.to(store).pin_memory() if pin else x.to(store)
-                           for x in (self.train_images, self.test_images))
-        return RealData(train_x, self.train_labels.to(device), test_x, self.test_labels.to(device),
-                        self.num_classes, self.mean, self.std, torch.device(device))
+        return RealData(self.train_images.to(store), self.train_labels.to(device), self.test_images.to(store),
+                        self.test_labels.to(device), self.num_classes, self.mean, self.std, torch.device(device))
 
 
 def normalise(pixels: Tensor, mean: tuple[float, ...], std: tuple[float, ...],
@@ -123,7 +120,9 @@ def normalise(pixels: Tensor, mean: tuple[float, ...], std: tuple[float, ...],
 
 
 # Of a GPU's free memory, the share the uint8 real images may take; the rest is for networks, memories and the
-# float32 images of one step. Beyond it they stay on the host, pinned, and each use copies its rows over.
+# float32 images of one step. Beyond it they stay on the host (the very tensors of the dataset: no second copy)
+# and each use copies its rows over. (Pinning them would copy them all once more and gain nothing: the rows a
+# use gathers are a new, pageable tensor either way.)
 DEVICE_SHARE = 0.5
 
 
@@ -138,10 +137,17 @@ def storage_for(dataset: ImageDataset, device: torch.device | str) -> torch.devi
     return device if needed <= DEVICE_SHARE * free else torch.device("cpu")
 
 
-def storage_facts(dataset: ImageDataset, device: torch.device | str) -> dict[str, object]:
-    """What a record says of how a run holds the real images (environment.real_data)."""
-    store = storage_for(dataset, device)
-    kept = "host (pinned)" if store.type == "cpu" and torch.device(device).type == "cuda" else str(store)
+def storage_facts(dataset: ImageDataset, device: torch.device | str, data: RealData | None = None) -> dict[str, object]:
+    """What a record says of how a run holds the real images (environment.real_data): where `data` keeps them,
+    or, before the process that holds them has them, the rule it follows (asking a GPU for its free memory
+    here would give this process a CUDA context of its own)."""
+    device = torch.device(device)
+    if data is not None:
+        kept = "host" if data.train_pixels.device.type == "cpu" and device.type == "cuda" else str(device)
+    elif device.type == "cuda":
+        kept = f"{device} if they take at most {DEVICE_SHARE:.0%} of its free memory, else the host"
+    else:
+        kept = str(device)
     return {"images": "uint8", "kept_on": kept,
             "bytes": int(dataset.train_images.numel() + dataset.test_images.numel()),
             "normalised": "where used: a step's classes, a minibatch's rows"}

@@ -293,6 +293,13 @@ def takes_width(name: str) -> bool:
     return getattr(NETWORKS.get(name, where="--network"), "takes_width", False)
 
 
+def check_width(network: str, width: int | None, where: str = "--width") -> None:
+    """A width asked for a network that has none is the user's mistake (build_network would ignore it): one
+    UsageError. Every command that takes both checks here."""
+    if width is not None and not takes_width(network):
+        raise UsageError(f"{where} applies to ConvNet only, not to --network {network}")
+
+
 def build_network(
     name: str,
     in_channels: int,

@@ -136,6 +136,7 @@ class RunSession(Session):
             ParallelOrders(self, todo, workers).run()  # a RunSession is what it drives
         elif todo:
             data = self.p.dataset.resident(self.p.device)
+            self.record["environment"]["real_data"] = storage_facts(self.p.dataset, self.p.device, data)
             with torch_threads(self.threads):
                 for order in todo:
                     self.signals.check()
@@ -166,7 +167,8 @@ class Continual(RecordKind):
     name = "continual"
     config_type = cfg.RunConfig
     unit, units_key, count_key, first_key = "order", "orders", "orders", "first_order"
-    default_count = 5  # the paper's five class orders
+    def default_count(self, spec: dict[str, Any], source: str) -> int:
+        return 5  # the paper's five class orders
 
     def run(self, config: cfg.RunConfig, reporter: Reporter | None = None, *,
             resume: str | Path | None = None) -> tuple[Path, dict[str, Any]]:

@@ -7,6 +7,7 @@ Resume and sweeps serve both through `RecordKind` without knowing which they ser
     config_type            the configuration dataclass (RunConfig, StaticConfig): --config files, sweep specs
     unit, units_key        one independent piece of work ("order", "set") and the record's list of them
     count_key, first_key   the configuration's fields that choose the units (orders/first_order, sets/first_set)
+    default_count(spec)    how many units a sweep spec that does not say runs
     run(config, reporter, resume=PATH)   run it (or continue that record); returns (path, record)
     resume(path, reporter)               continue a record with the options it was started with
     check(values, source)  what `prepare` would refuse, without loading a dataset (a sweep's driver checks)
@@ -28,7 +29,9 @@ class RecordKind:
     units_key = ""
     count_key = ""
     first_key = ""
-    default_count = 1  # units of a sweep spec that does not say
+    def default_count(self, spec: dict[str, Any], source: str) -> int:
+        """The units of a sweep spec that does not give them."""
+        return 1
 
     def run(self, config: Any, reporter: Any = None, *, resume: Any = None) -> tuple[Any, dict[str, Any]]:
         raise NotImplementedError

@@ -33,12 +33,11 @@ class Prepared(PreparedRun):
 
 def prepare(config: cfg.RunConfig) -> Prepared:
     from clbench.data.streams import split_classes
-    from clbench.nets.networks import takes_width
+    from clbench.nets.networks import check_width
 
     config.validate()
     protocol = get_protocol(config.learner)
-    if config.width is not None and not takes_width(config.network):
-        raise UsageError(f"--width applies to ConvNet only, not to --network {config.network}")
+    check_width(config.network, config.width)
     resolved = resolve(condenser=config.condenser, opt=config.opt, train=config.train, dataset=config.dataset,
                        data_dir=config.data_dir, device=config.device, profile=config.profile,
                        network=config.network, width=config.width, train_defaults=protocol.train_defaults)

@@ -99,8 +99,9 @@ class Session:
     def reopen(cls, p: Any, path: Path, reporter: Any) -> Session:
         """The record at `path` to continue: of this kind, not complete, made with this configuration."""
         record = load_record(path)
-        if record.get("kind", "continual") != cls.kind:
-            raise UsageError(f"{path} is a {record.get('kind')} record, not a {cls.kind} one; continue it with "
+        kind = record.get("kind", "continual")  # records older than the field are continual
+        if kind != cls.kind:
+            raise UsageError(f"{path} is a {kind} record, not a {cls.kind} one; continue it with "
                              f"`clbench resume {path}`")
         if record.get("complete"):
             raise AlreadyComplete(path)
@@ -177,6 +178,9 @@ def recorded_config(path: Path, config_type: type, command: str, **overrides: An
     values = {**{k: v for k, v in values.items() if k in known}, "out": str(path.parent), **overrides}
     try:
         check_types(values, f"{path} is damaged: its options", config_type)
+    except UsageError as exc:  # it names the record and the option already
+        raise RecordError(str(exc)) from None
+    try:
         return config_type(**values)
-    except (UsageError, TypeError) as exc:
+    except TypeError as exc:
         raise RecordError(f"{path} is damaged: its options cannot be read ({exc})") from None

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from clbench.core.costs import measured
 from clbench.core.errors import UsageError
 from clbench.core.seeding import derive_seed, generator
-from clbench.data.types import RealData
+from clbench.data.types import RealData, storage_facts
 from clbench.memory.checks import OUT_OF_MEMORY
 from clbench.protocol import config as cfg
 from clbench.protocol.failures import out_of_memory, saving
@@ -204,6 +204,7 @@ class StaticSession(Session):
         p, record = self.p, self.record
         done = {entry["set"] for entry in record["sets"]}
         data = p.dataset.resident(p.device)
+        record["environment"]["real_data"] = storage_facts(p.dataset, p.device, data)
         for index in [i for i in p.sets if i not in done]:
             self.signals.check()
             self.reporter.set_started(index)
@@ -318,7 +319,13 @@ class Static(RecordKind):
     name = KIND
     config_type = StaticConfig
     unit, units_key, count_key, first_key = "set", "sets", "sets", "first_set"
-    default_count = STATIC_SETS["paper"]  # a sweep's sets unless it says
+    def default_count(self, spec: dict[str, Any], source: str) -> int:
+        """The profile's sets, as `clbench condense` makes them: only a spec with one profile fixes that."""
+        profile = spec.get("profile", "auto")
+        if not isinstance(profile, str) or profile not in STATIC_SETS:
+            raise UsageError(f"{source}: give `sets` (a number, or a list of set indices): without it the profile "
+                             f"decides, and profile = {profile!r} does not fix one")
+        return STATIC_SETS[profile]
 
     def run(self, config: StaticConfig, reporter: StaticReporter | None = None, *,
             resume: str | Path | None = None) -> tuple[Path, dict[str, Any]]:
@@ -334,10 +341,11 @@ class Static(RecordKind):
         from clbench.nets.networks import NETWORKS
         from clbench.protocol.resolve import check_condenser_data, condenser_and_options, train_recipe
 
+        if "eval_nets" in values:  # "convnet,alexnet" or a list, as --eval-nets takes them
+            values = {**values, "eval_nets": list(parse_eval_nets(values["eval_nets"]))}
         cfg.check_types(values, source, StaticConfig)
         config = StaticConfig(**values)
         config.validate()
-        parse_eval_nets(config.eval_nets)
         for profile in ["paper", "quick"] if config.profile == "auto" else [config.profile]:
             condenser = new_condenser(*condenser_and_options(config.condenser, config.opt, profile))
             check_condenser_data(condenser, dataset_spec(config.dataset), config.condenser)

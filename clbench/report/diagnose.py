@@ -36,6 +36,7 @@ from clbench.core.errors import UsageError
 from clbench.core.seeding import check_seed
 from clbench.core.tensorfile import UnreadableTensorFile, load_tensor_file
 from clbench.matching.losses import SIGMA_EPS, gram
+from clbench.nets.networks import check_width
 
 SCHEMA = "clbench.diagnose"
 SCHEMA_VERSION = 1
@@ -243,6 +244,7 @@ class DiagnoseConfig:
             raise UsageError(f"--taps {self.taps!r}: choose one of {', '.join(TAPS)}")
         if self.width is not None and self.width < 1:
             raise UsageError(f"--width {self.width}: use at least 1 channel")
+        check_width(self.network, self.width)
         if self.batch_size < 1:
             raise UsageError(f"batch size {self.batch_size}: use at least 1")
         if self.data_dir is not None and not Path(self.data_dir).is_dir():

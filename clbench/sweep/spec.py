@@ -3,7 +3,7 @@
 One job is one (run configuration, class order): a `clbench run` with `orders=1, first_order=o`, writing its own
 record into its own folder. A spec with `kind = "static"` is a grid of `clbench condense` configurations
 (StaticConfig's keys: ipc, eval_nets, ...) and one job is one synthetic set (`sets=1, first_set=s`; `sets = 5` or a
-list chooses them, as `orders` does); any other kind of clbench.protocol.kinds works the same way. Its id is a hash
+list chooses them, as `orders` does). The kinds are clbench.protocol.kinds'. Its id is a hash
 of its resolved configuration, so the same job keeps the same folder across invocations: a job whose record is
 complete is skipped, which makes re-running a sweep resume it. The records of one run configuration are then
 gathered into one run record that `clbench compare` reads like any other. This module parses the spec and expands it
@@ -130,12 +130,17 @@ def parse_spec(data: dict[str, Any], source: str = "spec", folder: str | Path | 
         raise UsageError(f"{source}: unknown keys in [sweep]: {', '.join(bad)}; known: {', '.join(SWEEP_KEYS)}")
     orders = _units(data, source, kind)
     axes: dict[str, list[Any]] = {}
+    listed = {f.name for f in fields.values() if isinstance(getattr(kind.config_type(), f.name), (list, tuple))}
     for key, value in data.items():
         if key in fields and key not in ("opt", "train", *unit_keys):
-            values = value if isinstance(value, list) else [value]
+            if key in listed:  # a field whose value is a list (eval_nets): a list is one value, lists an axis
+                values = value if isinstance(value, list) and value and all(isinstance(v, list) for v in value) \
+                    else [value]
+            else:
+                values = value if isinstance(value, list) else [value]
             if not values:
                 raise UsageError(f"{source}: `{key} = []` is an empty grid axis; give at least one value")
-            if any(isinstance(v, (list, dict)) for v in values):
+            if any(isinstance(v, dict) or (isinstance(v, list) and key not in listed) for v in values):
                 raise UsageError(f"{source}: `{key}` takes a value or a list of values")
             if len(set(map(repr, values))) != len(values):
                 raise UsageError(f"{source}: `{key}` lists a value twice")
@@ -207,7 +212,7 @@ def _units(data: dict[str, Any], source: str, kind: Any) -> list[int]:
     """`orders = 5` means orders first_order .. first_order + 4; `orders = [0, 3]` names them (for a static
     sweep: `sets` and `first_set`)."""
     count_key, first_key, unit = kind.count_key, kind.first_key, kind.unit
-    value = data.get(count_key, kind.default_count)
+    value = data[count_key] if count_key in data else kind.default_count(data, source)
     if isinstance(value, list):
         if first_key in data:
             raise UsageError(f"{source}: give either `{count_key} = [list]` or `{first_key}`, not both")

@@ -87,8 +87,10 @@ def status_table(reports: list[JobReport], folder: str | Path) -> Table:
     counts: dict[str, int] = {}
     for report in reports:
         counts[report.state] = counts.get(report.state, 0) + 1
-    columns = [Column("job", key=True), Column("run", wrap=True), Column("order", numeric=True), Column("state"),
-               Column("try", numeric=True), Column("steps", wrap=True), Column("host", drop=2),
+    unit = reports[0].job.experiment.unit if reports else "order"  # "set" in a static sweep
+    done = "steps" if unit == "order" else f"{unit}s"
+    columns = [Column("job", key=True), Column("run", wrap=True), Column(unit, numeric=True), Column("state"),
+               Column("try", numeric=True), Column(done, wrap=True), Column("host", drop=2),
                Column("node", drop=1), Column("last error", cut=True, below=True)]
     cells = []
     for r in reports:
