@@ -207,6 +207,13 @@ def test_every_protocol_records_each_phase_s_peak_memory_and_compare_shows_or_hi
     hidden = [c.title for c in continual_table(rows, costs=False).columns]
     assert not {"condense peak (MiB)", "train peak (MiB)", "memory (MiB)", "condense s/order"} & set(hidden)
     assert "final acc (%)" in hidden
+    from clbench.report.compare import COST_KEYS
+    from clbench.report.table import render_text
+
+    for fmt in ("csv", "json"):  # the files too, not only the table's columns
+        shown, without = render_text(continual_table(rows), fmt), render_text(continual_table(rows, costs=False), fmt)
+        assert "train_peak_mib" in shown and not any(key in without for key in COST_KEYS)
+        assert "final_accuracy_mean" in without
 
     _, static = run_static(StaticConfig(condenser="random", dataset="digits", ipc=2, sets=1, evals=1, width=8,
                                         eval_nets=("convnet",),

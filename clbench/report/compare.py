@@ -122,15 +122,16 @@ def _value_fields(data: list[dict[str, Any]], fallback: list[str]) -> list[str]:
 
 def continual_table(rows: list[dict[str, Any]], costs: bool = True) -> Table:
     """The table of `summary_rows`: full titles for the files, a compact terminal version beside it; `costs`
-    False leaves out the cost columns (COST_KEYS)."""
+    False leaves out the cost columns and values (COST_KEYS), in every format."""
     notes, refs = footnotes([r.get("notes", []) for r in rows])
-    value_fields = _value_fields(rows, [f.key for f in BASE_FIELDS])
+    data = rows if costs else [{k: v for k, v in r.items() if k not in COST_KEYS} for r in rows]
+    value_fields = _value_fields(data, [f.key for f in BASE_FIELDS if costs or f.key not in COST_KEYS])
 
     def build(compact: bool) -> Table:
         fields = _fields(rows, compact, costs)
         columns = [Column(f.short if compact else f.title, numeric=f.key not in TEXT_KEYS, wrap=f.key == "variant",
                           key=f.key in ROW_KEYS) for f in fields]
-        return Table("clbench results", columns, [[_cell(r, f.key) for f in fields] for r in rows], rows,
+        return Table("clbench results", columns, [[_cell(r, f.key) for f in fields] for r in rows], data,
                      value_fields, caption(rows, compact), notes, refs)
 
     table = build(compact=False)
