@@ -195,6 +195,10 @@ def test_a_second_report_replaces_the_first_and_images_none_leaves_them_out(resu
     code, stdout, _ = cli("report", str(folder), "--out", str(out), "--images", "none")
     assert code == 0 and "report:" in stdout
     assert out.stat().st_size < with_images and "img class=\"memory\"" not in out.read_text()
+    link = tmp_path / "latest.html"  # a link to an earlier report: the report it names is replaced, the link kept
+    link.symlink_to(out)
+    assert cli("report", str(folder), "--out", str(link))[0] == 0
+    assert link.is_symlink() and "img class=\"memory\"" in out.read_text()  # with images again, written there
 
 
 def test_sort_values_read_the_leading_number():

@@ -112,7 +112,7 @@ def check_out(out: str | Path) -> Path:
             raise UsageError(f"--out {out}: that file exists and is not a clbench report; choose another name")
     if out.parent.exists() and not out.parent.is_dir():  # Path("r.html").parent is Path(".")
         raise UsageError(f"--out {out}: {out.parent} is a file, not a folder")
-    return out
+    return out.resolve() if out.is_symlink() else out  # a link to an earlier report: that report is replaced
 
 
 def write_report(sources: list[str | Path], out: str | Path, **options: Any) -> tuple[Path, Page, int]:
