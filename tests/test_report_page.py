@@ -261,3 +261,22 @@ def test_a_diagnosis_file_is_shown_as_diagnose_prints_it_not_listed_as_unreadabl
     assert code == 0 and "unreadable" not in err
     html = (tmp_path / "r.html").read_text()
     assert 'id="diagnoses"' in html and "diagnosis: diagnosis.json" in html and "style gap: Gram" in html
+
+
+def test_a_picture_that_is_not_a_regular_file_is_listed_not_read(results, tmp_path):
+    """A memory picture replaced by a folder (or a FIFO, which a read would block on) is left out, with a note."""
+    import shutil
+
+    from clbench.report.page import write_report
+
+    folder, runs, _ = results
+    copy = tmp_path / "copy"
+    path = runs["random"][0]
+    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("*.lock"))
+    record = json.loads((copy / path.name).read_text())
+    png = copy / record["orders"][0]["memory_file"].replace(".pt", ".png")
+    png.unlink()
+    png.mkdir()
+    _, built, _ = write_report([copy], tmp_path / "r.html")
+    html = (tmp_path / "r.html").read_text()
+    assert "is not a regular file; left out" in html and "order 0 picture" in html

@@ -209,7 +209,13 @@ def _pictures(gathering: Gathering, record: dict[str, Any], path: Path) -> list[
         candidates = [(f"order {o['order']}", _memory_picture(o.get("memory_file"))) for o in record.get("orders", [])]
     pictures = []
     for label, relative in candidates:
-        if not relative or not (path.parent / relative).is_file():
+        if not relative:
+            continue
+        picture = path.parent / relative
+        if not picture.is_file():  # removed since, or a folder or FIFO in its place: said, never read
+            if picture.exists() or picture.is_symlink():
+                gathering.problems.append(Problem(str(picture), f"the {label} picture of {path.name} is not a "
+                                                                f"regular file; left out"))
             continue
         uri, size = picture_data_uri(path.parent / relative, PREVIEW_WIDTH if gathering.images == "preview" else None)
         pictures.append({"label": label, "uri": uri, "width": size[0], "height": size[1]})
