@@ -178,20 +178,14 @@ class Continual(RecordKind):
         return resume(path, reporter, **options)
 
     def check(self, values: dict[str, Any], source: str) -> None:
-        from clbench.condensers import new_condenser
         from clbench.data.datasets import dataset_spec
         from clbench.data.streams import split_classes
-        from clbench.nets.networks import NETWORKS
-        from clbench.protocol.resolve import check_condenser_data, condenser_and_options, train_recipe
+        from clbench.protocol.resolve import check_unloaded
 
         cfg.check_types(values, source)
         config = cfg.RunConfig(**values)
         config.validate()
-        for profile in ["paper", "quick"] if config.profile == "auto" else [config.profile]:
-            condenser = new_condenser(*condenser_and_options(config.condenser, config.opt, profile))
-            check_condenser_data(condenser, dataset_spec(config.dataset), config.condenser)
-            train_recipe(config.train, profile)
-        NETWORKS.check(config.network, where="network")
+        check_unloaded(config)
         split_classes(list(range(dataset_spec(config.dataset).num_classes)), config.steps)
 
     def label(self, config: dict[str, Any]) -> str:

@@ -134,6 +134,21 @@ def check_condenser_data(condenser: Any, data: Any, name: str) -> None:
         raise UsageError(f"condenser {name!r} on {data.name}: {exc}") from None
 
 
+def check_unloaded(config: Any) -> None:
+    """What `resolve` would refuse in a configuration (RunConfig or StaticConfig) that needs no dataset loaded:
+    the condenser's options for each profile `auto` may become, their fit to the dataset's registry entry, the
+    training recipe and the network's name. A sweep's driver runs it, so a typo fails there, not in a job."""
+    from clbench.condensers import new_condenser
+    from clbench.data.datasets import dataset_spec
+    from clbench.nets.networks import NETWORKS
+
+    for profile in ["paper", "quick"] if config.profile == "auto" else [config.profile]:
+        condenser = new_condenser(*condenser_and_options(config.condenser, config.opt, profile))
+        check_condenser_data(condenser, dataset_spec(config.dataset), config.condenser)
+        train_recipe(config.train, profile)
+    NETWORKS.check(config.network, where="network")
+
+
 def check_networks(resolved: Resolved, names: tuple[str, ...], flags: dict[str, str]) -> None:
     """Build each network once on the CPU: an unknown name, or a net that cannot take the dataset's image
     size, fails now. `flags` names the option each network came from, for the message."""

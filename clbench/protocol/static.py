@@ -336,21 +336,14 @@ class Static(RecordKind):
         return resume(path, reporter)
 
     def check(self, values: dict[str, Any], source: str) -> None:
-        from clbench.condensers import new_condenser
-        from clbench.data.datasets import dataset_spec
-        from clbench.nets.networks import NETWORKS
-        from clbench.protocol.resolve import check_condenser_data, condenser_and_options, train_recipe
+        from clbench.protocol.resolve import check_unloaded
 
         if "eval_nets" in values:  # "convnet,alexnet" or a list, as --eval-nets takes them
             values = {**values, "eval_nets": list(parse_eval_nets(values["eval_nets"]))}
         cfg.check_types(values, source, StaticConfig)
         config = StaticConfig(**values)
         config.validate()
-        for profile in ["paper", "quick"] if config.profile == "auto" else [config.profile]:
-            condenser = new_condenser(*condenser_and_options(config.condenser, config.opt, profile))
-            check_condenser_data(condenser, dataset_spec(config.dataset), config.condenser)
-            train_recipe(config.train, profile)
-        NETWORKS.check(config.network, where="network")
+        check_unloaded(config)
 
     def label(self, config: dict[str, Any]) -> str:
         return f"{config['condenser']} {config['dataset']} ipc {config['ipc']} static"
