@@ -166,8 +166,7 @@ def _show_job(report) -> None:
     lines = [f"job {job.id}: {report.state}",
              f"  run: {job.run_label}, {job.experiment.unit} {job.order}",
              f"  folder: {report.job.folder}",
-             f"  {'steps' if job.experiment.unit == 'order' else 'sets'}: {report.steps_done}/{report.steps_total} "
-             f"({report.resumed} resumed)",
+             f"  {job.experiment.work_name}: {report.steps_done}/{report.steps_total} ({report.resumed} resumed)",
              f"  attempts: {report.attempts}"]
     for n, attempt in enumerate(report.history, 1):
         where = " ".join(str(attempt[k]) for k in ("host", "node", "engine_id") if attempt.get(k))

@@ -59,7 +59,7 @@ class RunSession(Session):
     """A continual record being written (clbench.protocol.session): its orders' states, the steps each has done,
     and where its orders run (here, or in `--jobs` worker processes)."""
 
-    kind, unit = "continual", "steps"
+    kind, work_name = "continual", "steps"
 
     def __init__(self, p: Prepared, path: Path, record: dict[str, Any], reporter: Reporter):
         super().__init__(p, path, record, reporter)
@@ -167,6 +167,7 @@ class Continual(RecordKind):
     name = "continual"
     config_type = cfg.RunConfig
     unit, units_key, count_key, first_key = "order", "orders", "orders", "first_order"
+    work_name = "steps"
     def default_count(self, spec: dict[str, Any], source: str) -> int:
         return 5  # the paper's five class orders
 

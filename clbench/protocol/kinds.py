@@ -12,7 +12,7 @@ Resume and sweeps serve both through `RecordKind` without knowing which they ser
     resume(path, reporter)               continue a record with the options it was started with
     check(values, source)  what `prepare` would refuse, without loading a dataset (a sweep's driver checks)
     label(config)          a few words naming one configuration (sweep tables)
-    work(record)           (work done, units done) in a record, what a sweep's status shows
+    work(record), work_name   the work done in a record (steps, sets), what a sweep's status shows
     summarise(entries, config)   the summary of a record's unit entries (a sweep gathers units into one record)
 """
 from __future__ import annotations
@@ -26,6 +26,7 @@ class RecordKind:
     name = ""
     config_type: type = object
     unit = ""
+    work_name = ""  # what `work` counts: "steps", "sets"
     units_key = ""
     count_key = ""
     first_key = ""

@@ -26,10 +26,10 @@ from clbench.records.writer import RecordWriter, new_record, now
 
 
 class Session:
-    """A record being written. Subclasses set `kind` and `unit` and implement the methods below `-- a kind's`."""
+    """A record being written. Subclasses set `kind` and `work_name` and implement the methods below `-- a kind's`."""
 
     kind = ""
-    unit = ""  # what `done`/`total` count, in messages: "steps", "sets"
+    work_name = ""  # what `done`/`total` count, in messages: "steps", "sets" (as the kind says)
 
     def __init__(self, p: Any, path: Path, record: dict[str, Any], reporter: Any):
         self.p, self.path, self.record, self.reporter = p, path, record, reporter
@@ -124,7 +124,7 @@ class Session:
 
     def fail(self, exc: ClbenchError) -> ClbenchError:
         """Record the error beside the completed work; returns the exception to raise, with where it happened."""
-        message = f"{exc} (completed {self.unit} saved: {self.done()}, in {self.path})"
+        message = f"{exc} (completed {self.work_name} saved: {self.done()}, in {self.path})"
         # rebuilt with the longer message only where the class takes just a message; one with its own __init__
         # (Interrupted, AlreadyComplete take paths and counts) cannot be, and is raised as it is, as is a failed
         # write (OutputError), whose message already ends with how to continue
@@ -139,7 +139,7 @@ class Session:
         with contextlib.suppress(OutputError):
             self.write()
         return Interrupted(self.path, self.signals.signal_name or "SIGINT", self.done(), self.total(),
-                           self.interrupted_jobs(), unit=self.unit)
+                           self.interrupted_jobs(), unit=self.work_name)
 
     def execute(self) -> tuple[Path, dict[str, Any]]:
         """Run what the record lacks under its lock; returns the record's path and the record."""

@@ -167,7 +167,7 @@ def resume(record_path: str | Path, reporter: StaticReporter | None = None) -> t
 class StaticSession(Session):
     """A static record being written (clbench.protocol.session): its sets, one after the other."""
 
-    kind, unit = KIND, "sets"
+    kind, work_name = KIND, "sets"
 
     @classmethod
     def resolved_config(cls, p: PreparedStatic) -> dict[str, Any]:
@@ -319,6 +319,7 @@ class Static(RecordKind):
     name = KIND
     config_type = StaticConfig
     unit, units_key, count_key, first_key = "set", "sets", "sets", "first_set"
+    work_name = "sets"
     def default_count(self, spec: dict[str, Any], source: str) -> int:
         """The profile's sets, as `clbench condense` makes them: only a spec with one profile fixes that."""
         profile = spec.get("profile", "auto")

@@ -83,11 +83,9 @@ def complete_record(folder: Path) -> Path | None:
     return None
 
 
-def best_record(folder: Path, kind: Any = None) -> tuple[Path, dict[str, Any]] | None:
-    """The complete record, else the one that got furthest (its partial order still feeds the curve)."""
-    from clbench.protocol.kinds import get_kind
-
-    kind = kind or get_kind("continual")
+def best_record(folder: Path, kind: Any) -> tuple[Path, dict[str, Any]] | None:
+    """The complete record, else the one that got furthest by `kind`'s count of work (a partial order still
+    feeds the curve)."""
     records = job_records(folder)
     done = [(p, r) for p, r in records if r.get("complete")]
     if done:

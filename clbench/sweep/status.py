@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from clbench.core.errors import UsageError
+from clbench.protocol.kinds import get_kind
 from clbench.report.table import Column, Table
 from clbench.sweep.jobs import job_records, read_plan, read_status
 from clbench.sweep.spec import Job
@@ -87,10 +88,9 @@ def status_table(reports: list[JobReport], folder: str | Path) -> Table:
     counts: dict[str, int] = {}
     for report in reports:
         counts[report.state] = counts.get(report.state, 0) + 1
-    unit = reports[0].job.experiment.unit if reports else "order"  # "set" in a static sweep
-    done = "steps" if unit == "order" else f"{unit}s"
-    columns = [Column("job", key=True), Column("run", wrap=True), Column(unit, numeric=True), Column("state"),
-               Column("try", numeric=True), Column(done, wrap=True), Column("host", drop=2),
+    kind = reports[0].job.experiment if reports else get_kind("continual")  # a static sweep counts sets
+    columns = [Column("job", key=True), Column("run", wrap=True), Column(kind.unit, numeric=True), Column("state"),
+               Column("try", numeric=True), Column(kind.work_name, wrap=True), Column("host", drop=2),
                Column("node", drop=1), Column("last error", cut=True, below=True)]
     cells = []
     for r in reports:
