@@ -130,7 +130,8 @@ def parse_spec(data: dict[str, Any], source: str = "spec", folder: str | Path | 
         raise UsageError(f"{source}: unknown keys in [sweep]: {', '.join(bad)}; known: {', '.join(SWEEP_KEYS)}")
     orders = _units(data, source, kind)
     axes: dict[str, list[Any]] = {}
-    listed = {f.name for f in fields.values() if isinstance(getattr(kind.config_type(), f.name), (list, tuple))}
+    blank = dataclasses.asdict(kind.config_type())  # every field's default
+    listed = {name for name, value in blank.items() if isinstance(value, (list, tuple))}
     for key, value in data.items():
         if key in fields and key not in ("opt", "train", *unit_keys):
             if key in listed:  # a field whose value is a list (eval_nets): a list is one value, lists an axis
@@ -158,8 +159,7 @@ def parse_spec(data: dict[str, Any], source: str = "spec", folder: str | Path | 
             if table in v and not isinstance(v[table], dict):
                 raise UsageError(f"{source}: [[variants]] {table} must be a table ({table} = {{ key = value }})")
 
-    defaults = {k: list(v) if isinstance(v, tuple) else v
-                for k, v in dataclasses.asdict(kind.config_type()).items() if k not in ("out", *unit_keys)}
+    defaults = {k: list(v) if isinstance(v, tuple) else v for k, v in blank.items() if k not in ("out", *unit_keys)}
     # [opt.NAME] goes to each run by its final condenser, the one a variant may set
     condensers = set(axes.get("condenser", [defaults["condenser"]])) | {v["condenser"] for v in variants
                                                                          if "condenser" in v}
